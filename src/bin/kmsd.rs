@@ -1,0 +1,129 @@
+//! `kmsd`: parse the config and command line, harden the process, start the daemon.
+
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use kmsd::clock::Clock;
+use kmsd::config::Config;
+use kmsd::daemon::Daemon;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// kmsd: AWS KMS semantics on a Unix socket, keys rooted in the host's TPM 2.0.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file (see the README); without it, built-in defaults apply.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Unix socket to listen on (overrides `socket`).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// State directory (overrides `state_dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// TPM TCTI, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321 (overrides `tpm.tcti`).
+    #[arg(long)]
+    tcti: Option<String>,
+    /// Log filter, e.g. info or kmsd=debug (overrides `log_level`).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Maintenance interval in seconds (overrides `maintenance_interval_secs`).
+    #[arg(long)]
+    maintenance_interval_secs: Option<u64>,
+    /// TESTING ONLY: shift the daemon's clock by the number of seconds in this file.
+    #[arg(long, hide = true)]
+    test_clock_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // libtss2 writes its own log to stderr unless told not to; kmsd reports TPM errors itself.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+NONE");
+    }
+    let mut config = match &args.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(config) => config,
+            Err(err) => {
+                eprintln!("kmsd: {err}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(socket) = args.socket {
+        config.socket = socket;
+    }
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
+    if let Some(tcti) = args.tcti {
+        config.tpm.tcti = tcti;
+    }
+    if let Some(level) = args.log_level {
+        config.log_level = level;
+    }
+    if let Some(secs) = args.maintenance_interval_secs {
+        config.maintenance_interval_secs = secs;
+    }
+    init_logging(&config.log_level);
+    harden_process();
+
+    let clock = match args.test_clock_file {
+        Some(file) => {
+            tracing::warn!(file = %file.display(), "TEST CLOCK IN USE: time is shifted by the offset in this file; never use this in production");
+            Clock::with_offset_file(file)
+        }
+        None => Clock::system(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kmsd: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let daemon = match Daemon::open(config, clock) {
+        Ok(daemon) => daemon,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("kmsd: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("kmsd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// No core dumps (they would hold unwrapped key material), no ptrace by other users, and
+/// files private by default.
+fn harden_process() {
+    use nix::sys::resource::{setrlimit, Resource};
+    use nix::sys::stat::{umask, Mode};
+    umask(Mode::from_bits_truncate(0o077));
+    if let Err(err) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        tracing::warn!(error = %err, "cannot disable core dumps (RLIMIT_CORE)");
+    }
+    if let Err(err) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %err, "cannot clear the dumpable flag (PR_SET_DUMPABLE)");
+    }
+}

@@ -1,0 +1,196 @@
+//! A small async client for kmsd's Unix socket, used by `kmsctl` and usable by local Rust
+//! services: one keep-alive HTTP/1.1 connection per [`Client`], AWS JSON 1.1 requests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kmsd::client::ClientError> {
+//! use kmsd::client::Client;
+//! let client = Client::new("/run/kmsd/kmsd.sock");
+//! let key = client.call_json("CreateKey", &serde_json::json!({"Description": "demo"})).await?;
+//! # Ok(()) }
+//! ```
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tokio::net::UnixStream;
+use tokio::sync::Mutex;
+
+/// Environment variable naming the socket, read by kmsctl.
+pub const SOCKET_ENV: &str = "KMSD_SOCKET";
+/// The socket of a kmsd installed as a service.
+pub const DEFAULT_SOCKET: &str = "/run/kmsd/kmsd.sock";
+
+/// What can go wrong when calling kmsd.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to kmsd at {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("HTTP error talking to kmsd: {0}")]
+    Http(#[from] hyper::Error),
+    /// kmsd answered with an AWS exception.
+    #[error("{exception}: {message}")]
+    Service {
+        status: u16,
+        exception: String,
+        message: String,
+    },
+    #[error("cannot encode or decode a message: {0}")]
+    Codec(String),
+}
+
+impl ClientError {
+    /// The AWS exception name, when kmsd returned one.
+    pub fn exception(&self) -> Option<&str> {
+        match self {
+            ClientError::Service { exception, .. } => Some(exception),
+            _ => None,
+        }
+    }
+}
+
+/// A raw HTTP answer, for callers (and tests) that need the status and headers.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A connection to kmsd, opened on first use and reopened when it drops.
+#[derive(Debug)]
+pub struct Client {
+    socket: PathBuf,
+    sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
+}
+
+impl Client {
+    pub fn new(socket: impl AsRef<Path>) -> Self {
+        Client {
+            socket: socket.as_ref().to_path_buf(),
+            sender: Mutex::new(None),
+        }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Calls an operation with typed request and response.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        operation: &str,
+        request: &Req,
+    ) -> Result<Resp, ClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Codec(e.to_string()))?;
+        let raw = self.call_raw(Some(operation), Bytes::from(body)).await?;
+        decode(raw)
+    }
+
+    /// Calls an operation with a JSON request; returns the JSON response.
+    pub async fn call_json(
+        &self,
+        operation: &str,
+        request: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.call(operation, request).await
+    }
+
+    /// Sends a POST with the given target (None leaves the header out) and body.
+    pub async fn call_raw(
+        &self,
+        operation: Option<&str>,
+        body: Bytes,
+    ) -> Result<RawResponse, ClientError> {
+        let mut builder = Request::post("/")
+            .header("host", "kmsd")
+            .header("content-type", "application/x-amz-json-1.1");
+        if let Some(operation) = operation {
+            builder = builder.header("x-amz-target", format!("TrentService.{operation}"));
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Codec(e.to_string()))?;
+        self.send(request).await
+    }
+
+    /// Sends any request on the connection (opening it when needed).
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<RawResponse, ClientError> {
+        let mut guard = self.sender.lock().await;
+        let reusable = guard.as_ref().is_some_and(|s| !s.is_closed());
+        if !reusable {
+            *guard = Some(self.connect().await?);
+        }
+        let sender = match guard.as_mut() {
+            Some(sender) => sender,
+            None => return Err(ClientError::Codec("no connection".into())),
+        };
+        sender.ready().await?;
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(err) => {
+                *guard = None;
+                return Err(err.into());
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: self.socket.clone(),
+                    source,
+                })?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// Turns a raw answer into the typed response or the AWS exception.
+pub fn decode<Resp: DeserializeOwned>(raw: RawResponse) -> Result<Resp, ClientError> {
+    if raw.status.is_success() {
+        return serde_json::from_slice(&raw.body).map_err(|e| ClientError::Codec(e.to_string()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
+    let exception = value
+        .get("__type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("UnknownError")
+        .rsplit('#')
+        .next()
+        .unwrap_or("UnknownError")
+        .to_string();
+    let message = value
+        .get("message")
+        .or_else(|| value.get("Message"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    Err(ClientError::Service {
+        status: raw.status.as_u16(),
+        exception,
+        message,
+    })
+}

@@ -1,0 +1,180 @@
+//! Start-up and shutdown of the daemon: open the state dir, bind it to the TPM (or check
+//! the binding), unseal the root key, load the keys, serve, and run maintenance.
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::crypto::KeyMaterial;
+use crate::keystore::{Store, StoreError};
+use crate::server::{self, ListenerError};
+use crate::service::{Kms, ServiceError, ServiceSettings};
+use crate::tpm::{PcrBank, PcrBinding, SealedRoot, TpmConfig, TpmError, TpmHandle};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Name of the meta record holding the [`SealedRoot`] (JSON).
+pub const BINDING_META: &str = "tpm-binding";
+/// How long in-flight requests get to finish at shutdown.
+pub const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+    #[error("cannot load keys: {0}")]
+    Service(#[from] ServiceError),
+    #[error("state dir {dir} has keys but no TPM binding record; it is damaged or was not made by kmsd. It was left untouched")]
+    MissingBinding { dir: PathBuf },
+    #[error("TPM binding record in {dir} is unreadable: {reason}")]
+    BadBinding { dir: PathBuf, reason: String },
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+/// The started daemon: the service plus the TPM handle that keeps its thread alive.
+#[derive(Debug)]
+pub struct Daemon {
+    pub kms: Arc<Kms>,
+    pub tpm: TpmHandle,
+    pub config: Config,
+}
+
+impl Daemon {
+    /// Opens the state dir and unseals (or, for a new state dir, creates and seals) the
+    /// root key. A state dir bound to another TPM is refused and left as it was.
+    pub fn open(config: Config, clock: Clock) -> Result<Daemon, DaemonError> {
+        config.validate()?;
+        let mut store = Store::open(&config.state_dir)?;
+        let pcr_binding = if config.tpm.pcrs.is_empty() {
+            None
+        } else {
+            let bank = match config.tpm.pcr_bank.as_str() {
+                "sha1" => PcrBank::Sha1,
+                "sha384" => PcrBank::Sha384,
+                _ => PcrBank::Sha256,
+            };
+            Some(PcrBinding {
+                bank,
+                pcrs: config.tpm.pcrs.clone(),
+            })
+        };
+        let tpm = TpmHandle::start(TpmConfig {
+            tcti: config.tpm.tcti.clone(),
+            pcr_binding,
+        })?;
+        let root = match store.meta(BINDING_META)? {
+            Some(bytes) => {
+                let sealed: SealedRoot =
+                    serde_json::from_slice(&bytes).map_err(|err| DaemonError::BadBinding {
+                        dir: config.state_dir.clone(),
+                        reason: err.to_string(),
+                    })?;
+                let root = tpm.unseal_root(&sealed)?;
+                tracing::info!(state_dir = %config.state_dir.display(), "root key unsealed");
+                root
+            }
+            None => {
+                if store.key_count()? > 0 {
+                    return Err(DaemonError::MissingBinding {
+                        dir: config.state_dir.clone(),
+                    });
+                }
+                let (sealed, root) = tpm.seal_new_root()?;
+                let json = serde_json::to_vec(&sealed).map_err(|err| DaemonError::BadBinding {
+                    dir: config.state_dir.clone(),
+                    reason: err.to_string(),
+                })?;
+                store.set_meta(BINDING_META, &json)?;
+                tracing::info!(state_dir = %config.state_dir.display(), "new state dir: root key created and sealed to the TPM");
+                root
+            }
+        };
+        let root = KeyMaterial::from_bytes(*root.as_bytes());
+        let kms = Kms::load(
+            store,
+            root,
+            clock,
+            ServiceSettings {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+            },
+        )?;
+        let report = kms.run_maintenance()?;
+        if !report.deleted.is_empty() || !report.rotated.is_empty() {
+            tracing::info!(
+                deleted = report.deleted.len(),
+                rotated = report.rotated.len(),
+                "start-up maintenance"
+            );
+        }
+        Ok(Daemon {
+            kms: Arc::new(kms),
+            tpm,
+            config,
+        })
+    }
+
+    /// Binds the configured socket and serves until SIGTERM or SIGINT.
+    pub async fn run(self) -> Result<(), DaemonError> {
+        let listener = server::bind_socket(
+            &self.config.socket,
+            self.config.socket_mode_bits()?,
+            self.config.socket_group.as_deref(),
+        )?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let maintenance = tokio::spawn(maintenance_loop(
+            Arc::clone(&self.kms),
+            Duration::from_secs(self.config.maintenance_interval_secs),
+            stop_rx.clone(),
+        ));
+        let signals = tokio::spawn(wait_for_stop(stop_tx));
+        tracing::info!(socket = %self.config.socket.display(), keys = self.kms.key_count(), "kmsd serving");
+        server::serve(listener, Arc::clone(&self.kms), stop_rx, DRAIN_TIME).await;
+        signals.abort();
+        maintenance.abort();
+        let _ = std::fs::remove_file(&self.config.socket);
+        tracing::info!("kmsd stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_stop(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    let _ = stop.send(true);
+}
+
+async fn maintenance_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let kms = Arc::clone(&kms);
+        match tokio::task::spawn_blocking(move || kms.run_maintenance()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "maintenance pass failed"),
+            Err(err) => tracing::error!(error = %err, "maintenance task failed"),
+        }
+    }
+}

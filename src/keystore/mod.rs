@@ -1,0 +1,412 @@
+//! Durable records of kmsd in an embedded SQLite database under the state dir: key
+//! metadata, wrapped material versions, aliases, tags, and the TPM binding (the sealed root
+//! key and the pinned SRK name).
+//!
+//! Every write is one transaction committed with `synchronous=FULL` in WAL mode, so an
+//! acknowledged change is on disk and a crash leaves the old or the new state. Key material
+//! is only ever stored wrapped under the root key. The format is described in
+//! `docs/state-dir.md`.
+
+mod records;
+
+pub use records::{AliasRecord, KeyRecord, KeyState, RotationType, VersionRecord};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// File name of the database inside the state dir.
+pub const DB_FILE: &str = "kmsd.db";
+const SCHEMA_VERSION: i64 = 1;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state dir {path} is not empty and holds no kmsd database; refusing to initialise it")]
+    ForeignDirectory { path: PathBuf },
+    #[error(
+        "key database schema version {found} is not supported (this kmsd knows {SCHEMA_VERSION})"
+    )]
+    SchemaVersion { found: i64 },
+    #[error("key database record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Everything loaded at start-up.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub keys: Vec<(KeyRecord, Vec<VersionRecord>)>,
+    pub aliases: Vec<AliasRecord>,
+}
+
+/// The open database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating when absent) the state dir and its database.
+    ///
+    /// A directory that exists, is not empty and has no database is refused: kmsd never
+    /// takes over a directory it did not create.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
+        let db_path = dir.join(DB_FILE);
+        if !db_path.exists() {
+            let non_empty = std::fs::read_dir(dir).map_err(io)?.next().is_some();
+            if non_empty {
+                return Err(StoreError::ForeignDirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let conn = Connection::open(&db_path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        store.migrate()?;
+        store.restrict_file_modes()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        if version != 0 {
+            return Err(StoreError::SchemaVersion { found: version });
+        }
+        self.conn.execute_batch(&format!(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS keys (
+                 key_id TEXT PRIMARY KEY,
+                 record TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS key_versions (
+                 key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+                 version INTEGER NOT NULL,
+                 created_ms INTEGER NOT NULL,
+                 rotation_type TEXT,
+                 wrapped BLOB NOT NULL,
+                 PRIMARY KEY (key_id, version)
+             );
+             CREATE TABLE IF NOT EXISTS aliases (
+                 name TEXT PRIMARY KEY,
+                 key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+                 created_ms INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL
+             );
+             PRAGMA user_version = {SCHEMA_VERSION};
+             COMMIT;"
+        ))?;
+        Ok(())
+    }
+
+    /// The database and its WAL files are 0600 whatever the umask was.
+    fn restrict_file_modes(&self) -> Result<(), StoreError> {
+        for name in [DB_FILE, "kmsd.db-wal", "kmsd.db-shm"] {
+            let path = self.dir.join(name);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |source| StoreError::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The state dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A value of the meta table (the TPM binding lives there).
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Writes a meta value durably.
+    pub fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )?;
+        self.restrict_file_modes()
+    }
+
+    /// Number of keys stored.
+    pub fn key_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM keys", [], |row| row.get::<_, i64>(0))?
+            as u64)
+    }
+
+    /// Loads every record.
+    pub fn load(&self) -> Result<Snapshot, StoreError> {
+        let mut versions: BTreeMap<String, Vec<VersionRecord>> = BTreeMap::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT key_id, version, created_ms, rotation_type, wrapped FROM key_versions
+             ORDER BY key_id, version",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, u32>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Vec<u8>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (key_id, version, created_ms, rotation_type, wrapped) = row?;
+            let rotation_type = rotation_type
+                .map(|text| {
+                    RotationType::parse(&text)
+                        .ok_or_else(|| StoreError::Corrupt(format!("rotation type {text:?}")))
+                })
+                .transpose()?;
+            versions.entry(key_id).or_default().push(VersionRecord {
+                version,
+                created_ms,
+                rotation_type,
+                wrapped,
+            });
+        }
+        let mut snapshot = Snapshot::default();
+        let mut stmt = self.conn.prepare("SELECT key_id, record FROM keys")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (key_id, json) = row?;
+            let record: KeyRecord = serde_json::from_str(&json)
+                .map_err(|err| StoreError::Corrupt(format!("key {key_id}: {err}")))?;
+            let key_versions = versions.remove(&key_id).unwrap_or_default();
+            if key_versions.is_empty() {
+                return Err(StoreError::Corrupt(format!("key {key_id} has no material")));
+            }
+            snapshot.keys.push((record, key_versions));
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, key_id, created_ms, updated_ms FROM aliases")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(AliasRecord {
+                name: row.get(0)?,
+                key_id: row.get(1)?,
+                created_ms: row.get(2)?,
+                updated_ms: row.get(3)?,
+            })
+        })?;
+        for row in rows {
+            snapshot.aliases.push(row?);
+        }
+        Ok(snapshot)
+    }
+
+    /// Stores a new key with its first material version.
+    pub fn insert_key(
+        &mut self,
+        record: &KeyRecord,
+        first: &VersionRecord,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        upsert_key(&tx, record)?;
+        insert_version(&tx, &record.key_id, first)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces a key's metadata.
+    pub fn update_key(&mut self, record: &KeyRecord) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        upsert_key(&tx, record)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds a material version (rotation) and the updated metadata in one transaction.
+    pub fn add_version(
+        &mut self,
+        record: &KeyRecord,
+        version: &VersionRecord,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        upsert_key(&tx, record)?;
+        insert_version(&tx, &record.key_id, version)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Destroys a key: its record, every material version, and its aliases.
+    pub fn delete_key(&mut self, key_id: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM aliases WHERE key_id = ?1", params![key_id])?;
+        tx.execute(
+            "DELETE FROM key_versions WHERE key_id = ?1",
+            params![key_id],
+        )?;
+        tx.execute("DELETE FROM keys WHERE key_id = ?1", params![key_id])?;
+        tx.commit()?;
+        // Let SQLite reuse and overwrite the freed pages of the wrapped material.
+        self.conn
+            .pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+        Ok(())
+    }
+
+    /// Creates or repoints an alias.
+    pub fn put_alias(&mut self, alias: &AliasRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO aliases (name, key_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET key_id = excluded.key_id, updated_ms = excluded.updated_ms",
+            params![alias.name, alias.key_id, alias.created_ms, alias.updated_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes an alias.
+    pub fn delete_alias(&mut self, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM aliases WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+}
+
+fn upsert_key(tx: &Transaction<'_>, record: &KeyRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(record)
+        .map_err(|err| StoreError::Corrupt(format!("cannot encode key record: {err}")))?;
+    tx.execute(
+        "INSERT INTO keys (key_id, record) VALUES (?1, ?2)
+         ON CONFLICT(key_id) DO UPDATE SET record = excluded.record",
+        params![record.key_id, json],
+    )?;
+    Ok(())
+}
+
+fn insert_version(
+    tx: &Transaction<'_>,
+    key_id: &str,
+    version: &VersionRecord,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO key_versions (key_id, version, created_ms, rotation_type, wrapped)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            key_id,
+            version.version,
+            version.created_ms,
+            version.rotation_type.map(RotationType::as_str),
+            version.wrapped
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> KeyRecord {
+        KeyRecord::new(id.to_string(), 1000, 42, "d".into())
+    }
+
+    fn version(n: u32) -> VersionRecord {
+        VersionRecord {
+            version: n,
+            created_ms: 5,
+            rotation_type: (n > 1).then_some(RotationType::OnDemand),
+            wrapped: vec![n as u8; 60],
+        }
+    }
+
+    #[test]
+    fn round_trip_through_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        {
+            let mut store = Store::open(&state).unwrap();
+            store.set_meta("binding", b"abc").unwrap();
+            store.insert_key(&record("k1"), &version(1)).unwrap();
+            let mut rec = record("k1");
+            rec.description = "changed".into();
+            store.add_version(&rec, &version(2)).unwrap();
+            store.insert_key(&record("k2"), &version(1)).unwrap();
+            store
+                .put_alias(&AliasRecord {
+                    name: "alias/a".into(),
+                    key_id: "k2".into(),
+                    created_ms: 1,
+                    updated_ms: 1,
+                })
+                .unwrap();
+            store.delete_key("k2").unwrap();
+        }
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let mode = std::fs::metadata(state.join(DB_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let store = Store::open(&state).unwrap();
+        assert_eq!(store.meta("binding").unwrap().unwrap(), b"abc");
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.keys.len(), 1);
+        assert_eq!(snapshot.keys[0].0.description, "changed");
+        assert_eq!(snapshot.keys[0].1.len(), 2);
+        assert!(snapshot.aliases.is_empty());
+    }
+
+    #[test]
+    fn refuses_foreign_non_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("something"), b"x").unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::ForeignDirectory { .. })
+        ));
+    }
+}

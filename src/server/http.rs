@@ -1,0 +1,338 @@
+//! The AWS KMS JSON 1.1 protocol over HTTP/1.1: request limits, parsing, dispatch to the
+//! service, and the one place where errors become AWS exception names.
+
+use crate::identity::Caller;
+use crate::service::{Kms, ServiceError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Largest request body accepted; larger ones get 413 without being buffered.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const JSON_11: &str = "application/x-amz-json-1.1";
+const TARGET_PREFIX: &str = "TrentService.";
+
+/// An error as it goes on the wire.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub exception: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn client(exception: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            exception,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        let exception = match &err {
+            ServiceError::Validation(_) => "ValidationException",
+            ServiceError::NotFound(_) => "NotFoundException",
+            ServiceError::Disabled(_) => "DisabledException",
+            ServiceError::InvalidState(_) => "KMSInvalidStateException",
+            ServiceError::InvalidCiphertext => "InvalidCiphertextException",
+            ServiceError::IncorrectKey(_) => "IncorrectKeyException",
+            ServiceError::AccessDenied(_) => "AccessDeniedException",
+            ServiceError::AlreadyExists(_) => "AlreadyExistsException",
+            ServiceError::LimitExceeded(_) => "LimitExceededException",
+            ServiceError::InvalidAliasName(_) => "InvalidAliasNameException",
+            ServiceError::InvalidMarker(_) => "InvalidMarkerException",
+            ServiceError::InvalidArn(_) => "InvalidArnException",
+            ServiceError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            ServiceError::Tag(_) => "TagException",
+            ServiceError::UnsupportedOperation(_) => "UnsupportedOperationException",
+            ServiceError::DryRun => "DryRunOperationException",
+            ServiceError::Internal(_) => "KMSInternalException",
+        };
+        let status = if matches!(err, ServiceError::Internal(_)) {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError {
+            status,
+            exception,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Whether an operation may wait on the disk (and so runs on the blocking pool).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// Memory and CPU only.
+    Inline,
+    /// Commits to the key database.
+    Blocking,
+}
+
+/// Handles one HTTP request from `caller`.
+pub async fn handle(
+    request: Request<Incoming>,
+    kms: Arc<Kms>,
+    caller: Arc<Caller>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let operation = target
+        .as_deref()
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .unwrap_or("")
+        .to_string();
+    let outcome = process(request, &kms, caller, &operation, target.as_deref()).await;
+    let response = match outcome {
+        Ok(body) => json_response(StatusCode::OK, body, &request_id),
+        Err(err) => {
+            if err.status.is_server_error() {
+                tracing::warn!(
+                    request_id,
+                    operation,
+                    exception = err.exception,
+                    "request failed"
+                );
+            } else {
+                tracing::debug!(request_id, operation, exception = err.exception, message = %err.message, "request rejected");
+            }
+            let mut response = json_response(
+                err.status,
+                serde_json::to_vec(&serde_json::json!({
+                    "__type": err.exception,
+                    "message": err.message,
+                }))
+                .unwrap_or_default(),
+                &request_id,
+            );
+            if let Ok(value) = HeaderValue::from_str(err.exception) {
+                response.headers_mut().insert("x-amzn-errortype", value);
+            }
+            response
+        }
+    };
+    Ok(response)
+}
+
+async fn process(
+    request: Request<Incoming>,
+    kms: &Arc<Kms>,
+    caller: Arc<Caller>,
+    operation: &str,
+    target: Option<&str>,
+) -> Result<Vec<u8>, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            exception: "UnknownOperationException",
+            message: format!(
+                "{} {} is not an operation; send POST / with X-Amz-Target: TrentService.<Operation>",
+                request.method(),
+                request.uri().path()
+            ),
+        });
+    }
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|err| {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                ApiError::client(
+                    "SerializationException",
+                    "the request body could not be read",
+                )
+            }
+        })?
+        .to_bytes();
+    let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError::client(
+                "SerializationException",
+                format!("the request body is not valid JSON: {err}"),
+            )
+        })?
+    };
+    if !value.is_object() {
+        return Err(ApiError::client(
+            "SerializationException",
+            "the request body must be a JSON object",
+        ));
+    }
+    dispatch(kms, caller, operation, target, value).await
+}
+
+fn too_large() -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        exception: "RequestEntityTooLargeException",
+        message: format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+    }
+}
+
+macro_rules! operations {
+    ($kms:expr, $caller:expr, $operation:expr, $target:expr, $value:expr;
+     $($name:literal => $method:ident, $work:ident;)*) => {
+        match $operation {
+            $($name => run($kms, $caller, $value, Work::$work, Kms::$method).await,)*
+            _ => Err(ApiError::client(
+                "UnknownOperationException",
+                match $target {
+                    Some(target) => format!("unknown operation: X-Amz-Target '{target}'"),
+                    None => "the X-Amz-Target header is missing; it names the operation, e.g. TrentService.Encrypt".to_string(),
+                },
+            )),
+        }
+    };
+}
+
+/// The list of operations kmsd serves.
+pub const OPERATIONS: &[&str] = &[
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "EnableKey",
+    "DisableKey",
+    "UpdateKeyDescription",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "ListAliases",
+    "TagResource",
+    "UntagResource",
+    "ListResourceTags",
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
+    "RotateKeyOnDemand",
+    "ListKeyRotations",
+];
+
+async fn dispatch(
+    kms: &Arc<Kms>,
+    caller: Arc<Caller>,
+    operation: &str,
+    target: Option<&str>,
+    value: serde_json::Value,
+) -> Result<Vec<u8>, ApiError> {
+    operations!(kms, caller, operation, target, value;
+        "CreateKey" => create_key, Blocking;
+        "DescribeKey" => describe_key, Inline;
+        "ListKeys" => list_keys, Inline;
+        "EnableKey" => enable_key, Blocking;
+        "DisableKey" => disable_key, Blocking;
+        "UpdateKeyDescription" => update_key_description, Blocking;
+        "ScheduleKeyDeletion" => schedule_key_deletion, Blocking;
+        "CancelKeyDeletion" => cancel_key_deletion, Blocking;
+        "CreateAlias" => create_alias, Blocking;
+        "UpdateAlias" => update_alias, Blocking;
+        "DeleteAlias" => delete_alias, Blocking;
+        "ListAliases" => list_aliases, Inline;
+        "TagResource" => tag_resource, Blocking;
+        "UntagResource" => untag_resource, Blocking;
+        "ListResourceTags" => list_resource_tags, Inline;
+        "Encrypt" => encrypt, Inline;
+        "Decrypt" => decrypt, Inline;
+        "ReEncrypt" => re_encrypt, Inline;
+        "GenerateDataKey" => generate_data_key, Inline;
+        "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext, Inline;
+        "GenerateRandom" => generate_random, Inline;
+        "EnableKeyRotation" => enable_key_rotation, Blocking;
+        "DisableKeyRotation" => disable_key_rotation, Blocking;
+        "GetKeyRotationStatus" => get_key_rotation_status, Inline;
+        "RotateKeyOnDemand" => rotate_key_on_demand, Blocking;
+        "ListKeyRotations" => list_key_rotations, Inline;
+    )
+}
+
+async fn run<Req, Resp>(
+    kms: &Arc<Kms>,
+    caller: Arc<Caller>,
+    value: serde_json::Value,
+    work: Work,
+    method: fn(&Kms, &Caller, Req) -> Result<Resp, ServiceError>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let request: Req = parse_request(value)?;
+    let response = match work {
+        Work::Inline => method(kms, &caller, request)?,
+        Work::Blocking => {
+            let kms = Arc::clone(kms);
+            tokio::task::spawn_blocking(move || method(&kms, &caller, request))
+                .await
+                .map_err(|_| {
+                    ApiError::from(ServiceError::Internal("worker task failed".into()))
+                })??
+        }
+    };
+    serde_json::to_vec(&response)
+        .map_err(|_| ServiceError::Internal("response encoding failed".into()).into())
+}
+
+/// Typed parsing; the error names the field. Fields that may carry secrets are described,
+/// never echoed.
+fn parse_request<Req: DeserializeOwned>(value: serde_json::Value) -> Result<Req, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner().to_string();
+        let secret_field = path.split('.').any(|part| part == "Plaintext");
+        let message = if path == "." || path.is_empty() {
+            format!("1 validation error detected: {inner}")
+        } else if secret_field && !inner.contains("base64") {
+            format!("1 validation error detected: field '{path}' must be a base64 string")
+        } else {
+            format!("1 validation error detected: field '{path}': {inner}")
+        };
+        ApiError::client("ValidationException", message)
+    })
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_11));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", value);
+    }
+    response
+}

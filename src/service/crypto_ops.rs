@@ -1,0 +1,310 @@
+//! Cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey,
+//! GenerateDataKeyWithoutPlaintext and GenerateRandom. None of them touches the disk or
+//! the TPM.
+
+use super::validate::{
+    self, int_in_range, required, required_key_id, MAX_CIPHERTEXT, MAX_PLAINTEXT,
+};
+use super::{require_usable, KeyEntry, Kms, ServiceError};
+use crate::api::*;
+use crate::crypto::{self, CiphertextHeader, EncryptionContext};
+use crate::identity::Caller;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// The message of every Decrypt failure that must not reveal whether a key exists
+/// (AWS's own wording).
+const HIDDEN_KEY_MESSAGE: &str =
+    "The ciphertext refers to a customer master key that does not exist, \
+does not exist in this region, or you are not allowed to access.";
+
+/// A ciphertext whose key was found and that the caller may use.
+struct OpenedCiphertext {
+    entry: Arc<KeyEntry>,
+    plaintext: Zeroizing<Vec<u8>>,
+}
+
+impl Kms {
+    /// Encrypt: Plaintext 1–4096 bytes (API reference, Encrypt).
+    pub fn encrypt(
+        &self,
+        caller: &Caller,
+        request: EncryptRequest,
+    ) -> Result<EncryptResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        let plaintext = required("Plaintext", &request.plaintext)?;
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+            return Err(super::error::invalid(
+                "Plaintext",
+                format!("<{} bytes, not shown>", plaintext.len()),
+                "Member must have length between 1 and 4096 bytes",
+            ));
+        }
+        validate::symmetric_algorithm("EncryptionAlgorithm", &request.encryption_algorithm)?;
+        validate::grant_tokens(&request.grant_tokens)?;
+        let context = request.encryption_context.unwrap_or_default();
+        validate::encryption_context("EncryptionContext", &context)?;
+        let entry = self.usable_key(caller, key_id, "kms:Encrypt")?;
+        if request.dry_run == Some(true) {
+            return Err(ServiceError::DryRun);
+        }
+        let ciphertext = self.seal(&entry, &context, plaintext.as_bytes())?;
+        Ok(EncryptResponse {
+            ciphertext_blob: Blob::new(ciphertext),
+            key_id: self.key_arn(&entry.record.key_id),
+            encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+        })
+    }
+
+    /// Decrypt. KeyId is optional; when given it must be the ciphertext's key
+    /// (IncorrectKeyException otherwise).
+    pub fn decrypt(
+        &self,
+        caller: &Caller,
+        request: DecryptRequest,
+    ) -> Result<DecryptResponse, ServiceError> {
+        let blob = required("CiphertextBlob", &request.ciphertext_blob)?;
+        validate::symmetric_algorithm("EncryptionAlgorithm", &request.encryption_algorithm)?;
+        validate::grant_tokens(&request.grant_tokens)?;
+        let context = request.encryption_context.unwrap_or_default();
+        validate::encryption_context("EncryptionContext", &context)?;
+        let opened = self.open(
+            caller,
+            blob.as_bytes(),
+            &context,
+            request.key_id.as_deref(),
+            "KeyId",
+            "kms:Decrypt",
+        )?;
+        if request.dry_run == Some(true) {
+            return Err(ServiceError::DryRun);
+        }
+        Ok(DecryptResponse {
+            key_id: self.key_arn(&opened.entry.record.key_id),
+            plaintext: Blob(opened.plaintext),
+            encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+        })
+    }
+
+    /// ReEncrypt: decrypts under the source key (kms:ReEncryptFrom) and encrypts under the
+    /// destination key (kms:ReEncryptTo) without the plaintext leaving the daemon.
+    pub fn re_encrypt(
+        &self,
+        caller: &Caller,
+        request: ReEncryptRequest,
+    ) -> Result<ReEncryptResponse, ServiceError> {
+        let blob = required("CiphertextBlob", &request.ciphertext_blob)?;
+        let destination = required_key_id("DestinationKeyId", &request.destination_key_id)?;
+        validate::symmetric_algorithm(
+            "SourceEncryptionAlgorithm",
+            &request.source_encryption_algorithm,
+        )?;
+        validate::symmetric_algorithm(
+            "DestinationEncryptionAlgorithm",
+            &request.destination_encryption_algorithm,
+        )?;
+        validate::grant_tokens(&request.grant_tokens)?;
+        let source_context = request.source_encryption_context.unwrap_or_default();
+        validate::encryption_context("SourceEncryptionContext", &source_context)?;
+        let destination_context = request.destination_encryption_context.unwrap_or_default();
+        validate::encryption_context("DestinationEncryptionContext", &destination_context)?;
+        let opened = self.open(
+            caller,
+            blob.as_bytes(),
+            &source_context,
+            request.source_key_id.as_deref(),
+            "SourceKeyId",
+            "kms:ReEncryptFrom",
+        )?;
+        let target =
+            self.usable_key_named(caller, "DestinationKeyId", destination, "kms:ReEncryptTo")?;
+        if request.dry_run == Some(true) {
+            return Err(ServiceError::DryRun);
+        }
+        let ciphertext = self.seal(&target, &destination_context, &opened.plaintext)?;
+        Ok(ReEncryptResponse {
+            ciphertext_blob: Blob::new(ciphertext),
+            source_key_id: self.key_arn(&opened.entry.record.key_id),
+            key_id: self.key_arn(&target.record.key_id),
+            source_encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+            destination_encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+        })
+    }
+
+    /// GenerateDataKey: exactly one of KeySpec (AES_128, AES_256) or NumberOfBytes (1–1024).
+    pub fn generate_data_key(
+        &self,
+        caller: &Caller,
+        request: GenerateDataKeyRequest,
+    ) -> Result<GenerateDataKeyResponse, ServiceError> {
+        self.data_key(caller, request, true, "kms:GenerateDataKey")
+    }
+
+    /// GenerateDataKeyWithoutPlaintext: as GenerateDataKey, without the plaintext key.
+    pub fn generate_data_key_without_plaintext(
+        &self,
+        caller: &Caller,
+        request: GenerateDataKeyRequest,
+    ) -> Result<GenerateDataKeyResponse, ServiceError> {
+        self.data_key(
+            caller,
+            request,
+            false,
+            "kms:GenerateDataKeyWithoutPlaintext",
+        )
+    }
+
+    fn data_key(
+        &self,
+        caller: &Caller,
+        request: GenerateDataKeyRequest,
+        with_plaintext: bool,
+        action: &str,
+    ) -> Result<GenerateDataKeyResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        let length = match (request.key_spec.as_deref(), request.number_of_bytes) {
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::Validation(
+                    "KeySpec and NumberOfBytes are mutually exclusive; give exactly one".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(ServiceError::Validation(
+                    "one of KeySpec (AES_128, AES_256) or NumberOfBytes (1-1024) is required"
+                        .into(),
+                ))
+            }
+            (Some("AES_256"), None) => 32,
+            (Some("AES_128"), None) => 16,
+            (Some(other), None) => {
+                return Err(super::error::invalid(
+                    "KeySpec",
+                    other,
+                    "Member must satisfy enum value set: [AES_256, AES_128]",
+                ))
+            }
+            (None, Some(n)) => int_in_range("NumberOfBytes", Some(n), 1, 1024, 32)? as usize,
+        };
+        validate::grant_tokens(&request.grant_tokens)?;
+        let context = request.encryption_context.unwrap_or_default();
+        validate::encryption_context("EncryptionContext", &context)?;
+        let entry = self.usable_key(caller, key_id, action)?;
+        if request.dry_run == Some(true) {
+            return Err(ServiceError::DryRun);
+        }
+        let data_key = crypto::random_bytes(length);
+        let ciphertext = self.seal(&entry, &context, &data_key)?;
+        Ok(GenerateDataKeyResponse {
+            ciphertext_blob: Blob::new(ciphertext),
+            plaintext: with_plaintext.then_some(Blob(data_key)),
+            key_id: self.key_arn(&entry.record.key_id),
+        })
+    }
+
+    /// GenerateRandom: NumberOfBytes 1–1024 (API reference, GenerateRandom).
+    pub fn generate_random(
+        &self,
+        _caller: &Caller,
+        request: GenerateRandomRequest,
+    ) -> Result<GenerateRandomResponse, ServiceError> {
+        if request.custom_key_store_id.is_some() {
+            return Err(ServiceError::UnsupportedOperation(
+                "custom key stores are not supported by kmsd".into(),
+            ));
+        }
+        let Some(n) = request.number_of_bytes else {
+            return Err(super::error::missing("NumberOfBytes"));
+        };
+        let length = int_in_range("NumberOfBytes", Some(n), 1, 1024, 32)? as usize;
+        Ok(GenerateRandomResponse {
+            plaintext: Blob(crypto::random_bytes(length)),
+        })
+    }
+
+    /// Resolves a key for a crypto operation: exists, caller allowed, key Enabled.
+    fn usable_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+    ) -> Result<Arc<KeyEntry>, ServiceError> {
+        self.usable_key_named(caller, "KeyId", key_id, action)
+    }
+
+    fn usable_key_named(
+        &self,
+        caller: &Caller,
+        field: &str,
+        key_id: &str,
+        action: &str,
+    ) -> Result<Arc<KeyEntry>, ServiceError> {
+        let entry = self.resolve(field, key_id)?.entry;
+        self.authorize(caller, &entry, action)?;
+        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        Ok(entry)
+    }
+
+    /// Encrypts under the newest material version of a key.
+    fn seal(
+        &self,
+        entry: &KeyEntry,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
+        let latest = entry
+            .latest()
+            .ok_or_else(|| ServiceError::Internal("key has no material".into()))?;
+        let key_id = uuid::Uuid::parse_str(&entry.record.key_id)
+            .map_err(|_| ServiceError::Internal("stored key id is not a UUID".into()))?;
+        Ok(crypto::encrypt(
+            &latest.material,
+            CiphertextHeader {
+                key_id: *key_id.as_bytes(),
+                material_version: latest.version,
+            },
+            context,
+            plaintext,
+        )?)
+    }
+
+    /// Finds, authorizes and decrypts a ciphertext. An unknown key and a key the caller may
+    /// not use give the same AccessDeniedException, so existence is never revealed.
+    fn open(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        context: &EncryptionContext,
+        expected_key: Option<&str>,
+        key_field: &str,
+        action: &str,
+    ) -> Result<OpenedCiphertext, ServiceError> {
+        if blob.is_empty() || blob.len() > MAX_CIPHERTEXT {
+            return Err(super::error::invalid(
+                "CiphertextBlob",
+                format!("<{} bytes>", blob.len()),
+                "Member must have length between 1 and 6144 bytes",
+            ));
+        }
+        let header = crypto::parse_header(blob)?;
+        let key_id = uuid::Uuid::from_bytes(header.key_id).to_string();
+        let found = self.read_catalog().keys.get(&key_id).cloned();
+        if let Some(expected) = expected_key {
+            let named = self.resolve(key_field, expected)?.entry;
+            if named.record.key_id != key_id {
+                return Err(ServiceError::IncorrectKey(format!(
+                    "The key ID in the request ({expected}) does not identify the KMS key that was used to encrypt the ciphertext."
+                )));
+            }
+        }
+        let entry = found.ok_or_else(|| ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into()))?;
+        if self.authorize(caller, &entry, action).is_err() {
+            return Err(ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into()));
+        }
+        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        let version = entry
+            .version(header.material_version)
+            .ok_or(ServiceError::InvalidCiphertext)?;
+        let plaintext = crypto::decrypt(&version.material, blob, context)?;
+        Ok(OpenedCiphertext { entry, plaintext })
+    }
+}

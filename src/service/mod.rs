@@ -1,0 +1,376 @@
+//! The KMS operations, one method per AWS operation, over an in-memory catalog of keys
+//! (metadata plus unwrapped material) that mirrors the durable key database.
+//!
+//! Reads (all crypto operations) take the catalog's read lock only long enough to clone an
+//! `Arc` of one key entry, so they never wait on disk. Mutations are serialised by the store
+//! mutex: check against the catalog, commit to disk, then publish to the catalog — so an
+//! acknowledged change is durable, and the catalog never shows an uncommitted one.
+
+mod aliases;
+mod crypto_ops;
+mod error;
+mod keys;
+mod maintenance;
+mod rotation;
+mod tags;
+mod validate;
+
+pub use error::ServiceError;
+
+use crate::clock::{Clock, UnixMillis};
+use crate::crypto::{self, KeyMaterial};
+use crate::identity::Caller;
+use crate::keystore::{AliasRecord, KeyRecord, KeyState, RotationType, Store, VersionRecord};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The key usage every kmsd key has today; bound into the wrapping AAD.
+pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
+
+/// Static settings of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub region: String,
+    pub account_id: String,
+}
+
+/// One unwrapped material version.
+#[derive(Debug)]
+pub(crate) struct LoadedVersion {
+    pub version: u32,
+    pub created_ms: UnixMillis,
+    pub rotation_type: Option<RotationType>,
+    pub material: KeyMaterial,
+}
+
+/// A key as the request path sees it: immutable; a change publishes a new entry.
+#[derive(Debug)]
+pub(crate) struct KeyEntry {
+    pub record: KeyRecord,
+    /// Ordered by version, starting at 1, without gaps.
+    pub versions: Arc<Vec<Arc<LoadedVersion>>>,
+}
+
+impl KeyEntry {
+    fn with_record(&self, record: KeyRecord) -> KeyEntry {
+        KeyEntry {
+            record,
+            versions: Arc::clone(&self.versions),
+        }
+    }
+
+    fn latest(&self) -> Option<&Arc<LoadedVersion>> {
+        self.versions.last()
+    }
+
+    fn version(&self, version: u32) -> Option<&Arc<LoadedVersion>> {
+        let index = usize::try_from(version).ok()?.checked_sub(1)?;
+        self.versions.get(index).filter(|v| v.version == version)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    pub keys: HashMap<String, Arc<KeyEntry>>,
+    pub aliases: BTreeMap<String, AliasRecord>,
+}
+
+/// The service: every operation goes through one of its methods.
+pub struct Kms {
+    store: Mutex<Store>,
+    catalog: RwLock<Catalog>,
+    root: KeyMaterial,
+    clock: Clock,
+    settings: ServiceSettings,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("keys", &self.key_count())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a KeyId parameter was written, for ARNs and audit.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub entry: Arc<KeyEntry>,
+    pub alias: Option<String>,
+}
+
+impl Kms {
+    /// Builds the service from the open store, unwrapping every key's material under the
+    /// root key.
+    pub fn load(
+        store: Store,
+        root: KeyMaterial,
+        clock: Clock,
+        settings: ServiceSettings,
+    ) -> Result<Kms, ServiceError> {
+        let snapshot = store.load()?;
+        let mut catalog = Catalog::default();
+        for (record, versions) in snapshot.keys {
+            let loaded = versions
+                .iter()
+                .map(|v| load_version(&root, &record.key_id, v).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            catalog.keys.insert(
+                record.key_id.clone(),
+                Arc::new(KeyEntry {
+                    record,
+                    versions: Arc::new(loaded),
+                }),
+            );
+        }
+        for alias in snapshot.aliases {
+            catalog.aliases.insert(alias.name.clone(), alias);
+        }
+        Ok(Kms {
+            store: Mutex::new(store),
+            catalog: RwLock::new(catalog),
+            root,
+            clock,
+            settings,
+        })
+    }
+
+    /// Number of keys in the catalog.
+    pub fn key_count(&self) -> usize {
+        self.read_catalog().keys.len()
+    }
+
+    /// The clock the service runs on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub(crate) fn now(&self) -> UnixMillis {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn write_catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.catalog
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Serialises mutations. Hold it from the check until the catalog is updated.
+    pub(crate) fn lock_store(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn key_arn(&self, key_id: &str) -> String {
+        format!(
+            "arn:kmsd:kms:{}:{}:key/{key_id}",
+            self.settings.region, self.settings.account_id
+        )
+    }
+
+    pub(crate) fn alias_arn(&self, alias: &str) -> String {
+        format!(
+            "arn:kmsd:kms:{}:{}:{alias}",
+            self.settings.region, self.settings.account_id
+        )
+    }
+
+    fn arn_prefix(&self) -> String {
+        format!(
+            "arn:kmsd:kms:{}:{}:",
+            self.settings.region, self.settings.account_id
+        )
+    }
+
+    /// Resolves a KeyId parameter: key id, alias name, or the ARN of either.
+    pub(crate) fn resolve(&self, field: &str, key_id: &str) -> Result<Resolved, ServiceError> {
+        let reference = if let Some(rest) = key_id.strip_prefix("arn:") {
+            let prefix = self.arn_prefix();
+            let Some(resource) = key_id.strip_prefix(prefix.as_str()) else {
+                let _ = rest;
+                return Err(ServiceError::NotFound(format!(
+                    "{field} '{key_id}' is not a key of this kmsd (ARNs here start with '{prefix}')"
+                )));
+            };
+            if let Some(id) = resource.strip_prefix("key/") {
+                id.to_string()
+            } else if resource.starts_with("alias/") {
+                resource.to_string()
+            } else {
+                return Err(ServiceError::InvalidArn(format!(
+                    "{field} '{key_id}' is not a key or alias ARN"
+                )));
+            }
+        } else {
+            key_id.to_string()
+        };
+        let not_found = || ServiceError::NotFound(format!("{field} '{key_id}' does not exist"));
+        let catalog = self.read_catalog();
+        if reference.starts_with("alias/") {
+            let alias = catalog.aliases.get(&reference).ok_or_else(not_found)?;
+            let entry = catalog.keys.get(&alias.key_id).ok_or_else(not_found)?;
+            Ok(Resolved {
+                entry: Arc::clone(entry),
+                alias: Some(reference),
+            })
+        } else {
+            if reference.is_empty() || reference.len() > 2048 {
+                return Err(validate::key_id_length(field, key_id));
+            }
+            let entry = catalog.keys.get(&reference).ok_or_else(not_found)?;
+            Ok(Resolved {
+                entry: Arc::clone(entry),
+                alias: None,
+            })
+        }
+    }
+
+    /// Whether `caller` may perform `action` on the key. Until key policies exist, the
+    /// creator's uid and root may do everything with a key and nobody else anything.
+    pub(crate) fn authorize(
+        &self,
+        caller: &Caller,
+        entry: &KeyEntry,
+        action: &str,
+    ) -> Result<(), ServiceError> {
+        if caller.is_root() || caller.uid == entry.record.owner_uid {
+            Ok(())
+        } else {
+            Err(ServiceError::AccessDenied(format!(
+                "{caller} is not authorized to perform {action} on key {}",
+                self.key_arn(&entry.record.key_id)
+            )))
+        }
+    }
+
+    /// Whether a key list entry is visible to the caller.
+    pub(crate) fn visible_to(&self, caller: &Caller, entry: &KeyEntry) -> bool {
+        self.authorize(caller, entry, "kms:ListKeys").is_ok()
+    }
+
+    /// Publishes a new version of a key entry.
+    pub(crate) fn publish(&self, entry: KeyEntry) -> Arc<KeyEntry> {
+        let entry = Arc::new(entry);
+        self.write_catalog()
+            .keys
+            .insert(entry.record.key_id.clone(), Arc::clone(&entry));
+        entry
+    }
+
+    /// Reloads the current entry of a key under the store lock (the catalog cannot change
+    /// while the store lock is held).
+    pub(crate) fn current(&self, key_id: &str) -> Result<Arc<KeyEntry>, ServiceError> {
+        self.read_catalog()
+            .keys
+            .get(key_id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("key '{key_id}' does not exist")))
+    }
+
+    /// Makes, wraps and durably stores a new material version; returns the new entry.
+    pub(crate) fn add_version(
+        &self,
+        store: &mut Store,
+        entry: &KeyEntry,
+        mut record: KeyRecord,
+        rotation_type: RotationType,
+    ) -> Result<Arc<KeyEntry>, ServiceError> {
+        let now = self.now();
+        let next = entry.versions.len() as u32 + 1;
+        let material = KeyMaterial::generate();
+        let wrapped = crypto::wrap_material(&self.root, &record.key_id, next, PURPOSE, &material)?;
+        record.key_id = entry.record.key_id.clone();
+        store.add_version(
+            &record,
+            &VersionRecord {
+                version: next,
+                created_ms: now,
+                rotation_type: Some(rotation_type),
+                wrapped,
+            },
+        )?;
+        let mut versions: Vec<_> = entry.versions.iter().cloned().collect();
+        versions.push(Arc::new(LoadedVersion {
+            version: next,
+            created_ms: now,
+            rotation_type: Some(rotation_type),
+            material,
+        }));
+        Ok(self.publish(KeyEntry {
+            record,
+            versions: Arc::new(versions),
+        }))
+    }
+}
+
+/// AWS's key-state rule for cryptographic operations.
+pub(crate) fn require_usable(entry: &KeyEntry, key_arn: &str) -> Result<(), ServiceError> {
+    match entry.record.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(ServiceError::Disabled(format!("{key_arn} is disabled."))),
+        KeyState::PendingDeletion => Err(ServiceError::InvalidState(format!(
+            "{key_arn} is pending deletion."
+        ))),
+    }
+}
+
+/// AWS's key-state rule for management operations that a key pending deletion refuses.
+pub(crate) fn require_not_pending_deletion(
+    entry: &KeyEntry,
+    key_arn: &str,
+) -> Result<(), ServiceError> {
+    if entry.record.state == KeyState::PendingDeletion {
+        Err(ServiceError::InvalidState(format!(
+            "{key_arn} is pending deletion."
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn load_version(
+    root: &KeyMaterial,
+    key_id: &str,
+    version: &VersionRecord,
+) -> Result<LoadedVersion, ServiceError> {
+    let material =
+        crypto::unwrap_material(root, key_id, version.version, PURPOSE, &version.wrapped)?;
+    Ok(LoadedVersion {
+        version: version.version,
+        created_ms: version.created_ms,
+        rotation_type: version.rotation_type,
+        material,
+    })
+}
+
+/// Decodes an opaque pagination marker made by [`encode_marker`].
+pub(crate) fn decode_marker(marker: Option<&str>) -> Result<Option<String>, ServiceError> {
+    use base64::Engine;
+    let Some(marker) = marker else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(marker)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ServiceError::InvalidMarker(format!(
+                "Marker '{marker}' was not returned by a previous call"
+            ))
+        })
+}
+
+/// Makes an opaque pagination marker from the last item returned.
+pub(crate) fn encode_marker(last: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+}

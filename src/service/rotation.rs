@@ -1,0 +1,149 @@
+//! Rotation operations: EnableKeyRotation (RotationPeriodInDays 90–2560, default 365),
+//! DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand (at most 25 per key) and
+//! ListKeyRotations, following the AWS API reference. Rotation adds a material version;
+//! old versions are kept for as long as the key exists, so old ciphertexts stay readable.
+
+use super::validate::{int_in_range, required_key_id};
+use super::{decode_marker, encode_marker, require_usable, Kms, ServiceError};
+use crate::api::*;
+use crate::clock::{days_ms, to_epoch_seconds};
+use crate::identity::Caller;
+use crate::keystore::RotationType;
+
+/// RotateKeyOnDemand may be called at most this many times per key.
+pub const MAX_ON_DEMAND_ROTATIONS: u32 = 25;
+
+impl Kms {
+    /// EnableKeyRotation. The next rotation falls due one period after this call.
+    pub fn enable_key_rotation(
+        &self,
+        caller: &Caller,
+        request: EnableKeyRotationRequest,
+    ) -> Result<EmptyResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        let days = int_in_range(
+            "RotationPeriodInDays",
+            request.rotation_period_in_days,
+            90,
+            2560,
+            365,
+        )?;
+        let mut store = self.lock_store();
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:EnableKeyRotation")?;
+        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        let mut record = entry.record.clone();
+        record.rotation_period_days = Some(days);
+        record.next_rotation_ms = Some(self.now() + days_ms(days));
+        store.update_key(&record)?;
+        self.publish(entry.with_record(record));
+        Ok(EmptyResponse {})
+    }
+
+    /// DisableKeyRotation.
+    pub fn disable_key_rotation(
+        &self,
+        caller: &Caller,
+        request: KeyIdRequest,
+    ) -> Result<EmptyResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        let mut store = self.lock_store();
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:DisableKeyRotation")?;
+        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        let mut record = entry.record.clone();
+        record.rotation_period_days = None;
+        record.next_rotation_ms = None;
+        store.update_key(&record)?;
+        self.publish(entry.with_record(record));
+        Ok(EmptyResponse {})
+    }
+
+    /// GetKeyRotationStatus.
+    pub fn get_key_rotation_status(
+        &self,
+        caller: &Caller,
+        request: KeyIdRequest,
+    ) -> Result<GetKeyRotationStatusResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:GetKeyRotationStatus")?;
+        let record = &entry.record;
+        Ok(GetKeyRotationStatusResponse {
+            key_rotation_enabled: record.rotation_period_days.is_some(),
+            key_id: self.key_arn(&record.key_id),
+            rotation_period_in_days: record.rotation_period_days,
+            next_rotation_date: record.next_rotation_ms.map(to_epoch_seconds),
+            on_demand_rotation_start_date: record.on_demand_rotation_start_ms.map(to_epoch_seconds),
+        })
+    }
+
+    /// RotateKeyOnDemand: a new material version now, whatever the automatic schedule.
+    pub fn rotate_key_on_demand(
+        &self,
+        caller: &Caller,
+        request: KeyIdRequest,
+    ) -> Result<KeyIdResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        let mut store = self.lock_store();
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:RotateKeyOnDemand")?;
+        let arn = self.key_arn(&entry.record.key_id);
+        require_usable(&entry, &arn)?;
+        if entry.record.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(ServiceError::LimitExceeded(format!(
+                "{arn} has been rotated on demand {MAX_ON_DEMAND_ROTATIONS} times, the maximum"
+            )));
+        }
+        let mut record = entry.record.clone();
+        record.on_demand_rotations += 1;
+        record.on_demand_rotation_start_ms = Some(self.now());
+        self.add_version(&mut store, &entry, record, RotationType::OnDemand)?;
+        Ok(KeyIdResponse { key_id: arn })
+    }
+
+    /// ListKeyRotations: Limit 1–1000, default 100, oldest first.
+    pub fn list_key_rotations(
+        &self,
+        caller: &Caller,
+        request: ListKeyScopedRequest,
+    ) -> Result<ListKeyRotationsResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        let limit = int_in_range("Limit", request.limit, 1, 1000, 100)? as usize;
+        let after = match decode_marker(request.marker.as_deref())? {
+            Some(text) => Some(text.parse::<u32>().map_err(|_| {
+                ServiceError::InvalidMarker("Marker was not returned by ListKeyRotations".into())
+            })?),
+            None => None,
+        };
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:ListKeyRotations")?;
+        let arn = self.key_arn(&entry.record.key_id);
+        let mut rotations: Vec<(u32, RotationEntry)> = entry
+            .versions
+            .iter()
+            .filter(|v| after.is_none_or(|a| v.version > a))
+            .filter_map(|v| {
+                v.rotation_type.map(|kind| {
+                    (
+                        v.version,
+                        RotationEntry {
+                            key_id: arn.clone(),
+                            rotation_date: to_epoch_seconds(v.created_ms),
+                            rotation_type: kind.as_str().into(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        let truncated = rotations.len() > limit;
+        rotations.truncate(limit);
+        Ok(ListKeyRotationsResponse {
+            next_marker: truncated
+                .then(|| rotations.last().map(|(v, _)| encode_marker(&v.to_string())))
+                .flatten(),
+            truncated,
+            rotations: rotations.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+}

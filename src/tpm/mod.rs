@@ -1,0 +1,964 @@
+//! TPM 2.0 layer of kmsd: seals the daemon's 32-byte root key to the TPM.
+//!
+//! The root key is generated on the host (getrandom, XOR-mixed with TPM
+//! GetRandom), then sealed as a KeyedHash "sealed data" object under the
+//! TPM's storage root key (SRK, TCG ECC NIST P-256 template, persisted at
+//! `0x81000001` when possible). Optionally the sealed object is bound to a
+//! set of PCRs with a PolicyPCR policy. What must be stored to unseal it later
+//! is a [`SealedRoot`] (not secret); the state dir holds it.
+//!
+//! Every command that carries the secret (Create with the sensitive data,
+//! GetRandom, Unseal) runs in an HMAC/policy session *salted* with the SRK
+//! with AES-128-CFB parameter encryption, so the key never crosses the TPM
+//! bus in clear. The SRK name is pinned in the [`SealedRoot`]: a cleared or
+//! replaced TPM, or a state dir copied from another machine, is reported as
+//! [`TpmError::SrkMismatch`] instead of an obscure TPM error.
+//!
+//! A single dedicated thread owns the `tss_esapi::Context`; the public,
+//! cloneable [`TpmHandle`] sends it requests over a channel. All calls are
+//! blocking: the daemon calls them at start-up or from `spawn_blocking`.
+//! The thread exits when the last handle is dropped.
+//!
+//! kmsd assumes it is the only user of the TPM connection (or that it goes
+//! through a resource manager such as `/dev/tpmrm0`): at start-up it flushes
+//! stale transient objects and sessions left by a killed previous instance.
+//!
+//! libtss2 logs to stderr on its own; the daemon sets `TSS2_LOG=all+NONE`
+//! in its environment (before any TPM use) to silence it, and reports errors
+//! through [`TpmError`] and `tracing` instead.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+use tss_esapi::attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::constants::tss::{
+    TPM2_ACTIVE_SESSION_FIRST, TPM2_LOADED_SESSION_FIRST, TPM2_PT_MANUFACTURER,
+    TPM2_TRANSIENT_FIRST,
+};
+use tss_esapi::constants::{CapabilityType, SessionType};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, SessionHandle};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::dynamic_handles::Persistent;
+use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{
+    CapabilityData, Digest, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder,
+    PcrSlot, Private, Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters,
+    SensitiveData, SymmetricDefinition, SymmetricDefinitionObject,
+};
+use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::{Context, TctiNameConf};
+use zeroize::Zeroizing;
+
+/// Persistent handle of the storage root key (TCG provisioning guidance).
+pub const SRK_PERSISTENT_HANDLE: u32 = 0x8100_0001;
+
+/// How long [`TpmHandle::start`] waits for the TPM to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Size of the root key in bytes.
+pub const ROOT_KEY_LEN: usize = 32;
+
+/// Configuration of the TPM layer.
+#[derive(Clone, Debug)]
+pub struct TpmConfig {
+    /// TCTI string, e.g. `device:/dev/tpmrm0` or `swtpm:host=127.0.0.1,port=2321`.
+    pub tcti: String,
+    /// Bind the root key to PCR values; `None` (default) means no binding.
+    pub pcr_binding: Option<PcrBinding>,
+}
+
+/// PCR bank (hash algorithm) used for a PCR binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PcrBank {
+    Sha1,
+    Sha256,
+    Sha384,
+}
+
+impl PcrBank {
+    fn hashing_algorithm(self) -> HashingAlgorithm {
+        match self {
+            PcrBank::Sha1 => HashingAlgorithm::Sha1,
+            PcrBank::Sha256 => HashingAlgorithm::Sha256,
+            PcrBank::Sha384 => HashingAlgorithm::Sha384,
+        }
+    }
+}
+
+impl fmt::Display for PcrBank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PcrBank::Sha1 => "sha1",
+            PcrBank::Sha256 => "sha256",
+            PcrBank::Sha384 => "sha384",
+        })
+    }
+}
+
+/// PCRs the root key is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PcrBinding {
+    pub bank: PcrBank,
+    /// PCR indices (0..=23). Normalised to sorted, without duplicates.
+    pub pcrs: Vec<u8>,
+}
+
+impl PcrBinding {
+    fn normalized(&self) -> Result<PcrBinding, TpmError> {
+        let mut pcrs = self.pcrs.clone();
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        if pcrs.is_empty() {
+            return Err(TpmError::InvalidConfig(
+                "PCR binding has an empty PCR list".into(),
+            ));
+        }
+        if let Some(bad) = pcrs.iter().find(|&&p| p > 23) {
+            return Err(TpmError::InvalidConfig(format!(
+                "PCR index {bad} is out of range (0..=23)"
+            )));
+        }
+        Ok(PcrBinding {
+            bank: self.bank,
+            pcrs,
+        })
+    }
+
+    fn selection(&self) -> Result<PcrSelectionList, TpmError> {
+        let slots = self
+            .pcrs
+            .iter()
+            .map(|&p| pcr_slot(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        PcrSelectionListBuilder::new()
+            .with_selection(self.bank.hashing_algorithm(), &slots)
+            .build()
+            .map_err(tss("building the PCR selection"))
+    }
+}
+
+/// Everything that must be kept (in the state dir) to unseal the root key
+/// later. Not secret: the private blob is encrypted by the TPM under the SRK.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SealedRoot {
+    /// Name (nameAlg-prefixed digest of the public area) of the SRK the root
+    /// key was sealed under.
+    pub srk_name: Vec<u8>,
+    /// Marshalled TPM2B_PUBLIC contents (TPMT_PUBLIC) of the sealed object.
+    pub public: Vec<u8>,
+    /// TPM2B_PRIVATE buffer of the sealed object.
+    pub private: Vec<u8>,
+    /// PCR binding in force when sealing, if any.
+    pub pcr_binding: Option<PcrBinding>,
+    /// `(pcr index, value)` at seal time, for diagnostics on mismatch.
+    pub pcr_values_at_seal: Vec<(u8, Vec<u8>)>,
+}
+
+/// The unsealed 32-byte root key. Zeroized on drop; never printed.
+pub struct RootKey(Zeroizing<[u8; ROOT_KEY_LEN]>);
+
+impl RootKey {
+    /// The raw key bytes.
+    pub fn as_bytes(&self) -> &[u8; ROOT_KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootKey(..)")
+    }
+}
+
+/// Health counters of the TPM layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TpmStats {
+    /// Requests handled by the TPM thread (including the start-up one).
+    pub commands_total: u64,
+    /// Requests that failed.
+    pub errors_total: u64,
+    /// Unix time of the last successful unseal.
+    pub last_unseal_unix: Option<u64>,
+    /// Whether the TPM answered the last request / ping.
+    pub up: bool,
+}
+
+/// Errors of the TPM layer. They never contain secret bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum TpmError {
+    #[error("invalid TPM configuration: {0}")]
+    InvalidConfig(String),
+    #[error("cannot connect to the TPM via TCTI {tcti:?}: {source}")]
+    Connect {
+        tcti: String,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    #[error("the TPM did not answer within {secs} s while {context}")]
+    Timeout { context: &'static str, secs: u64 },
+    #[error(
+        "the TPM storage root key does not match the one the root key was sealed under \
+         (expected name {expected_hex}, found {found_hex}): the TPM was cleared or replaced, \
+         or the state dir came from another machine; the state dir was left untouched"
+    )]
+    SrkMismatch {
+        expected_hex: String,
+        found_hex: String,
+    },
+    #[error(
+        "PCR policy not satisfied: {bank} {} changed since the root key was sealed \
+         (firmware/boot change?); restore the previous boot state so the root key can be \
+         unsealed and then re-sealed to the new PCR values, or restore the root key from backup",
+        describe_pcrs(.changed)
+    )]
+    PcrMismatch { bank: PcrBank, changed: Vec<u8> },
+    #[error("the key at persistent handle 0x{handle:08x} cannot be used as SRK: {reason}")]
+    UnsuitableSrk { handle: u32, reason: String },
+    #[error("TPM error while {context}: {source}")]
+    Tss {
+        context: &'static str,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    #[error("invalid sealed root key blob: {0}")]
+    BadSealedBlob(String),
+    #[error("cannot get random bytes from the OS: {0}")]
+    Rng(getrandom::Error),
+    #[error("cannot spawn the TPM thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the TPM thread is gone")]
+    ThreadGone,
+}
+
+fn describe_pcrs(pcrs: &[u8]) -> String {
+    let list = pcrs
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if pcrs.len() == 1 {
+        format!("PCR {list}")
+    } else {
+        format!("PCRs {list}")
+    }
+}
+
+fn tss(context: &'static str) -> impl Fn(tss_esapi::Error) -> TpmError {
+    move |source| TpmError::Tss { context, source }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn pcr_slot(pcr: u8) -> Result<PcrSlot, TpmError> {
+    1u32.checked_shl(u32::from(pcr))
+        .and_then(|bit| PcrSlot::try_from(bit).ok())
+        .ok_or_else(|| TpmError::InvalidConfig(format!("PCR index {pcr} is not supported")))
+}
+
+#[derive(Default)]
+struct Shared {
+    commands_total: AtomicU64,
+    errors_total: AtomicU64,
+    /// 0 = never.
+    last_unseal_unix: AtomicU64,
+    up: AtomicBool,
+}
+
+type Reply<T> = mpsc::Sender<Result<T, TpmError>>;
+
+enum Request {
+    Seal(Reply<(SealedRoot, RootKey)>),
+    Unseal(Box<SealedRoot>, Reply<RootKey>),
+    Ping(Reply<()>),
+}
+
+/// Cloneable handle to the TPM thread.
+#[derive(Clone)]
+pub struct TpmHandle {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    srk_name: Arc<[u8]>,
+}
+
+impl fmt::Debug for TpmHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TpmHandle")
+            .field("srk_name", &hex(&self.srk_name))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TpmHandle {
+    /// Spawns the TPM thread, connects to the TPM, flushes stale transient
+    /// handles, and loads (or creates and persists) the SRK. Fails fast if
+    /// the TCTI does not answer.
+    pub fn start(config: TpmConfig) -> Result<TpmHandle, TpmError> {
+        let pcr_binding = config
+            .pcr_binding
+            .as_ref()
+            .map(PcrBinding::normalized)
+            .transpose()?;
+        let tcti = config.tcti.clone();
+        let conf = TctiNameConf::from_str(&tcti).map_err(|source| TpmError::Connect {
+            tcti: tcti.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel::<Request>();
+        let (init_tx, init_rx) = mpsc::channel::<Result<Vec<u8>, TpmError>>();
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("kmsd-tpm".into())
+            .spawn(move || {
+                let worker = match Worker::init(conf, &tcti, pcr_binding) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let _ = init_tx.send(Err(e));
+                        return;
+                    }
+                };
+                thread_shared.commands_total.fetch_add(1, Ordering::Relaxed);
+                thread_shared.up.store(true, Ordering::Relaxed);
+                if init_tx.send(Ok(worker.srk_name.clone())).is_err() {
+                    return;
+                }
+                worker.run(rx, &thread_shared);
+            })
+            .map_err(TpmError::Spawn)?;
+        let srk_name = match init_rx.recv_timeout(START_TIMEOUT) {
+            Ok(r) => r?,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(TpmError::Timeout {
+                    context: "connecting to the TPM",
+                    secs: START_TIMEOUT.as_secs(),
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(TpmError::ThreadGone),
+        };
+        Ok(TpmHandle {
+            tx,
+            shared,
+            srk_name: srk_name.into(),
+        })
+    }
+
+    /// Name of the SRK found at start-up (the value pinned in [`SealedRoot`]).
+    pub fn srk_name(&self) -> &[u8] {
+        &self.srk_name
+    }
+
+    /// Generates a new root key and seals it (with the configured PCR binding).
+    pub fn seal_new_root(&self) -> Result<(SealedRoot, RootKey), TpmError> {
+        self.call(Request::Seal)
+    }
+
+    /// Unseals a root key sealed by [`TpmHandle::seal_new_root`].
+    pub fn unseal_root(&self, sealed: &SealedRoot) -> Result<RootKey, TpmError> {
+        let sealed = Box::new(sealed.clone());
+        self.call(|reply| Request::Unseal(sealed, reply))
+    }
+
+    /// Cheap round trip to the TPM (GetCapability) proving it answers.
+    pub fn ping(&self) -> Result<(), TpmError> {
+        self.call(Request::Ping)
+    }
+
+    /// Health counters.
+    pub fn stats(&self) -> TpmStats {
+        let last = self.shared.last_unseal_unix.load(Ordering::Relaxed);
+        TpmStats {
+            commands_total: self.shared.commands_total.load(Ordering::Relaxed),
+            errors_total: self.shared.errors_total.load(Ordering::Relaxed),
+            last_unseal_unix: (last != 0).then_some(last),
+            up: self.shared.up.load(Ordering::Relaxed),
+        }
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, TpmError> {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let gone = || {
+            self.shared.up.store(false, Ordering::Relaxed);
+            TpmError::ThreadGone
+        };
+        self.tx.send(make(reply_tx)).map_err(|_| gone())?;
+        reply_rx.recv().map_err(|_| gone())?
+    }
+}
+
+/// State owned by the TPM thread.
+struct Worker {
+    ctx: Context,
+    srk: KeyHandle,
+    srk_name: Vec<u8>,
+    pcr_binding: Option<PcrBinding>,
+}
+
+impl Worker {
+    fn init(
+        conf: TctiNameConf,
+        tcti: &str,
+        pcr_binding: Option<PcrBinding>,
+    ) -> Result<Worker, TpmError> {
+        let connect_err = |source| TpmError::Connect {
+            tcti: tcti.to_owned(),
+            source,
+        };
+        let mut ctx = Context::new(conf).map_err(connect_err)?;
+        // First real round trip: a TCTI that connects but has no TPM behind
+        // it fails here, with the connection error.
+        ping(&mut ctx).map_err(|e| match e {
+            TpmError::Tss { source, .. } => connect_err(source),
+            other => other,
+        })?;
+        flush_stale_handles(&mut ctx)?;
+        let (srk, srk_name) = acquire_srk(&mut ctx)?;
+        tracing::info!(srk_name = %hex(&srk_name), "TPM ready");
+        Ok(Worker {
+            ctx,
+            srk,
+            srk_name,
+            pcr_binding,
+        })
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Request>, shared: &Shared) {
+        while let Ok(req) = rx.recv() {
+            shared.commands_total.fetch_add(1, Ordering::Relaxed);
+            // Counters are updated before replying, so a caller sees them.
+            match req {
+                Request::Seal(reply) => {
+                    let r = self.seal_new_root();
+                    record(shared, r.is_ok());
+                    let _ = reply.send(r);
+                }
+                Request::Unseal(sealed, reply) => {
+                    let r = self.unseal_root(&sealed);
+                    if r.is_ok() {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(1)
+                            .max(1);
+                        shared.last_unseal_unix.store(now, Ordering::Relaxed);
+                    }
+                    record(shared, r.is_ok());
+                    let _ = reply.send(r);
+                }
+                Request::Ping(reply) => {
+                    let r = ping(&mut self.ctx);
+                    if r.is_err() {
+                        shared.up.store(false, Ordering::Relaxed);
+                    }
+                    record(shared, r.is_ok());
+                    let _ = reply.send(r);
+                }
+            }
+        }
+        tracing::debug!("all TPM handles dropped, TPM thread exits");
+    }
+
+    /// Re-reads the SRK name (re-acquiring the SRK if its handle vanished,
+    /// e.g. after a TPM clear) so that unseal compares against the TPM's
+    /// current state, not the start-up one.
+    fn current_srk_name(&mut self) -> Result<Vec<u8>, TpmError> {
+        match self.ctx.read_public(self.srk) {
+            Ok((_, name, _)) => Ok(name.value().to_vec()),
+            Err(e) => {
+                tracing::warn!(error = %e, "SRK handle no longer readable, re-acquiring the SRK");
+                let mut old: ObjectHandle = self.srk.into();
+                let _ = self.ctx.tr_close(&mut old);
+                let (srk, name) = acquire_srk(&mut self.ctx)?;
+                self.srk = srk;
+                self.srk_name = name.clone();
+                Ok(name)
+            }
+        }
+    }
+
+    fn seal_new_root(&mut self) -> Result<(SealedRoot, RootKey), TpmError> {
+        let srk_name = self.current_srk_name()?;
+        let mut key = Zeroizing::new([0u8; ROOT_KEY_LEN]);
+        getrandom::getrandom(&mut key[..]).map_err(TpmError::Rng)?;
+        // Mix in the TPM RNG (response encrypted with a salted session), so
+        // that a weak host RNG alone does not determine the key.
+        let tpm_random = self.salted(
+            SessionType::Hmac,
+            false,
+            true,
+            "getting TPM random bytes",
+            |ctx| ctx.get_random(ROOT_KEY_LEN),
+        )?;
+        if tpm_random.value().len() != ROOT_KEY_LEN {
+            return Err(TpmError::Tss {
+                context: "getting TPM random bytes",
+                source: tss_esapi::Error::WrapperError(
+                    tss_esapi::WrapperErrorKind::WrongValueFromTpm,
+                ),
+            });
+        }
+        for (k, r) in key.iter_mut().zip(tpm_random.value()) {
+            *k ^= r;
+        }
+        drop(tpm_random);
+
+        let (policy, pcr_values_at_seal) = match self.pcr_binding.clone() {
+            None => (None, Vec::new()),
+            Some(binding) => {
+                let values = read_pcrs(&mut self.ctx, &binding)?;
+                let digest = self.trial_pcr_policy(&binding, &values)?;
+                (Some(digest), values)
+            }
+        };
+        let public = sealed_object_template(policy)?;
+        let sensitive = SensitiveData::try_from(key.to_vec())
+            .map_err(tss("preparing the root key for sealing"))?;
+        let srk = self.srk;
+        let created = self.salted(
+            SessionType::Hmac,
+            true,
+            true,
+            "sealing the root key",
+            |ctx| ctx.create(srk, public, None, Some(sensitive), None, None),
+        )?;
+        let sealed = SealedRoot {
+            srk_name,
+            public: created
+                .out_public
+                .marshall()
+                .map_err(tss("marshalling the sealed object's public area"))?,
+            private: created.out_private.value().to_vec(),
+            pcr_binding: self.pcr_binding.clone(),
+            pcr_values_at_seal,
+        };
+        Ok((sealed, RootKey(key)))
+    }
+
+    fn unseal_root(&mut self, sealed: &SealedRoot) -> Result<RootKey, TpmError> {
+        let current = self.current_srk_name()?;
+        if current != sealed.srk_name {
+            return Err(TpmError::SrkMismatch {
+                expected_hex: hex(&sealed.srk_name),
+                found_hex: hex(&current),
+            });
+        }
+        let public = Public::unmarshall(&sealed.public)
+            .map_err(|e| TpmError::BadSealedBlob(format!("public area: {e}")))?;
+        let private = Private::try_from(sealed.private.clone())
+            .map_err(|e| TpmError::BadSealedBlob(format!("private area: {e}")))?;
+        let binding = sealed
+            .pcr_binding
+            .as_ref()
+            .map(PcrBinding::normalized)
+            .transpose()
+            .map_err(|e| TpmError::BadSealedBlob(e.to_string()))?;
+
+        let srk = self.srk;
+        let object = self
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.load(srk, private, public)
+            })
+            .map_err(tss("loading the sealed root key"))?;
+        let result = match &binding {
+            None => self.salted(
+                SessionType::Hmac,
+                false,
+                true,
+                "unsealing the root key",
+                |ctx| ctx.unseal(object.into()),
+            ),
+            Some(b) => self.unseal_with_pcr_policy(object, b),
+        };
+        if let Err(e) = self.ctx.flush_context(object.into()) {
+            tracing::warn!(error = %e, "flushing the loaded sealed object failed");
+        }
+        let data = match (result, &binding) {
+            (Ok(data), _) => data,
+            (Err(e), Some(b)) => {
+                // Tell exactly which PCRs moved, if any did.
+                let now = read_pcrs(&mut self.ctx, b)?;
+                let changed: Vec<u8> = now
+                    .iter()
+                    .filter(|(idx, val)| {
+                        sealed
+                            .pcr_values_at_seal
+                            .iter()
+                            .find(|(i, _)| i == idx)
+                            .is_none_or(|(_, old)| old != val)
+                    })
+                    .map(|(idx, _)| *idx)
+                    .collect();
+                if changed.is_empty() {
+                    return Err(e);
+                }
+                return Err(TpmError::PcrMismatch {
+                    bank: b.bank,
+                    changed,
+                });
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let bytes = data.value();
+        if bytes.len() != ROOT_KEY_LEN {
+            return Err(TpmError::BadSealedBlob(format!(
+                "unsealed {} bytes, expected {ROOT_KEY_LEN}",
+                bytes.len()
+            )));
+        }
+        let mut key = Zeroizing::new([0u8; ROOT_KEY_LEN]);
+        key.copy_from_slice(bytes);
+        Ok(RootKey(key))
+    }
+
+    fn unseal_with_pcr_policy(
+        &mut self,
+        object: KeyHandle,
+        binding: &PcrBinding,
+    ) -> Result<SensitiveData, TpmError> {
+        const CTX: &str = "unsealing the root key";
+        let selection = binding.selection()?;
+        let session = self.start_salted_session(SessionType::Policy, false, true, CTX)?;
+        let result = (|| {
+            let policy = PolicySession::try_from(session).map_err(tss(CTX))?;
+            // Empty digest: the TPM uses the current PCR values; the policy
+            // check then happens at Unseal.
+            self.ctx
+                .policy_pcr(policy, Digest::default(), selection)
+                .map_err(tss("evaluating the PCR policy"))?;
+            self.ctx
+                .execute_with_session(Some(session), |ctx| ctx.unseal(object.into()))
+                .map_err(tss(CTX))
+        })();
+        self.flush_session(session);
+        result
+    }
+
+    /// Computes the PolicyPCR policy digest for `values` with a trial session.
+    fn trial_pcr_policy(
+        &mut self,
+        binding: &PcrBinding,
+        values: &[(u8, Vec<u8>)],
+    ) -> Result<Digest, TpmError> {
+        const CTX: &str = "computing the PCR policy digest";
+        let mut hasher = Sha256::new();
+        for (_, v) in values {
+            hasher.update(v);
+        }
+        let pcr_digest = Digest::try_from(hasher.finalize().to_vec()).map_err(tss(CTX))?;
+        let selection = binding.selection()?;
+        let session = self
+            .ctx
+            .start_auth_session(
+                None,
+                None,
+                None,
+                SessionType::Trial,
+                SymmetricDefinition::Null,
+                HashingAlgorithm::Sha256,
+            )
+            .map_err(tss(CTX))?
+            .ok_or_else(no_session(CTX))?;
+        let result = (|| {
+            let policy = PolicySession::try_from(session).map_err(tss(CTX))?;
+            self.ctx
+                .policy_pcr(policy, pcr_digest, selection)
+                .map_err(tss(CTX))?;
+            self.ctx.policy_get_digest(policy).map_err(tss(CTX))
+        })();
+        self.flush_session(session);
+        result
+    }
+
+    /// Starts a session salted with the SRK (AES-128-CFB, SHA-256).
+    fn start_salted_session(
+        &mut self,
+        kind: SessionType,
+        decrypt: bool,
+        encrypt: bool,
+        context: &'static str,
+    ) -> Result<AuthSession, TpmError> {
+        let session = self
+            .ctx
+            .start_auth_session(
+                Some(self.srk),
+                None,
+                None,
+                kind,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
+            .map_err(tss(context))?
+            .ok_or_else(no_session(context))?;
+        let (attrs, mask) = SessionAttributesBuilder::new()
+            .with_decrypt(decrypt)
+            .with_encrypt(encrypt)
+            .with_continue_session(true)
+            .build();
+        if let Err(e) = self.ctx.tr_sess_set_attributes(session, attrs, mask) {
+            self.flush_session(session);
+            return Err(TpmError::Tss { context, source: e });
+        }
+        Ok(session)
+    }
+
+    /// Runs `f` in a fresh salted HMAC session with the given parameter
+    /// encryption, then flushes the session.
+    fn salted<T>(
+        &mut self,
+        kind: SessionType,
+        decrypt: bool,
+        encrypt: bool,
+        context: &'static str,
+        f: impl FnOnce(&mut Context) -> tss_esapi::Result<T>,
+    ) -> Result<T, TpmError> {
+        let session = self.start_salted_session(kind, decrypt, encrypt, context)?;
+        let result = self
+            .ctx
+            .execute_with_session(Some(session), f)
+            .map_err(tss(context));
+        self.flush_session(session);
+        result
+    }
+
+    fn flush_session(&mut self, session: AuthSession) {
+        if let Err(e) = self.ctx.flush_context(SessionHandle::from(session).into()) {
+            tracing::warn!(error = %e, "flushing a TPM session failed");
+        }
+    }
+}
+
+fn record(shared: &Shared, ok: bool) {
+    if ok {
+        shared.up.store(true, Ordering::Relaxed);
+    } else {
+        shared.errors_total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn no_session(context: &'static str) -> impl Fn() -> TpmError {
+    move || TpmError::Tss {
+        context,
+        source: tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::WrongValueFromTpm),
+    }
+}
+
+fn ping(ctx: &mut Context) -> Result<(), TpmError> {
+    ctx.get_capability(CapabilityType::TpmProperties, TPM2_PT_MANUFACTURER, 1)
+        .map(|_| ())
+        .map_err(tss("querying the TPM (ping)"))
+}
+
+/// Lists handles of the type of `first` (the TPM answers GetCapability
+/// with that type only, ascending). Sessions are reported as 0x02xxxxxx
+/// even when asked for active (saved) ones at 0x03000000.
+fn list_handles(
+    ctx: &mut Context,
+    first: u32,
+    context: &'static str,
+) -> Result<Vec<u32>, TpmError> {
+    let is_session = |h: u32| matches!(h >> 24, 0x02 | 0x03);
+    let mut out = Vec::new();
+    let mut next = first;
+    loop {
+        let (data, more) = ctx
+            .get_capability(CapabilityType::Handles, next, 64)
+            .map_err(tss(context))?;
+        let CapabilityData::Handles(list) = data else {
+            break;
+        };
+        let page: Vec<u32> = list
+            .into_inner()
+            .into_iter()
+            .map(u32::from)
+            .filter(|&h| h >> 24 == first >> 24 || (is_session(first) && is_session(h)))
+            .collect();
+        let Some(&last) = page.last() else { break };
+        out.extend(page);
+        let index = (last & 0x00ff_ffff) + 1;
+        if !more || index > 0x00ff_ffff {
+            break;
+        }
+        next = (first & 0xff00_0000) | index;
+    }
+    Ok(out)
+}
+
+/// Flushes transient objects and sessions leaked by a previous process
+/// (the TPM has only a few slots). With a resource manager this is a no-op.
+fn flush_stale_handles(ctx: &mut Context) -> Result<(), TpmError> {
+    const CTX: &str = "flushing stale TPM handles";
+    for first in [
+        TPM2_TRANSIENT_FIRST,
+        TPM2_LOADED_SESSION_FIRST,
+        TPM2_ACTIVE_SESSION_FIRST,
+    ] {
+        for raw in list_handles(ctx, first, CTX)? {
+            let res = tss_esapi::handles::TpmHandle::try_from(raw)
+                .and_then(|h| ctx.tr_from_tpm_public(h))
+                .and_then(|obj| ctx.flush_context(obj));
+            match res {
+                Ok(()) => tracing::info!(
+                    handle = format_args!("0x{raw:08x}"),
+                    "flushed stale TPM handle"
+                ),
+                Err(e) => tracing::warn!(
+                    handle = format_args!("0x{raw:08x}"),
+                    error = %e,
+                    "could not flush stale TPM handle"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// TCG storage root key template: ECC NIST P-256, AES-128-CFB, restricted
+/// decrypt, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA,
+/// empty unique.
+fn srk_template() -> Result<Public, TpmError> {
+    const CTX: &str = "building the SRK template";
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()
+        .map_err(tss(CTX))?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                EccCurve::NistP256,
+            )
+            .build()
+            .map_err(tss(CTX))?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+        .map_err(tss(CTX))
+}
+
+fn sealed_object_template(policy: Option<Digest>) -> Result<Public, TpmError> {
+    const CTX: &str = "building the sealed object template";
+    let with_policy = policy.is_some();
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_no_da(true)
+        .with_user_with_auth(!with_policy)
+        .with_admin_with_policy(with_policy)
+        .build()
+        .map_err(tss(CTX))?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_auth_policy(policy.unwrap_or_default())
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()
+        .map_err(tss(CTX))
+}
+
+fn is_storage_key(attrs: ObjectAttributes) -> bool {
+    attrs.restricted() && attrs.decrypt() && !attrs.sign_encrypt() && attrs.fixed_tpm()
+}
+
+/// Returns the SRK handle and name: the persistent key at
+/// [`SRK_PERSISTENT_HANDLE`] if present, else a freshly created primary
+/// (persisted when the owner hierarchy allows it).
+fn acquire_srk(ctx: &mut Context) -> Result<(KeyHandle, Vec<u8>), TpmError> {
+    let persistent = list_handles(ctx, SRK_PERSISTENT_HANDLE, "looking for the persistent SRK")?
+        .contains(&SRK_PERSISTENT_HANDLE);
+    let tpm_handle = PersistentTpmHandle::new(SRK_PERSISTENT_HANDLE)
+        .map_err(tss("looking for the persistent SRK"))?;
+    if persistent {
+        let obj = ctx
+            .tr_from_tpm_public(tpm_handle.into())
+            .map_err(tss("loading the persistent SRK"))?;
+        let key = KeyHandle::from(obj);
+        let (public, name, _) = ctx
+            .read_public(key)
+            .map_err(tss("reading the persistent SRK"))?;
+        if !is_storage_key(public.object_attributes()) {
+            return Err(TpmError::UnsuitableSrk {
+                handle: SRK_PERSISTENT_HANDLE,
+                reason: "not a fixedTPM restricted decryption (storage) key".into(),
+            });
+        }
+        tracing::debug!("using the persistent SRK at 0x81000001");
+        return Ok((key, name.value().to_vec()));
+    }
+
+    let template = srk_template()?;
+    let primary = ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
+        })
+        .map_err(tss("creating the SRK"))?
+        .key_handle;
+    let (_, name, _) = ctx.read_public(primary).map_err(tss("reading the SRK"))?;
+    let name = name.value().to_vec();
+    let evicted = ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+        ctx.evict_control(
+            Provision::Owner,
+            primary.into(),
+            Persistent::Persistent(tpm_handle),
+        )
+    });
+    match evicted {
+        Ok(obj) => {
+            if let Err(e) = ctx.flush_context(primary.into()) {
+                tracing::warn!(error = %e, "flushing the transient SRK failed");
+            }
+            tracing::info!("created the SRK and persisted it at 0x81000001");
+            Ok((KeyHandle::from(obj), name))
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "cannot persist the SRK at 0x81000001 (owner auth set?); \
+                 using a transient SRK, recreated at each start"
+            );
+            Ok((primary, name))
+        }
+    }
+}
+
+/// Reads the values of the bound PCRs, in ascending index order.
+fn read_pcrs(ctx: &mut Context, binding: &PcrBinding) -> Result<Vec<(u8, Vec<u8>)>, TpmError> {
+    const CTX: &str = "reading PCR values";
+    let mut out = Vec::with_capacity(binding.pcrs.len());
+    for &pcr in &binding.pcrs {
+        let selection = PcrSelectionListBuilder::new()
+            .with_selection(binding.bank.hashing_algorithm(), &[pcr_slot(pcr)?])
+            .build()
+            .map_err(tss(CTX))?;
+        let (_, _, digests) = ctx.pcr_read(selection).map_err(tss(CTX))?;
+        let value = digests.value().first().ok_or_else(|| {
+            TpmError::InvalidConfig(format!(
+                "the TPM has no {} PCR bank (or no PCR {pcr} in it)",
+                binding.bank
+            ))
+        })?;
+        out.push((pcr, value.value().to_vec()));
+    }
+    Ok(out)
+}
