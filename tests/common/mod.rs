@@ -146,6 +146,8 @@ impl Drop for Swtpm {
 pub struct KmsdOptions {
     /// Extra TOML for the config file.
     pub config: String,
+    /// Extra lines for the `[tpm]` table.
+    pub tpm: String,
     /// Extra command-line arguments.
     pub args: Vec<String>,
 }
@@ -208,9 +210,10 @@ impl Kmsd {
     /// Starts kmsd; Err(log) when it exits before serving.
     pub fn try_start(tpm: &Swtpm, dir: &KmsdDir, options: KmsdOptions) -> Result<Kmsd, String> {
         let config = format!(
-            "socket_mode = \"0666\"\nmaintenance_interval_secs = 1\nlog_level = \"info,kmsd=debug\"\n{}\n[tpm]\ntcti = \"{}\"\n",
+            "socket_mode = \"0666\"\nmaintenance_interval_secs = 1\nlog_level = \"info,kmsd=debug\"\n{}\n[tpm]\ntcti = \"{}\"\n{}\n",
             options.config,
-            tpm.tcti()
+            tpm.tcti(),
+            options.tpm
         );
         std::fs::write(dir.config_file(), config).unwrap();
         let log = std::fs::OpenOptions::new()
