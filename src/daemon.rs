@@ -137,7 +137,13 @@ impl Daemon {
         ));
         let signals = tokio::spawn(wait_for_stop(stop_tx));
         tracing::info!(socket = %self.config.socket.display(), keys = self.kms.key_count(), "kmsd serving");
-        server::serve(listener, Arc::clone(&self.kms), stop_rx, DRAIN_TIME).await;
+        server::serve(
+            listener,
+            Arc::new(server::App::new(Arc::clone(&self.kms))),
+            stop_rx,
+            DRAIN_TIME,
+        )
+        .await;
         signals.abort();
         maintenance.abort();
         let _ = std::fs::remove_file(&self.config.socket);

@@ -66,7 +66,10 @@ async fn automatic_and_on_demand_rotation_keep_old_ciphertexts() {
             assert_eq!(rotations["Rotations"][0]["RotationType"], "AUTOMATIC");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no automatic rotation");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no automatic rotation"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let new = ok(
@@ -96,7 +99,12 @@ async fn automatic_and_on_demand_rotation_keep_old_ciphertexts() {
         assert_eq!(unb64(&decrypted["Plaintext"]), text);
     }
     // Each version's ciphertext differs in the version field, so the three are distinct.
-    let rotations = ok(&client, "ListKeyRotations", json!({"KeyId": key, "Limit": 1})).await;
+    let rotations = ok(
+        &client,
+        "ListKeyRotations",
+        json!({"KeyId": key, "Limit": 1}),
+    )
+    .await;
     assert_eq!(rotations["Truncated"], true);
     let rest = ok(
         &client,
@@ -156,12 +164,7 @@ async fn scheduled_deletion_destroys_after_window_and_cancel_restores() {
     .await;
     assert_eq!(scheduled["KeyState"], "PendingDeletion");
     assert_eq!(scheduled["PendingWindowInDays"], 7);
-    ok(
-        &client,
-        "ScheduleKeyDeletion",
-        json!({"KeyId": saved}),
-    )
-    .await;
+    ok(&client, "ScheduleKeyDeletion", json!({"KeyId": saved})).await;
     assert_eq!(
         describe(&client, &saved).await["PendingDeletionWindowInDays"],
         30
@@ -175,7 +178,10 @@ async fn scheduled_deletion_destroys_after_window_and_cancel_restores() {
     // Six days in: still there.
     fx.dir.set_clock_offset_secs(6 * DAY);
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(describe(&client, &doomed).await["KeyState"], "PendingDeletion");
+    assert_eq!(
+        describe(&client, &doomed).await["KeyState"],
+        "PendingDeletion"
+    );
     // Past the window: destroyed, alias gone too.
     fx.dir.set_clock_offset_secs(7 * DAY + 60);
     wait_until_gone(&client, &doomed).await;
@@ -227,7 +233,12 @@ async fn aliases_tags_descriptions_and_listing() {
     let a = create_key(&client).await;
     let b = create_key(&client).await;
 
-    ok(&client, "CreateAlias", json!({"AliasName": "alias/app", "TargetKeyId": a})).await;
+    ok(
+        &client,
+        "CreateAlias",
+        json!({"AliasName": "alias/app", "TargetKeyId": a}),
+    )
+    .await;
     fails(
         &client,
         "CreateAlias",
@@ -244,13 +255,21 @@ async fn aliases_tags_descriptions_and_listing() {
         )
         .await;
     }
-    let arn = describe(&client, &a).await["Arn"].as_str().unwrap().to_string();
+    let arn = describe(&client, &a).await["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let alias_arn = arn.replace(&format!("key/{a}"), "alias/app");
     for reference in [a.clone(), arn.clone(), "alias/app".into(), alias_arn] {
         let meta = describe(&client, &reference).await;
         assert_eq!(meta["KeyId"], a, "{reference}");
     }
-    ok(&client, "UpdateAlias", json!({"AliasName": "alias/app", "TargetKeyId": b})).await;
+    ok(
+        &client,
+        "UpdateAlias",
+        json!({"AliasName": "alias/app", "TargetKeyId": b}),
+    )
+    .await;
     assert_eq!(describe(&client, "alias/app").await["KeyId"], b);
     let listed = ok(&client, "ListAliases", json!({"KeyId": b})).await;
     assert_eq!(listed["Aliases"][0]["AliasName"], "alias/app");
@@ -274,7 +293,12 @@ async fn aliases_tags_descriptions_and_listing() {
         tags["Tags"],
         json!([{"TagKey": "env", "TagValue": ""}, {"TagKey": "team", "TagValue": "payments"}])
     );
-    ok(&client, "UntagResource", json!({"KeyId": a, "TagKeys": ["env"]})).await;
+    ok(
+        &client,
+        "UntagResource",
+        json!({"KeyId": a, "TagKeys": ["env"]}),
+    )
+    .await;
     let tags = ok(&client, "ListResourceTags", json!({"KeyId": a})).await;
     assert_eq!(tags["Tags"].as_array().unwrap().len(), 1);
     fails(
@@ -328,7 +352,13 @@ async fn aliases_tags_descriptions_and_listing() {
     seen.dedup();
     assert_eq!(seen.len(), 5);
     for bad in [0, 1001] {
-        fails(&client, "ListKeys", json!({"Limit": bad}), "ValidationException").await;
+        fails(
+            &client,
+            "ListKeys",
+            json!({"Limit": bad}),
+            "ValidationException",
+        )
+        .await;
     }
     fails(
         &client,

@@ -33,7 +33,10 @@ async fn restart_keeps_every_key_usable() {
     let client = fx.client();
     for (key, blob, i) in &ciphertexts {
         let decrypted = ok(&client, "Decrypt", json!({"CiphertextBlob": blob})).await;
-        assert_eq!(unb64(&decrypted["Plaintext"]), format!("secret {i}").as_bytes());
+        assert_eq!(
+            unb64(&decrypted["Plaintext"]),
+            format!("secret {i}").as_bytes()
+        );
         assert!(decrypted["KeyId"].as_str().unwrap().ends_with(key.as_str()));
     }
     ok(
@@ -99,7 +102,10 @@ async fn pcr_policy_binding_fails_clearly_after_extend() {
         Ok(_) => panic!("kmsd started although PCR 16 changed"),
         Err(log) => log,
     };
-    assert!(log.contains("PCR 16"), "message does not name the PCR: {log}");
+    assert!(
+        log.contains("PCR 16"),
+        "message does not name the PCR: {log}"
+    );
     assert!(log.contains("sha256"), "{log}");
     assert_eq!(before, dir_fingerprint(&dir.state_dir()));
 }
@@ -123,7 +129,10 @@ async fn sigkill_during_create_key_loop_loses_no_acknowledged_key() {
                         .await
                     {
                         Ok(created) => {
-                            let id = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+                            let id = created["KeyMetadata"]["KeyId"]
+                                .as_str()
+                                .unwrap()
+                                .to_string();
                             if acked_tx.send(id).is_err() {
                                 return;
                             }

@@ -31,8 +31,18 @@ async fn protocol_errors_get_the_right_exception_and_daemon_keeps_serving() {
     assert_eq!(status, 413, "{body}");
 
     let cases: Vec<(Option<&str>, Vec<u8>, &str, &str)> = vec![
-        (Some("Encrypt"), b"{not json".to_vec(), "SerializationException", ""),
-        (Some("Encrypt"), b"[1,2]".to_vec(), "SerializationException", ""),
+        (
+            Some("Encrypt"),
+            b"{not json".to_vec(),
+            "SerializationException",
+            "",
+        ),
+        (
+            Some("Encrypt"),
+            b"[1,2]".to_vec(),
+            "SerializationException",
+            "",
+        ),
         (
             Some("Encrypt"),
             serde_json::to_vec(&json!({"KeyId": key, "Plaintext": "%%%"})).unwrap(),
@@ -75,8 +85,18 @@ async fn protocol_errors_get_the_right_exception_and_daemon_keeps_serving() {
             "ValidationException",
             "KeyId",
         ),
-        (Some("Frobnicate"), b"{}".to_vec(), "UnknownOperationException", "Frobnicate"),
-        (None, b"{}".to_vec(), "UnknownOperationException", "X-Amz-Target"),
+        (
+            Some("Frobnicate"),
+            b"{}".to_vec(),
+            "UnknownOperationException",
+            "Frobnicate",
+        ),
+        (
+            None,
+            b"{}".to_vec(),
+            "UnknownOperationException",
+            "X-Amz-Target",
+        ),
     ];
     for (op, body, exception, needle) in cases {
         let (status, answer) = raw(&client, op, &body).await;
@@ -169,10 +189,16 @@ async fn another_uid_is_denied_and_cannot_learn_key_existence() {
     assert!(!denied.status.success());
     let stderr = String::from_utf8_lossy(&denied.stderr);
     assert!(stderr.contains("AccessDeniedException"), "{stderr}");
-    assert!(stderr.contains("4242"), "message should name the caller: {stderr}");
+    assert!(
+        stderr.contains("4242"),
+        "message should name the caller: {stderr}"
+    );
     let denied = kmsctl_as(4242, &socket, &["decrypt", "--ciphertext-blob", &blob]);
     let denied_text = String::from_utf8_lossy(&denied.stderr).to_string();
-    assert!(denied_text.contains("AccessDeniedException"), "{denied_text}");
+    assert!(
+        denied_text.contains("AccessDeniedException"),
+        "{denied_text}"
+    );
 
     // Decrypt of a ciphertext whose key does not exist gives the very same answer.
     ok(
@@ -182,12 +208,16 @@ async fn another_uid_is_denied_and_cannot_learn_key_existence() {
     )
     .await;
     fx.dir.set_clock_offset_secs(8 * 24 * 3600);
-    common::poll("key destruction", std::time::Duration::from_secs(30), || {
-        fx.kmsd
-            .log_text()
-            .contains("key material and record destroyed")
-            .then_some(())
-    });
+    common::poll(
+        "key destruction",
+        std::time::Duration::from_secs(30),
+        || {
+            fx.kmsd
+                .log_text()
+                .contains("key material and record destroyed")
+                .then_some(())
+        },
+    );
     let gone = kmsctl_as(4242, &socket, &["decrypt", "--ciphertext-blob", &blob]);
     assert_eq!(String::from_utf8_lossy(&gone.stderr), denied_text);
 

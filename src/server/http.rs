@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
+use zeroize::Zeroize;
 
 /// Largest request body accepted; larger ones get 413 without being buffered.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -79,12 +80,66 @@ enum Work {
     Blocking,
 }
 
+/// What the server needs to answer requests: the service, plus the observers of every
+/// request (audit trail, usage metering) once they are configured.
+#[derive(Debug)]
+pub struct App {
+    pub kms: Arc<Kms>,
+}
+
+impl App {
+    pub fn new(kms: Arc<Kms>) -> Self {
+        App { kms }
+    }
+}
+
+/// The key a request is about, resolved before the operation runs (for audit and metering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef {
+    pub key_id: String,
+    /// The alias the caller used, if any.
+    pub alias: Option<String>,
+}
+
+/// One finished request, as observers see it. Holds no secret: binary request fields
+/// (Plaintext, CiphertextBlob) are removed from `request_parameters`, and the response body
+/// is only passed for operations that return no secrets.
+#[derive(Debug)]
+pub struct RequestEvent<'a> {
+    pub request_id: &'a str,
+    /// Milliseconds since the epoch on the service clock, when the request arrived.
+    pub event_time_ms: i64,
+    /// The operation name (empty when the target was missing).
+    pub operation: &'a str,
+    pub caller: &'a Caller,
+    pub key: Option<&'a KeyRef>,
+    pub request_parameters: &'a serde_json::Value,
+    /// The JSON response body on success, for operations without secret outputs.
+    pub response_body: Option<&'a [u8]>,
+    pub error: Option<&'a ApiError>,
+    pub duration: std::time::Duration,
+}
+
+/// Fields never passed to observers (they carry plaintext or ciphertext).
+const SECRET_FIELDS: &[&str] = &["Plaintext", "CiphertextBlob"];
+/// Operations whose responses carry secret material (never shown to observers).
+const SECRET_RESPONSES: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+];
+
 /// Handles one HTTP request from `caller`.
 pub async fn handle(
     request: Request<Incoming>,
-    kms: Arc<Kms>,
+    app: Arc<App>,
     caller: Arc<Caller>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = std::time::Instant::now();
+    let event_time_ms = app.kms.clock().now_ms();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = request
         .headers()
@@ -96,36 +151,65 @@ pub async fn handle(
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
         .unwrap_or("")
         .to_string();
-    let outcome = process(request, &kms, caller, &operation, target.as_deref()).await;
+    let mut parameters = serde_json::Value::Null;
+    let mut key = None;
+    let outcome = process(
+        request,
+        &app.kms,
+        Arc::clone(&caller),
+        &operation,
+        target.as_deref(),
+        &mut parameters,
+        &mut key,
+    )
+    .await;
+    let event = RequestEvent {
+        request_id: &request_id,
+        event_time_ms,
+        operation: &operation,
+        caller: &caller,
+        key: key.as_ref(),
+        request_parameters: &parameters,
+        response_body: match &outcome {
+            Ok(body) if !SECRET_RESPONSES.contains(&operation.as_str()) => Some(body.as_slice()),
+            _ => None,
+        },
+        error: outcome.as_ref().err(),
+        duration: started.elapsed(),
+    };
+    // Observers (audit, metering) hook in here, before the response is sent.
+    let _ = &event;
     let response = match outcome {
         Ok(body) => json_response(StatusCode::OK, body, &request_id),
-        Err(err) => {
-            if err.status.is_server_error() {
-                tracing::warn!(
-                    request_id,
-                    operation,
-                    exception = err.exception,
-                    "request failed"
-                );
-            } else {
-                tracing::debug!(request_id, operation, exception = err.exception, message = %err.message, "request rejected");
-            }
-            let mut response = json_response(
-                err.status,
-                serde_json::to_vec(&serde_json::json!({
-                    "__type": err.exception,
-                    "message": err.message,
-                }))
-                .unwrap_or_default(),
-                &request_id,
-            );
-            if let Ok(value) = HeaderValue::from_str(err.exception) {
-                response.headers_mut().insert("x-amzn-errortype", value);
-            }
-            response
-        }
+        Err(err) => error_response(&err, &request_id, &operation),
     };
     Ok(response)
+}
+
+fn error_response(err: &ApiError, request_id: &str, operation: &str) -> Response<Full<Bytes>> {
+    if err.status.is_server_error() {
+        tracing::warn!(
+            request_id,
+            operation,
+            exception = err.exception,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(request_id, operation, exception = err.exception, message = %err.message, "request rejected");
+    }
+    let mut response = json_response(
+        err.status,
+        serde_json::to_vec(&serde_json::json!({
+            "__type": err.exception,
+            "message": err.message,
+        }))
+        .unwrap_or_default(),
+        request_id,
+    );
+    if let Ok(value) = HeaderValue::from_str(err.exception) {
+        response.headers_mut().insert("x-amzn-errortype", value);
+    }
+    response
 }
 
 async fn process(
@@ -134,6 +218,8 @@ async fn process(
     caller: Arc<Caller>,
     operation: &str,
     target: Option<&str>,
+    parameters: &mut serde_json::Value,
+    key: &mut Option<KeyRef>,
 ) -> Result<Vec<u8>, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError {
@@ -154,7 +240,7 @@ async fn process(
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
+    let mut body: Vec<u8> = Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
         .map_err(|err| {
@@ -170,24 +256,61 @@ async fn process(
                 )
             }
         })?
-        .to_bytes();
-    let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Value::Object(Default::default())
+        .to_bytes()
+        .into();
+    let parsed: Result<serde_json::Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(serde_json::Value::Object(Default::default()))
     } else {
-        serde_json::from_slice(&body).map_err(|err| {
-            ApiError::client(
-                "SerializationException",
-                format!("the request body is not valid JSON: {err}"),
-            )
-        })?
+        serde_json::from_slice(&body)
     };
+    body.zeroize();
+    let value = parsed.map_err(|err| {
+        ApiError::client(
+            "SerializationException",
+            format!("the request body is not valid JSON: {err}"),
+        )
+    })?;
     if !value.is_object() {
         return Err(ApiError::client(
             "SerializationException",
             "the request body must be a JSON object",
         ));
     }
-    dispatch(kms, caller, operation, target, value).await
+    *key = kms
+        .key_reference(&value)
+        .map(|(key_id, alias)| KeyRef { key_id, alias });
+    let result = dispatch(kms, caller, operation, target, &value).await;
+    *parameters = redact(value);
+    if key.is_none() {
+        if let Ok(body) = &result {
+            *key = created_key_id(operation, body).map(|key_id| KeyRef {
+                key_id,
+                alias: None,
+            });
+        }
+    }
+    result
+}
+
+/// Removes binary fields (zeroizing them) so the parameters can be logged.
+fn redact(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = value.as_object_mut() {
+        for field in SECRET_FIELDS {
+            if let Some(serde_json::Value::String(mut text)) = map.remove(*field) {
+                text.zeroize();
+            }
+        }
+    }
+    value
+}
+
+/// The key id a CreateKey response names.
+fn created_key_id(operation: &str, body: &[u8]) -> Option<String> {
+    if operation != "CreateKey" {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value["KeyMetadata"]["KeyId"].as_str().map(str::to_string)
 }
 
 fn too_large() -> ApiError {
@@ -249,7 +372,7 @@ async fn dispatch(
     caller: Arc<Caller>,
     operation: &str,
     target: Option<&str>,
-    value: serde_json::Value,
+    value: &serde_json::Value,
 ) -> Result<Vec<u8>, ApiError> {
     operations!(kms, caller, operation, target, value;
         "CreateKey" => create_key, Blocking;
@@ -284,7 +407,7 @@ async fn dispatch(
 async fn run<Req, Resp>(
     kms: &Arc<Kms>,
     caller: Arc<Caller>,
-    value: serde_json::Value,
+    value: &serde_json::Value,
     work: Work,
     method: fn(&Kms, &Caller, Req) -> Result<Resp, ServiceError>,
 ) -> Result<Vec<u8>, ApiError>
@@ -310,7 +433,7 @@ where
 
 /// Typed parsing; the error names the field. Fields that may carry secrets are described,
 /// never echoed.
-fn parse_request<Req: DeserializeOwned>(value: serde_json::Value) -> Result<Req, ApiError> {
+fn parse_request<Req: DeserializeOwned>(value: &serde_json::Value) -> Result<Req, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner().to_string();

@@ -7,7 +7,7 @@ mod listener;
 pub use listener::{bind_socket, ListenerError};
 
 use crate::identity::Caller;
-use crate::service::Kms;
+pub use http::App;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// (up to `drain`), and returns.
 pub async fn serve(
     listener: UnixListener,
-    kms: Arc<Kms>,
+    app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -32,9 +32,9 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let kms = Arc::clone(&kms);
+                    let app = Arc::clone(&app);
                     let shutdown = shutdown.clone();
-                    connections.spawn(serve_connection(stream, kms, shutdown));
+                    connections.spawn(serve_connection(stream, app, shutdown));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
@@ -59,7 +59,7 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(stream: UnixStream, kms: Arc<Kms>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let caller = match stream.peer_cred() {
         Ok(cred) => Arc::new(Caller {
             pid: cred.pid(),
@@ -72,7 +72,7 @@ async fn serve_connection(stream: UnixStream, kms: Arc<Kms>, mut shutdown: watch
         }
     };
     let service =
-        service_fn(move |request| http::handle(request, Arc::clone(&kms), Arc::clone(&caller)));
+        service_fn(move |request| http::handle(request, Arc::clone(&app), Arc::clone(&caller)));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

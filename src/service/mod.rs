@@ -93,6 +93,19 @@ impl std::fmt::Debug for Kms {
     }
 }
 
+/// What metrics and usage reports need to know about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySummary {
+    pub key_id: String,
+    pub state: KeyState,
+    pub key_spec: String,
+    pub created_ms: UnixMillis,
+    pub deletion_date_ms: Option<UnixMillis>,
+    /// Number of material versions (1 + rotations).
+    pub versions: u32,
+    pub aliases: Vec<String>,
+}
+
 /// How a KeyId parameter was written, for ARNs and audit.
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
@@ -231,6 +244,55 @@ impl Kms {
                 alias: None,
             })
         }
+    }
+
+    /// The key a request is about, for audit and metering: the key named by KeyId,
+    /// TargetKeyId or AliasName, else the key inside CiphertextBlob. No authorization is
+    /// applied: the result is for the operator's records, never returned to the caller.
+    pub fn key_reference(&self, request: &serde_json::Value) -> Option<(String, Option<String>)> {
+        let named = ["KeyId", "TargetKeyId", "AliasName"]
+            .iter()
+            .find_map(|field| request.get(*field).and_then(|v| v.as_str()));
+        if let Some(reference) = named {
+            return self
+                .resolve("KeyId", reference)
+                .ok()
+                .map(|resolved| (resolved.entry.record.key_id.clone(), resolved.alias));
+        }
+        let blob = request.get("CiphertextBlob")?.as_str()?;
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(blob.trim())
+            .ok()?;
+        let header = crypto::parse_header(&bytes).ok()?;
+        Some((uuid::Uuid::from_bytes(header.key_id).to_string(), None))
+    }
+
+    /// A summary of every key (id, state, spec, aliases, creation), for metrics.
+    pub fn key_summaries(&self) -> Vec<KeySummary> {
+        let catalog = self.read_catalog();
+        let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
+        for alias in catalog.aliases.values() {
+            aliases
+                .entry(alias.key_id.as_str())
+                .or_default()
+                .push(alias.name.clone());
+        }
+        catalog
+            .keys
+            .values()
+            .map(|entry| KeySummary {
+                key_id: entry.record.key_id.clone(),
+                state: entry.record.state,
+                key_spec: entry.record.key_spec.clone(),
+                created_ms: entry.record.created_ms,
+                deletion_date_ms: entry.record.deletion_date_ms,
+                versions: entry.versions.len() as u32,
+                aliases: aliases
+                    .remove(entry.record.key_id.as_str())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// Whether `caller` may perform `action` on the key. Until key policies exist, the

@@ -289,9 +289,11 @@ impl Kmsd {
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let status = poll("kmsd to exit after SIGTERM", Duration::from_secs(30), || {
-            child.try_wait().ok().flatten()
-        });
+        let status = poll(
+            "kmsd to exit after SIGTERM",
+            Duration::from_secs(30),
+            || child.try_wait().ok().flatten(),
+        );
         Some(status)
     }
 
@@ -375,7 +377,10 @@ pub fn unb64(value: &Value) -> Vec<u8> {
 /// Creates a key and returns its id.
 pub async fn create_key(client: &Client) -> String {
     let created = ok(client, "CreateKey", json!({"Description": "test key"})).await;
-    created["KeyMetadata"]["KeyId"].as_str().unwrap().to_string()
+    created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// The hash of every file in a directory, to prove it was left untouched.
