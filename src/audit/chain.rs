@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn key() -> MacKey {
-        MacKey::from_material(KeyMaterial::from_bytes([7; 32]))
+        MacKey::from_material(KeyMaterial::from_bytes(&[7; 32]))
     }
 
     #[test]
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(parsed.prev_hash, "ab");
         assert_eq!(parsed.hash, hash);
         assert!(parsed.mac_ok(&key()));
-        let other = MacKey::from_material(KeyMaterial::from_bytes([8; 32]));
+        let other = MacKey::from_material(KeyMaterial::from_bytes(&[8; 32]));
         assert!(!parsed.mac_ok(&other));
     }
 
