@@ -334,6 +334,28 @@ impl AuditTrail {
     }
 }
 
+/// Offline verification (hash chain only, no MACs): `files` in order, or, when empty, every
+/// file of `dir` from the first record of the trail.
+pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, AuditError> {
+    let (files, from_genesis) = if files.is_empty() {
+        let listed = verify::list_files(dir).map_err(|source| AuditError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        (listed, true)
+    } else {
+        (files.to_vec(), false)
+    };
+    Ok(verify::verify_files(
+        &files,
+        &VerifyOptions {
+            key: None,
+            from_genesis,
+            head: None,
+        },
+    ))
+}
+
 /// A record on its way to the disk.
 #[derive(Debug)]
 pub struct PendingRecord {
