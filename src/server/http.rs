@@ -141,6 +141,9 @@ pub async fn handle(
     app: Arc<App>,
     caller: Arc<Caller>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() == PING_PATH {
+        return Ok(ping(&request, &app));
+    }
     let started = std::time::Instant::now();
     let event_time_ms = app.kms.clock().now_ms();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -497,5 +500,35 @@ fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Respons
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-amzn-requestid", value);
     }
+    response
+}
+
+/// The health endpoint: `GET /ping` answers `200 ok` while kmsd serves requests and `503`
+/// while it refuses them (the audit trail cannot be written). It touches no key, so it does
+/// no JSON, crypto, audit or metering: it is also the transport ceiling of the benchmarks.
+pub const PING_PATH: &str = "/ping";
+
+fn ping(request: &Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
+    let (status, body): (StatusCode, &'static [u8]) = if request.method() != Method::GET
+        && request.method() != Method::HEAD
+    {
+        (StatusCode::METHOD_NOT_ALLOWED, b"use GET /ping\n")
+    } else if app
+        .audit
+        .as_ref()
+        .is_some_and(|audit| audit.admit().is_err())
+    {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            b"refusing requests: the audit trail cannot be written\n",
+        )
+    } else {
+        (StatusCode::OK, b"ok\n")
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }

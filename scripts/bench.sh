@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The kmsd benchmark suite (see BENCHMARKS.md): builds kmsd and kmsd-bench, starts a
+# software TPM (swtpm) on free loopback ports with its state in a temporary directory, runs
+# kmsd-bench (which starts, measures and stops its own kmsd processes against that swtpm),
+# and writes bench-results/results.json and bench-results/results.md.
+#
+#   scripts/bench.sh                 # full run, release build (several minutes)
+#   scripts/bench.sh --smoke         # a few seconds per section; checks the output (CI)
+#   scripts/bench.sh -- --concurrency 1,64   # anything after -- goes to kmsd-bench
+#
+# Environment: BENCH_OUT (default bench-results), BENCH_PROFILE (release; smoke: debug,
+# unless set), BENCH_KEEP_WORK=1 keeps the scratch directory (logs, state dirs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=false
+extra=()
+while (($#)); do
+    case "$1" in
+        --smoke) smoke=true ;;
+        --) shift; extra=("$@"); break ;;
+        *) echo "usage: $0 [--smoke] [-- kmsd-bench options]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+scripts/install-deps.sh
+export TSS2_LOG=all+NONE
+
+# Smoke mode checks that the suite works, not speed: the debug build is already there in CI.
+profile=${BENCH_PROFILE:-$($smoke && echo debug || echo release)}
+if [[ $profile == release ]]; then
+    cargo build --release --locked --bin kmsd --bin kmsd-bench -q
+else
+    cargo build --locked --bin kmsd --bin kmsd-bench -q
+fi
+bin_dir="${CARGO_TARGET_DIR:-target}/$profile"
+
+out_dir=${BENCH_OUT:-bench-results}
+work=$(mktemp -d "${TMPDIR:-/tmp}/kmsd-bench.XXXXXX")
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then
+        echo "scratch directory kept: $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# systemd-creds --with-key=host needs the host credential secret; create it when missing
+# (what `systemd-creds setup` does on any systemd host).
+if command -v systemd-creds >/dev/null && [[ ! -e /var/lib/systemd/credential.secret ]]; then
+    systemd-creds setup >/dev/null 2>&1 || echo "systemd-creds setup failed; its rows will say why" >&2
+fi
+
+# Two free consecutive loopback ports: swtpm serves on P, its control channel on P+1.
+port_pair() {
+    python3 - <<'EOF'
+import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1))
+    except OSError:
+        a.close(); continue
+    a.close(); b.close(); print(p); break
+EOF
+}
+port=$(port_pair)
+mkdir -p "$work/tpm"
+swtpm socket --tpm2 --tpmstate "dir=$work/tpm" \
+    --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
+    --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \
+    --flags not-need-init,startup-clear >"$work/swtpm.log" 2>&1 &
+pids+=($!)
+deadline=$((SECONDS + 10))
+until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    if ((SECONDS > deadline)); then echo "swtpm did not start; see $work/swtpm.log" >&2; exit 1; fi
+    sleep 0.05
+done
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then commit="$commit+dirty"; fi
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+args=(--tcti "swtpm:host=127.0.0.1,port=$port" --work-dir "$work/bench" --out-dir "$out_dir"
+      --commit "$commit" --kmsd "$bin_dir/kmsd")
+$smoke && args+=(--smoke)
+"$bin_dir/kmsd-bench" "${args[@]}" "${extra[@]}" &
+pids+=($!)
+wait "${pids[-1]}"
+
+# The JSON must parse and hold every section.
+python3 - "$out_dir/results.json" <<'EOF'
+import json, sys
+results = json.load(open(sys.argv[1]))
+for section in ("meta", "throughput", "startup", "create_key", "memory", "scrape", "alternatives", "targets"):
+    assert section in results, f"results.json lacks {section}"
+assert results["throughput"], "no throughput rows"
+assert all(r["requests"] > 0 for r in results["throughput"]), "a throughput run made no request"
+assert all(r["errors"] == 0 for r in results["throughput"]), "a throughput run had errors"
+assert len(results["startup"]) == 3, "start-up rows missing"
+EOF
+echo "results: $out_dir/results.json, $out_dir/results.md" >&2

@@ -1,0 +1,1451 @@
+//! `kmsd-bench`: the benchmark suite of kmsd (see BENCHMARKS.md and `scripts/bench.sh`).
+//!
+//! It starts its own kmsd processes against a given TPM (swtpm), and measures:
+//! throughput and latency of Encrypt (32 B, 4 KiB), Decrypt and GenerateDataKey at several
+//! concurrencies over keep-alive Unix-socket connections, side by side with `GET /ping` (the
+//! same server stack without JSON, crypto, audit or metering: the transport ceiling); the
+//! CPU time of kmsd and of the load generator; start-up time with 0, 1,000 and 10,000 keys;
+//! resident memory once every key has been used; the durable CreateKey rate; the time and
+//! size of a `/metrics` scrape; and the alternatives (`systemd-creds`, `tpm2_create` +
+//! `tpm2_unseal`) on the same machine and TPM. It writes JSON and a Markdown table.
+//!
+//! Every kmsd it starts is stopped (SIGTERM, then SIGKILL) and waited for, also on errors
+//! and on SIGINT/SIGTERM.
+
+#![forbid(unsafe_code)]
+
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use http_body_util::Full;
+use hyper::{Request, StatusCode};
+use kmsd::client::Client;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs the kmsd benchmark suite and writes JSON and Markdown results.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// The kmsd binary (default: `kmsd` next to this program).
+    #[arg(long)]
+    kmsd: Option<PathBuf>,
+    /// TCTI of the TPM to use, e.g. swtpm:host=127.0.0.1,port=2321.
+    #[arg(long)]
+    tcti: String,
+    /// Scratch directory for state dirs, sockets and logs (created; left for inspection).
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Directory for results.json and results.md.
+    #[arg(long, default_value = "bench-results")]
+    out_dir: PathBuf,
+    /// Short runs and small key counts: checks that everything works, measures little.
+    #[arg(long)]
+    smoke: bool,
+    /// Duration of each throughput run in milliseconds (default 3000, smoke 300).
+    #[arg(long)]
+    duration_ms: Option<u64>,
+    /// Concurrencies (connections) of the throughput runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
+    concurrency: Vec<usize>,
+    /// Keys for the scale measurements (default 10000, smoke 200).
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Keys for the middle start-up measurement (default 1000, smoke 50).
+    #[arg(long)]
+    keys_mid: Option<usize>,
+    /// Worker threads of the load generator (1 = a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Extra top-level TOML lines for every kmsd config (e.g. "[audit]\nenabled = false").
+    #[arg(long, default_value = "")]
+    kmsd_config: String,
+    /// Commit being measured (recorded in the results).
+    #[arg(long, default_value = "unknown")]
+    commit: String,
+    /// Sections to run: throughput, scale, alternatives.
+    #[arg(long, value_delimiter = ',', default_value = "throughput,scale,alternatives")]
+    sections: Vec<String>,
+    /// Only the throughput operations whose name contains one of these (e.g. "Ping,4 KiB").
+    #[arg(long, value_delimiter = ',')]
+    ops: Vec<String>,
+    /// Also run the throughput section with `[audit] enabled = false`, to separate the cost
+    /// of the audit fsync from the rest of the stack.
+    #[arg(long)]
+    audit_off_too: bool,
+}
+
+/// Everything measured, as written to results.json.
+#[derive(Debug, Default, Serialize)]
+struct Results {
+    meta: Value,
+    throughput: Vec<LoadResult>,
+    startup: Vec<Startup>,
+    create_key: Vec<CreateKeyResult>,
+    memory: Option<Memory>,
+    scrape: Option<Scrape>,
+    alternatives: Vec<Alternative>,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct LoadResult {
+    /// The kmsd configuration: "default" or "audit off".
+    config: String,
+    operation: String,
+    concurrency: usize,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    requests_per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    /// CPU seconds (user + system) of kmsd during the run.
+    kmsd_cpu_seconds: f64,
+    /// CPU seconds (user + system) of this load generator during the run.
+    client_cpu_seconds: f64,
+    kmsd_cpu_us_per_request: f64,
+    client_cpu_us_per_request: f64,
+    /// requests_per_second / the transport ceiling's at the same concurrency.
+    ratio_to_ceiling: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Startup {
+    keys: usize,
+    /// Spawn to first successful ListKeys, each run.
+    runs_ms: Vec<f64>,
+    median_ms: f64,
+    /// Resident memory right after start-up.
+    vm_rss_kib: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct CreateKeyResult {
+    concurrency: usize,
+    keys: usize,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Memory {
+    keys: usize,
+    keys_used: usize,
+    vm_rss_kib: u64,
+    vm_hwm_kib: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Scrape {
+    available: bool,
+    note: String,
+    keys: usize,
+    bytes: usize,
+    series: usize,
+    runs_ms: Vec<f64>,
+    median_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Alternative {
+    name: String,
+    /// What one operation is.
+    operation: String,
+    available: bool,
+    note: String,
+    iterations: usize,
+    median_ms: f64,
+    p99_ms: f64,
+    per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Target {
+    name: String,
+    goal: String,
+    measured: String,
+    met: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = if args.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kmsd-bench: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = run(&args) => result,
+            _ = stop_signal() => Err("interrupted".to_string()),
+        }
+    });
+    // Dropping the runtime drops any still-running kmsd guards (kill + wait).
+    drop(runtime);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kmsd-bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Settings derived from the arguments.
+struct Plan {
+    kmsd: PathBuf,
+    duration: Duration,
+    keys: usize,
+    keys_mid: usize,
+    startup_runs: usize,
+    scrapes: usize,
+    alternative_time: Duration,
+}
+
+async fn run(args: &Args) -> Result<(), String> {
+    let kmsd = match &args.kmsd {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find this program: {e}"))?
+            .with_file_name("kmsd"),
+    };
+    let plan = Plan {
+        kmsd,
+        duration: Duration::from_millis(
+            args.duration_ms
+                .unwrap_or(if args.smoke { 300 } else { 3000 }),
+        ),
+        keys: args.keys.unwrap_or(if args.smoke { 200 } else { 10_000 }),
+        keys_mid: args.keys_mid.unwrap_or(if args.smoke { 50 } else { 1000 }),
+        startup_runs: if args.smoke { 1 } else { 3 },
+        scrapes: if args.smoke { 3 } else { 20 },
+        alternative_time: Duration::from_millis(if args.smoke { 300 } else { 3000 }),
+    };
+    if plan.keys_mid > plan.keys {
+        return Err("--keys-mid must not exceed --keys".into());
+    }
+    std::fs::create_dir_all(&args.work_dir).map_err(|e| format!("work dir: {e}"))?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| format!("out dir: {e}"))?;
+    let mut results = Results {
+        meta: json!({
+            "date": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            "commit": args.commit,
+            "mode": if args.smoke { "smoke" } else { "full" },
+            "duration_ms": plan.duration.as_millis() as u64,
+            "client_threads": args.client_threads,
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "load_average_before": loadavg(),
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "cpu_model": cpu_model(),
+            "kmsd_config": args.kmsd_config,
+        }),
+        ..Default::default()
+    };
+
+    let section = |name: &str| args.sections.iter().any(|s| s == name);
+    if section("throughput") {
+        eprintln!("== throughput and latency");
+        throughput(args, &plan, &mut results, "default", "").await?;
+        if args.audit_off_too {
+            eprintln!("== throughput and latency, audit off");
+            throughput(
+                args,
+                &plan,
+                &mut results,
+                "audit off",
+                "[audit]\nenabled = false\n",
+            )
+            .await?;
+        }
+    }
+    if section("scale") {
+        eprintln!("== start-up, CreateKey, memory, scrape");
+        scale(args, &plan, &mut results).await?;
+    }
+    if section("alternatives") {
+        eprintln!("== alternatives");
+        results.alternatives = alternatives(args, &plan);
+    }
+    if let Value::Object(meta) = &mut results.meta {
+        meta.insert("load_average_after".into(), json!(loadavg()));
+    }
+    results.targets = targets(&results);
+
+    let json_text =
+        serde_json::to_string_pretty(&results).map_err(|e| format!("encoding results: {e}"))?;
+    let json_path = args.out_dir.join("results.json");
+    std::fs::write(&json_path, json_text + "\n")
+        .map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let md_path = args.out_dir.join("results.md");
+    std::fs::write(&md_path, markdown(&results))
+        .map_err(|e| format!("{}: {e}", md_path.display()))?;
+    eprintln!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// kmsd processes
+
+/// A kmsd child process; stopped and waited for on drop.
+struct Kmsd {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Kmsd {
+    /// Spawns kmsd on `dir` (state in dir/state) and waits until a ListKeys succeeds.
+    /// Returns the process and the time from spawn to that first answer.
+    async fn start(
+        plan: &Plan,
+        args: &Args,
+        dir: &Path,
+        name: &str,
+        extra_config: &str,
+    ) -> Result<(Kmsd, Duration), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let socket = dir.join("kmsd.sock");
+        let config = dir.join("kmsd.toml");
+        let text = format!(
+            "socket = {socket:?}\nstate_dir = {state:?}\nlog_level = \"warn\"\n{extra}\n{extra_config}\n[tpm]\ntcti = {tcti:?}\n",
+            socket = socket.display().to_string(),
+            state = dir.join("state").display().to_string(),
+            extra = args.kmsd_config,
+            tcti = args.tcti,
+        );
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let started = Instant::now();
+        let child = Command::new(&plan.kmsd)
+            .arg("--config")
+            .arg(&config)
+            .env("TSS2_LOG", "all+NONE")
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", plan.kmsd.display()))?;
+        let mut kmsd = Kmsd {
+            child: Some(child),
+            socket,
+            log,
+        };
+        let deadline = started + Duration::from_secs(120);
+        loop {
+            if let Some(status) = kmsd.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(format!(
+                    "kmsd exited during start-up ({status}); log {}:\n{}",
+                    kmsd.log.display(),
+                    std::fs::read_to_string(&kmsd.log).unwrap_or_default()
+                ));
+            }
+            if kmsd.socket.exists() {
+                let client = Client::new(&kmsd.socket);
+                if client
+                    .call_json("ListKeys", &json!({"Limit": 1}))
+                    .await
+                    .is_ok()
+                {
+                    return Ok((kmsd, started.elapsed()));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "kmsd did not answer within 120 s; log {}",
+                    kmsd.log.display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGTERM, wait up to 15 s, then SIGKILL; always waits.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        eprintln!("kmsd {pid} did not stop on SIGTERM; killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Kmsd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn process_cpu(pid: i32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; fields are counted after its ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    ticks as f64 / hz
+}
+
+/// CPU seconds (user + system) of this process, all threads.
+fn own_cpu() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(usage.user_time()) + t(usage.system_time())
+        }
+        Err(_) => 0.0,
+    }
+}
+
+/// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
+fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// Throughput and latency
+
+/// One kind of request of the load runs.
+#[derive(Clone)]
+enum Op {
+    /// `GET /ping`: the transport ceiling.
+    Ping,
+    /// A KMS operation with a fixed JSON body.
+    Kms { target: &'static str, body: Bytes },
+}
+
+impl Op {
+    fn request(&self) -> Request<Full<Bytes>> {
+        let builder = match self {
+            Op::Ping => Request::get("/ping").header("host", "kmsd"),
+            Op::Kms { target, .. } => Request::post("/")
+                .header("host", "kmsd")
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", *target),
+        };
+        let body = match self {
+            Op::Ping => Bytes::new(),
+            Op::Kms { body, .. } => body.clone(),
+        };
+        // The parts above are all valid, so building cannot fail.
+        builder
+            .body(Full::new(body))
+            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn throughput(
+    args: &Args,
+    plan: &Plan,
+    results: &mut Results,
+    config: &str,
+    extra_config: &str,
+) -> Result<(), String> {
+    let dir = args.work_dir.join(format!("throughput-{}", config.replace(' ', "-")));
+    let (kmsd, _) = Kmsd::start(plan, args, &dir, "kmsd", extra_config).await?;
+    let client = Client::new(&kmsd.socket);
+    let created = client
+        .call_json("CreateKey", &json!({"Description": "kmsd-bench"}))
+        .await
+        .map_err(|e| format!("CreateKey: {e}"))?;
+    let key_id = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .ok_or("CreateKey returned no KeyId")?
+        .to_string();
+    let small = b64(&[7u8; 32]);
+    let encrypted = client
+        .call_json("Encrypt", &json!({"KeyId": key_id, "Plaintext": small}))
+        .await
+        .map_err(|e| format!("Encrypt: {e}"))?;
+    let blob = encrypted["CiphertextBlob"]
+        .as_str()
+        .ok_or("Encrypt returned no CiphertextBlob")?
+        .to_string();
+    let body = |value: Value| Bytes::from(value.to_string());
+    let ops: Vec<(&str, Op)> = vec![
+        ("Ping (transport ceiling)", Op::Ping),
+        (
+            "Encrypt 32 B",
+            Op::Kms {
+                target: "TrentService.Encrypt",
+                body: body(json!({"KeyId": key_id, "Plaintext": small})),
+            },
+        ),
+        (
+            "Encrypt 4 KiB",
+            Op::Kms {
+                target: "TrentService.Encrypt",
+                body: body(json!({"KeyId": key_id, "Plaintext": b64(&[9u8; 4096])})),
+            },
+        ),
+        (
+            "Decrypt 32 B",
+            Op::Kms {
+                target: "TrentService.Decrypt",
+                body: body(json!({"CiphertextBlob": blob})),
+            },
+        ),
+        (
+            "GenerateDataKey AES_256",
+            Op::Kms {
+                target: "TrentService.GenerateDataKey",
+                body: body(json!({"KeyId": key_id, "KeySpec": "AES_256"})),
+            },
+        ),
+    ];
+    let ops: Vec<(&str, Op)> = ops
+        .into_iter()
+        .filter(|(name, _)| args.ops.is_empty() || args.ops.iter().any(|o| name.contains(o.as_str())))
+        .collect();
+    // Each request must work before it is timed.
+    for (name, op) in &ops {
+        let raw = client
+            .send(op.request())
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        if raw.status != StatusCode::OK {
+            return Err(format!(
+                "{name}: HTTP {}: {}",
+                raw.status,
+                String::from_utf8_lossy(&raw.body)
+            ));
+        }
+    }
+    // Warm-up: caches, allocator, page cache of the audit file.
+    for (_, op) in &ops {
+        load(&kmsd, op, 8, plan.duration / 4).await;
+    }
+    let mut ceiling = std::collections::HashMap::new();
+    for &concurrency in &args.concurrency {
+        for (name, op) in &ops {
+            let mut result = load(&kmsd, op, concurrency, plan.duration).await;
+            result.operation = name.to_string();
+            result.config = config.to_string();
+            if matches!(op, Op::Ping) {
+                ceiling.insert(concurrency, result.requests_per_second);
+            }
+            result.ratio_to_ceiling = ceiling
+                .get(&concurrency)
+                .filter(|c| **c > 0.0)
+                .map(|c| result.requests_per_second / c);
+            eprintln!(
+                "{config:<9} {:<26} c={:<4} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  p99.9 {:>7.0} µs  ratio {}  errors {}",
+                result.operation,
+                concurrency,
+                result.requests_per_second,
+                result.p50_us,
+                result.p99_us,
+                result.p999_us,
+                result
+                    .ratio_to_ceiling
+                    .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+                result.errors
+            );
+            results.throughput.push(result);
+        }
+    }
+    drop(kmsd);
+    Ok(())
+}
+
+/// Runs `concurrency` connections, each sending `op` back to back, for `duration`.
+async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> LoadResult {
+    let barrier = Arc::new(tokio::sync::Barrier::new(concurrency + 1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let socket = kmsd.socket.clone();
+        let op = op.clone();
+        let barrier = Arc::clone(&barrier);
+        tasks.spawn(async move {
+            let client = Client::new(socket);
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+            let mut errors = 0u64;
+            // Open the connection before the clock starts.
+            if !matches!(client.send(op.request()).await, Ok(r) if r.status == StatusCode::OK) {
+                errors += 1;
+            }
+            barrier.wait().await;
+            let deadline = Instant::now() + duration;
+            loop {
+                let sent = Instant::now();
+                if sent >= deadline {
+                    break;
+                }
+                match client.send(op.request()).await {
+                    Ok(raw) if raw.status == StatusCode::OK => {
+                        let _ = histogram.record(sent.elapsed().as_nanos().max(1) as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (histogram, errors)
+        });
+    }
+    barrier.wait().await;
+    let started = Instant::now();
+    let kmsd_cpu = process_cpu(kmsd.pid());
+    let client_cpu = own_cpu();
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+    let mut errors = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((h, e)) => {
+                let _ = histogram.add(&h);
+                errors += e;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let kmsd_cpu = process_cpu(kmsd.pid()) - kmsd_cpu;
+    let client_cpu = own_cpu() - client_cpu;
+    let requests = histogram.len();
+    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let per_request = |cpu: f64| {
+        if requests == 0 {
+            0.0
+        } else {
+            cpu * 1e6 / requests as f64
+        }
+    };
+    LoadResult {
+        config: String::new(),
+        operation: String::new(),
+        concurrency,
+        requests,
+        errors,
+        seconds,
+        requests_per_second: requests as f64 / seconds,
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: histogram.max() as f64 / 1000.0,
+        kmsd_cpu_seconds: kmsd_cpu,
+        client_cpu_seconds: client_cpu,
+        kmsd_cpu_us_per_request: per_request(kmsd_cpu),
+        client_cpu_us_per_request: per_request(client_cpu),
+        ratio_to_ceiling: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Start-up, CreateKey, memory, scrape
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+async fn measure_startup(
+    plan: &Plan,
+    args: &Args,
+    dir: &Path,
+    keys: usize,
+) -> Result<Startup, String> {
+    let mut runs = Vec::new();
+    let mut rss = None;
+    for run in 0..plan.startup_runs {
+        let (kmsd, took) = Kmsd::start(plan, args, dir, &format!("start-{keys}-{run}"), "").await?;
+        runs.push(took.as_secs_f64() * 1000.0);
+        rss = proc_status_kib(kmsd.pid(), "VmRSS");
+        drop(kmsd);
+    }
+    let result = Startup {
+        keys,
+        median_ms: median(&runs),
+        runs_ms: runs,
+        vm_rss_kib: rss,
+    };
+    eprintln!(
+        "start-up with {keys} keys: {:.1} ms (runs {:?})",
+        result.median_ms, result.runs_ms
+    );
+    Ok(result)
+}
+
+/// Creates `count` keys over `concurrency` connections; returns their ids and the rate.
+async fn create_keys(
+    kmsd: &Kmsd,
+    count: usize,
+    concurrency: usize,
+) -> (Vec<String>, CreateKeyResult) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for _ in 0..concurrency.max(1) {
+        let socket = kmsd.socket.clone();
+        let next = Arc::clone(&next);
+        tasks.spawn(async move {
+            let client = Client::new(socket);
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+            let mut ids = Vec::new();
+            let mut errors = 0u64;
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let sent = Instant::now();
+                match client
+                    .call_json("CreateKey", &json!({"Description": "kmsd-bench scale"}))
+                    .await
+                {
+                    Ok(value) => match value["KeyMetadata"]["KeyId"].as_str() {
+                        Some(id) => {
+                            let _ = histogram.record(sent.elapsed().as_nanos().max(1) as u64);
+                            ids.push(id.to_string());
+                        }
+                        None => errors += 1,
+                    },
+                    Err(_) => errors += 1,
+                }
+            }
+            (ids, histogram, errors)
+        });
+    }
+    let mut ids = Vec::new();
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+    let mut errors = 0;
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((i, h, e)) = joined {
+            ids.extend(i);
+            let _ = histogram.add(&h);
+            errors += e;
+        } else {
+            errors += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1e6;
+    let result = CreateKeyResult {
+        concurrency,
+        keys: ids.len(),
+        seconds,
+        per_second: ids.len() as f64 / seconds,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        errors,
+    };
+    eprintln!(
+        "CreateKey c={concurrency}: {} keys in {seconds:.2} s = {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, errors {errors})",
+        result.keys, result.per_second, result.p50_ms, result.p99_ms
+    );
+    (ids, result)
+}
+
+async fn scale(args: &Args, plan: &Plan, results: &mut Results) -> Result<(), String> {
+    let dir = args.work_dir.join("scale");
+    // A new state dir: the first start creates and seals the root key.
+    let (kmsd, first) = Kmsd::start(plan, args, &dir, "init", "").await?;
+    drop(kmsd);
+    if let Value::Object(meta) = &mut results.meta {
+        meta.insert(
+            "first_start_new_state_dir_ms".into(),
+            json!(first.as_secs_f64() * 1000.0),
+        );
+    }
+    results
+        .startup
+        .push(measure_startup(plan, args, &dir, 0).await?);
+
+    // CreateKey one at a time up to keys_mid.
+    let (kmsd, _) = Kmsd::start(plan, args, &dir, "create-1", "").await?;
+    let (mut ids, rate) = create_keys(&kmsd, plan.keys_mid, 1).await;
+    results.create_key.push(rate);
+    drop(kmsd);
+    results
+        .startup
+        .push(measure_startup(plan, args, &dir, ids.len()).await?);
+
+    // The rest with 8 connections.
+    let (kmsd, _) = Kmsd::start(plan, args, &dir, "create-8", "").await?;
+    let (more, rate) = create_keys(&kmsd, plan.keys - ids.len(), 8).await;
+    ids.extend(more);
+    results.create_key.push(rate);
+    drop(kmsd);
+    results
+        .startup
+        .push(measure_startup(plan, args, &dir, ids.len()).await?);
+
+    // Use every key once, then read the resident memory.
+    let (kmsd, _) = Kmsd::start(plan, args, &dir, "use-all", "").await?;
+    let ids = Arc::new(ids);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let socket = kmsd.socket.clone();
+        let (ids, next) = (Arc::clone(&ids), Arc::clone(&next));
+        tasks.spawn(async move {
+            let client = Client::new(socket);
+            let mut used = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = ids.get(i) else { break };
+                let request = json!({"KeyId": id, "Plaintext": b64(&[1u8; 32])});
+                if client.call_json("Encrypt", &request).await.is_ok() {
+                    used += 1;
+                }
+            }
+            used
+        });
+    }
+    let mut used = 0;
+    while let Some(joined) = tasks.join_next().await {
+        used += joined.unwrap_or(0);
+    }
+    let memory = Memory {
+        keys: ids.len(),
+        keys_used: used,
+        vm_rss_kib: proc_status_kib(kmsd.pid(), "VmRSS").unwrap_or(0),
+        vm_hwm_kib: proc_status_kib(kmsd.pid(), "VmHWM").unwrap_or(0),
+    };
+    eprintln!(
+        "memory with {} keys ({} used): VmRSS {} KiB, VmHWM {} KiB",
+        memory.keys, memory.keys_used, memory.vm_rss_kib, memory.vm_hwm_kib
+    );
+    results.memory = Some(memory);
+    results.scrape = Some(scrape(&kmsd, plan, ids.len()).await);
+    drop(kmsd);
+    Ok(())
+}
+
+async fn scrape(kmsd: &Kmsd, plan: &Plan, keys: usize) -> Scrape {
+    let client = Client::new(&kmsd.socket);
+    let mut runs = Vec::new();
+    let mut bytes = 0;
+    let mut series = 0;
+    let mut note = String::new();
+    for _ in 0..plan.scrapes {
+        let request = Request::get("/metrics")
+            .header("host", "kmsd")
+            .body(Full::new(Bytes::new()));
+        let Ok(request) = request else { break };
+        let started = Instant::now();
+        match client.send(request).await {
+            Ok(raw) if raw.status == StatusCode::OK => {
+                runs.push(started.elapsed().as_secs_f64() * 1000.0);
+                bytes = raw.body.len();
+                series = raw
+                    .body
+                    .split(|b| *b == b'\n')
+                    .filter(|line| !line.is_empty() && !line.starts_with(b"#"))
+                    .count();
+            }
+            Ok(raw) => {
+                note = format!(
+                    "GET /metrics answered HTTP {}: {}",
+                    raw.status,
+                    String::from_utf8_lossy(&raw.body).trim()
+                );
+                break;
+            }
+            Err(err) => {
+                note = format!("GET /metrics failed: {err}");
+                break;
+            }
+        }
+    }
+    let available = !runs.is_empty();
+    if available {
+        eprintln!(
+            "scrape with {keys} keys: {bytes} bytes, {series} series, median {:.1} ms",
+            median(&runs)
+        );
+    } else {
+        eprintln!("scrape: {note}");
+    }
+    Scrape {
+        available,
+        note,
+        keys,
+        bytes,
+        series,
+        median_ms: median(&runs),
+        max_ms: runs.iter().copied().fold(0.0, f64::max),
+        runs_ms: runs,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The alternatives: a process (or several) per operation.
+
+/// Runs `op` (a list of commands making one operation) repeatedly for about `time`.
+fn time_commands(
+    name: &str,
+    operation: &str,
+    time: Duration,
+    mut op: impl FnMut() -> Vec<Command>,
+) -> Alternative {
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    let mut note = String::new();
+    while started.elapsed() < time || samples.len() < 3 {
+        let began = Instant::now();
+        for mut command in op() {
+            match command.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => {
+                    note = format!(
+                        "{:?} failed ({}): {}",
+                        command.get_program(),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                Err(err) => note = format!("cannot run {:?}: {err}", command.get_program()),
+            }
+            if !note.is_empty() {
+                break;
+            }
+        }
+        if !note.is_empty() {
+            break;
+        }
+        samples.push(began.elapsed().as_secs_f64() * 1000.0);
+        if samples.len() >= 10_000 {
+            break;
+        }
+    }
+    let available = note.is_empty();
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p99 = sorted
+        .get(((sorted.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
+    let total: f64 = samples.iter().sum();
+    let result = Alternative {
+        name: name.to_string(),
+        operation: operation.to_string(),
+        available,
+        note,
+        iterations: samples.len(),
+        median_ms: median(&samples),
+        p99_ms: p99,
+        per_second: if total > 0.0 {
+            samples.len() as f64 * 1000.0 / total
+        } else {
+            0.0
+        },
+    };
+    if result.available {
+        eprintln!(
+            "{name}: {:.2} ms per op ({:.0}/s, {} runs)",
+            result.median_ms, result.per_second, result.iterations
+        );
+    } else {
+        eprintln!("{name}: unavailable: {}", result.note);
+    }
+    result
+}
+
+fn alternatives(args: &Args, plan: &Plan) -> Vec<Alternative> {
+    let dir = args.work_dir.join("alternatives");
+    let mut rows = Vec::new();
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        eprintln!("alternatives: {err}");
+        return rows;
+    }
+    let input = dir.join("plain");
+    if let Err(err) = std::fs::write(&input, [5u8; 32]) {
+        eprintln!("alternatives: {err}");
+        return rows;
+    }
+    let path = |name: &str| dir.join(name).display().to_string();
+    let cmd = |program: &str, arguments: &[String]| {
+        let mut command = Command::new(program);
+        command
+            .args(arguments)
+            .env("TSS2_LOG", "all+NONE")
+            .env("TPM2TOOLS_TCTI", &args.tcti)
+            .stdin(Stdio::null());
+        command
+    };
+    let s = |v: &str| v.to_string();
+    let time = plan.alternative_time;
+
+    // systemd-creds with the host key (/var/lib/systemd/credential.secret).
+    let host_encrypt = [
+        s("encrypt"),
+        s("--with-key=host"),
+        s("--name=bench"),
+        path("plain"),
+        path("host.cred"),
+    ];
+    rows.push(time_commands(
+        "systemd-creds encrypt (host key)",
+        "encrypt 32 B",
+        time,
+        || vec![cmd("systemd-creds", &host_encrypt)],
+    ));
+    let host_decrypt = [
+        s("decrypt"),
+        s("--name=bench"),
+        path("host.cred"),
+        path("host.out"),
+    ];
+    if rows.last().is_some_and(|r| r.available) {
+        rows.push(time_commands(
+            "systemd-creds decrypt (host key)",
+            "decrypt 32 B",
+            time,
+            || vec![cmd("systemd-creds", &host_decrypt)],
+        ));
+    }
+    // systemd-creds sealed to the same swtpm (TCTI device string), no PCR binding.
+    let device = format!("--tpm2-device={}", args.tcti);
+    let tpm_encrypt = [
+        s("encrypt"),
+        s("--with-key=tpm2"),
+        device.clone(),
+        s("--tpm2-pcrs="),
+        s("--name=bench"),
+        path("plain"),
+        path("tpm.cred"),
+    ];
+    rows.push(time_commands(
+        "systemd-creds encrypt (TPM)",
+        "encrypt 32 B",
+        time,
+        || vec![cmd("systemd-creds", &tpm_encrypt)],
+    ));
+    let tpm_decrypt = [
+        s("decrypt"),
+        device,
+        s("--name=bench"),
+        path("tpm.cred"),
+        path("tpm.out"),
+    ];
+    if rows.last().is_some_and(|r| r.available) {
+        rows.push(time_commands(
+            "systemd-creds decrypt (TPM)",
+            "decrypt 32 B",
+            time,
+            || vec![cmd("systemd-creds", &tpm_decrypt)],
+        ));
+    }
+
+    // tpm2-tools: seal under a persistent primary made once, unseal; flush transients.
+    const PARENT: &str = "0x81010099";
+    let setup = [
+        vec![cmd("tpm2_flushcontext", &[s("-t")])],
+        vec![cmd(
+            "tpm2_evictcontrol",
+            &[s("-Q"), s("-C"), s("o"), s("-c"), s(PARENT)],
+        )],
+        vec![cmd(
+            "tpm2_createprimary",
+            &[
+                s("-Q"),
+                s("-C"),
+                s("o"),
+                s("-G"),
+                s("ecc"),
+                s("-c"),
+                path("primary.ctx"),
+            ],
+        )],
+        vec![cmd(
+            "tpm2_evictcontrol",
+            &[s("-Q"), s("-C"), s("o"), s("-c"), path("primary.ctx"), s(PARENT)],
+        )],
+        vec![cmd("tpm2_flushcontext", &[s("-t")])],
+    ];
+    let mut setup_note = String::new();
+    for (i, mut commands) in setup.into_iter().enumerate() {
+        for command in &mut commands {
+            match command.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+                // Step 1 removes a primary left by an earlier run, and may find none.
+                Ok(out) if out.status.success() || i == 1 => {}
+                Ok(out) => {
+                    setup_note = format!(
+                        "{:?}: {}",
+                        command.get_program(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )
+                }
+                Err(err) => setup_note = format!("cannot run {:?}: {err}", command.get_program()),
+            }
+        }
+    }
+    if setup_note.is_empty() {
+        let create = [
+            s("-Q"),
+            s("-C"),
+            s(PARENT),
+            s("-i"),
+            path("plain"),
+            s("-u"),
+            path("seal.pub"),
+            s("-r"),
+            path("seal.priv"),
+        ];
+        rows.push(time_commands(
+            "tpm2_create (seal)",
+            "seal 32 B",
+            time,
+            || vec![cmd("tpm2_create", &create)],
+        ));
+        let load = [
+            s("-Q"),
+            s("-C"),
+            s(PARENT),
+            s("-u"),
+            path("seal.pub"),
+            s("-r"),
+            path("seal.priv"),
+            s("-c"),
+            path("seal.ctx"),
+        ];
+        let unseal = [s("-c"), path("seal.ctx"), s("-o"), path("seal.out")];
+        if rows.last().is_some_and(|r| r.available) {
+            rows.push(time_commands(
+                "tpm2_load + tpm2_unseal + tpm2_flushcontext",
+                "unseal 32 B",
+                time,
+                || {
+                    vec![
+                        cmd("tpm2_load", &load),
+                        cmd("tpm2_unseal", &unseal),
+                        cmd("tpm2_flushcontext", &[s("-t")]),
+                    ]
+                },
+            ));
+        }
+        let mut cleanup = cmd("tpm2_evictcontrol", &[s("-Q"), s("-C"), s("o"), s("-c"), s(PARENT)]);
+        let _ = cleanup.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    } else {
+        rows.push(Alternative {
+            name: "tpm2_create + tpm2_unseal".into(),
+            operation: "seal/unseal 32 B".into(),
+            available: false,
+            note: setup_note,
+            iterations: 0,
+            median_ms: 0.0,
+            p99_ms: 0.0,
+            per_second: 0.0,
+        });
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------
+// Targets and the Markdown report
+
+fn symmetric(op: &str) -> bool {
+    op.starts_with("Encrypt") || op.starts_with("Decrypt") || op.starts_with("GenerateDataKey")
+}
+
+fn targets(results: &Results) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for config in ["default", "audit off"] {
+        throughput_targets(results, config, &mut targets);
+    }
+    startup_targets(results, &mut targets);
+    targets
+}
+
+fn throughput_targets(results: &Results, config: &str, targets: &mut Vec<Target>) {
+    let suffix = if config == "default" {
+        String::new()
+    } else {
+        format!(" ({config})")
+    };
+    let at = |c: usize| {
+        results
+            .throughput
+            .iter()
+            .filter(move |r| r.config == config && r.concurrency == c && symmetric(&r.operation))
+    };
+    if let Some(worst) = at(64).min_by(|a, b| {
+        a.ratio_to_ceiling
+            .unwrap_or(0.0)
+            .total_cmp(&b.ratio_to_ceiling.unwrap_or(0.0))
+    }) {
+        let ratio = worst.ratio_to_ceiling.unwrap_or(0.0);
+        targets.push(Target {
+            name: format!("symmetric ops vs transport ceiling, concurrency 64{suffix}"),
+            goal: ">= 70%".into(),
+            measured: format!("lowest {:.0}% ({})", ratio * 100.0, worst.operation),
+            met: ratio >= 0.70,
+        });
+    }
+    if let Some(worst) = at(8).max_by(|a, b| a.p99_us.total_cmp(&b.p99_us)) {
+        targets.push(Target {
+            name: format!("p99 latency, concurrency 8{suffix}"),
+            goal: "<= 1 ms".into(),
+            measured: format!("highest {:.0} µs ({})", worst.p99_us, worst.operation),
+            met: worst.p99_us <= 1000.0,
+        });
+    }
+}
+
+fn startup_targets(results: &Results, targets: &mut Vec<Target>) {
+    if let Some(startup) = results.startup.iter().max_by_key(|s| s.keys) {
+        targets.push(Target {
+            name: format!("start-up with {} keys", startup.keys),
+            goal: "<= 300 ms".into(),
+            measured: format!("{:.0} ms", startup.median_ms),
+            met: startup.median_ms <= 300.0,
+        });
+    }
+    if let Some(memory) = &results.memory {
+        targets.push(Target {
+            name: format!("resident memory with {} keys used", memory.keys_used),
+            goal: "<= 64 MiB".into(),
+            measured: format!("{:.1} MiB", memory.vm_rss_kib as f64 / 1024.0),
+            met: memory.vm_rss_kib <= 64 * 1024,
+        });
+    }
+    if let Some(scrape) = &results.scrape {
+        targets.push(Target {
+            name: format!("/metrics scrape with {} keys", scrape.keys),
+            goal: "<= 100 ms".into(),
+            measured: if scrape.available {
+                format!("{:.1} ms", scrape.median_ms)
+            } else {
+                format!("n/a ({})", scrape.note)
+            },
+            met: scrape.available && scrape.median_ms <= 100.0,
+        });
+    }
+}
+
+fn markdown(results: &Results) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let meta = &results.meta;
+    let _ = writeln!(out, "# kmsd benchmark results\n");
+    let _ = writeln!(
+        out,
+        "{} run, {}, commit `{}`, {} CPUs ({}), kernel {}, load average before {} / after {}, {} ms per throughput run, load generator on {} thread(s).\n",
+        meta["mode"].as_str().unwrap_or(""),
+        meta["date"].as_str().unwrap_or(""),
+        meta["commit"].as_str().unwrap_or(""),
+        meta["cpus"],
+        meta["cpu_model"].as_str().unwrap_or(""),
+        meta["kernel"].as_str().unwrap_or(""),
+        meta["load_average_before"].as_str().unwrap_or(""),
+        meta["load_average_after"].as_str().unwrap_or(""),
+        meta["duration_ms"],
+        meta["client_threads"],
+    );
+    let _ = writeln!(out, "## Throughput and latency (Unix socket, keep-alive, one connection per client)\n");
+    let _ = writeln!(out, "| kmsd config | Operation | Conc. | req/s | vs ceiling | p50 µs | p99 µs | p99.9 µs | kmsd CPU µs/req | bench CPU µs/req | errors |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &results.throughput {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} |",
+            r.config,
+            r.operation,
+            r.concurrency,
+            r.requests_per_second,
+            r.ratio_to_ceiling
+                .map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.kmsd_cpu_us_per_request,
+            r.client_cpu_us_per_request,
+            r.errors
+        );
+    }
+    let _ = writeln!(out, "\n## Start-up (spawn to first successful ListKeys)\n");
+    let _ = writeln!(out, "| Keys | median ms | runs ms | VmRSS after start |");
+    let _ = writeln!(out, "|---:|---:|---|---:|");
+    if let Some(first) = meta["first_start_new_state_dir_ms"].as_f64() {
+        let _ = writeln!(out, "| 0 (new state dir: root key created and sealed) | {first:.1} | | |");
+    }
+    for s in &results.startup {
+        let runs: Vec<String> = s.runs_ms.iter().map(|r| format!("{r:.1}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {} | {} |",
+            s.keys,
+            s.median_ms,
+            runs.join(", "),
+            s.vm_rss_kib
+                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+        );
+    }
+    let _ = writeln!(out, "\n## Durable CreateKey (SQLite commit + audit record, both fsynced)\n");
+    let _ = writeln!(out, "| Conc. | keys | seconds | keys/s | p50 ms | p99 ms | errors |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for c in &results.create_key {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {} |",
+            c.concurrency, c.keys, c.seconds, c.per_second, c.p50_ms, c.p99_ms, c.errors
+        );
+    }
+    let _ = writeln!(out, "\n## Scale\n");
+    if let Some(m) = &results.memory {
+        let _ = writeln!(
+            out,
+            "- Resident memory with {} keys, {} of them used once: VmRSS {:.1} MiB (peak VmHWM {:.1} MiB).",
+            m.keys,
+            m.keys_used,
+            m.vm_rss_kib as f64 / 1024.0,
+            m.vm_hwm_kib as f64 / 1024.0
+        );
+    }
+    if let Some(s) = &results.scrape {
+        if s.available {
+            let _ = writeln!(
+                out,
+                "- `GET /metrics` with {} keys with traffic: {} bytes, {} series; median {:.1} ms, max {:.1} ms over {} scrapes.",
+                s.keys,
+                s.bytes,
+                s.series,
+                s.median_ms,
+                s.max_ms,
+                s.runs_ms.len()
+            );
+        } else {
+            let _ = writeln!(out, "- `GET /metrics`: not measured: {}.", s.note);
+        }
+    }
+    if !results.alternatives.is_empty() {
+        let reference = results
+            .throughput
+            .iter()
+            .find(|r| r.config == "default" && r.operation == "Encrypt 32 B" && r.concurrency == 1);
+        let _ = writeln!(out, "\n## The alternatives (same machine, same swtpm, one process per step)\n");
+        let _ = writeln!(out, "| Method | one operation | iterations | median ms | p99 ms | ops/s | kmsd Encrypt 32 B (c=1) is faster by |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+        for a in &results.alternatives {
+            if !a.available {
+                let _ = writeln!(out, "| {} | {} | unavailable: {} | | | | |", a.name, a.operation, a.note);
+                continue;
+            }
+            let faster = reference
+                .filter(|r| r.p50_us > 0.0)
+                .map_or("-".into(), |r| format!("{:.0}x", a.median_ms * 1000.0 / r.p50_us));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {} |",
+                a.name, a.operation, a.iterations, a.median_ms, a.p99_ms, a.per_second, faster
+            );
+        }
+    }
+    let _ = writeln!(out, "\n## Targets\n");
+    let _ = writeln!(out, "| Target | Goal | Measured | Met |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for t in &results.targets {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            t.name,
+            t.goal,
+            t.measured,
+            if t.met { "yes" } else { "no" }
+        );
+    }
+    out
+}
