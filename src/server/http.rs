@@ -146,7 +146,7 @@ pub async fn handle(
     }
     let started = std::time::Instant::now();
     let event_time_ms = app.kms.clock().now_ms();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::crypto::random_id().to_string();
     let target = request
         .headers()
         .get("x-amz-target")
