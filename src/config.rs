@@ -43,6 +43,27 @@ pub struct Config {
     /// tracing filter, e.g. "info" or "kmsd=debug".
     pub log_level: String,
     pub tpm: TpmSection,
+    pub access: AccessSection,
+}
+
+/// The `[access]` table: who may call CreateKey, ListKeys, ListAliases and GenerateRandom
+/// (root always may). Key use is decided by each key's policy and grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// User names or numeric uids.
+    pub admin_users: Vec<String>,
+    /// Group names or numeric gids; members (primary or supplementary) are administrators.
+    pub admin_groups: Vec<String>,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            admin_users: Vec::new(),
+            admin_groups: vec!["kmsd-admins".to_string()],
+        }
+    }
 }
 
 /// The `[tpm]` table.
@@ -69,6 +90,7 @@ impl Default for Config {
             maintenance_interval_secs: 60,
             log_level: "info".to_string(),
             tpm: TpmSection::default(),
+            access: AccessSection::default(),
         }
     }
 }
@@ -170,6 +192,12 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.tpm.tcti, "device:/dev/tpmrm0");
         assert_eq!(config.socket_mode_bits().unwrap(), 0o660);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(config.access.admin_users.is_empty());
+        let config = Config::from_toml("[access]\nadmin_users = [\"alice\", \"1001\"]").unwrap();
+        assert_eq!(config.access.admin_users, vec!["alice", "1001"]);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(Config::from_toml("[access]\nadmins = []").is_err());
     }
 
     #[test]
