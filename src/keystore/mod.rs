@@ -105,7 +105,7 @@ impl Store {
         if version == SCHEMA_VERSION {
             return Ok(());
         }
-        if version > SCHEMA_VERSION || version < 0 {
+        if !(0..=SCHEMA_VERSION).contains(&version) {
             return Err(StoreError::SchemaVersion { found: version });
         }
         if version == 0 {
