@@ -912,3 +912,60 @@ os._exit(0)
         "{answer}"
     );
 }
+
+/// The kmsctl commands of docs/policies.md, run as written there (with the doc's example
+/// file and a real key id).
+#[tokio::test(flavor = "multi_thread")]
+async fn kmsctl_policy_commands_from_the_docs() {
+    let fx = Fixture::start();
+    let root = fx.client();
+    let key = create_key(&root).await;
+    let doc = include_str!("../docs/policies.md");
+    let example = doc
+        .split("```json")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("WebServerDecryptOnly"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.json");
+    std::fs::write(&file, example).unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(KMSCTL)
+            .env("KMSD_SOCKET", &fx.kmsd.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let policy_arg = format!("file://{}", file.display());
+    run(&["put-key-policy", "--key-id", &key, "--policy", &policy_arg]);
+    let got: Value = serde_json::from_str(&run(&["get-key-policy", "--key-id", &key])).unwrap();
+    assert_eq!(got["Policy"].as_str().unwrap(), example);
+    let grant: Value = serde_json::from_str(&run(&[
+        "create-grant",
+        "--key-id",
+        &key,
+        "--grantee-principal",
+        "user:www-data",
+        "--operations",
+        "Decrypt",
+        "--constraints",
+        r#"{"EncryptionContextSubset":{"app":"web"}}"#,
+    ]))
+    .unwrap();
+    let listed: Value = serde_json::from_str(&run(&["list-grants", "--key-id", &key])).unwrap();
+    assert_eq!(listed["Grants"][0]["GrantId"], grant["GrantId"]);
+    run(&[
+        "revoke-grant",
+        "--key-id",
+        &key,
+        "--grant-id",
+        grant["GrantId"].as_str().unwrap(),
+    ]);
+}
