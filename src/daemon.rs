@@ -1,6 +1,7 @@
 //! Start-up and shutdown of the daemon: open the state dir, bind it to the TPM (or check
 //! the binding), unseal the root key, load the keys, serve, and run maintenance.
 
+use crate::audit::{AuditError, AuditSettings, AuditTrail, MacKey};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crypto::KeyMaterial;
@@ -35,6 +36,8 @@ pub enum DaemonError {
     MissingBinding { dir: PathBuf },
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
     BadBinding { dir: PathBuf, reason: String },
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -45,6 +48,8 @@ pub struct Daemon {
     pub kms: Arc<Kms>,
     pub tpm: TpmHandle,
     pub config: Config,
+    /// The audit trail, unless `[audit] enabled = false`.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl Daemon {
@@ -98,6 +103,22 @@ impl Daemon {
             }
         };
         let root = KeyMaterial::from_bytes(root.as_bytes());
+        let audit = if config.audit.enabled {
+            let settings = AuditSettings::new(
+                &config.audit,
+                &config.state_dir,
+                &config.region,
+                &config.account_id,
+            );
+            Some(Arc::new(AuditTrail::open(
+                settings,
+                MacKey::derive(&root),
+                clock.clone(),
+            )?))
+        } else {
+            tracing::warn!("the audit trail is disabled ([audit] enabled = false)");
+            None
+        };
         let kms = Kms::load(
             store,
             root,
@@ -123,6 +144,7 @@ impl Daemon {
             kms: Arc::new(kms),
             tpm,
             config,
+            audit,
         })
     }
 
@@ -141,13 +163,9 @@ impl Daemon {
         ));
         let signals = tokio::spawn(wait_for_stop(stop_tx));
         tracing::info!(socket = %self.config.socket.display(), keys = self.kms.key_count(), "kmsd serving");
-        server::serve(
-            listener,
-            Arc::new(server::App::new(Arc::clone(&self.kms))),
-            stop_rx,
-            DRAIN_TIME,
-        )
-        .await;
+        let mut app = server::App::new(Arc::clone(&self.kms));
+        app.audit = self.audit.clone();
+        server::serve(listener, Arc::new(app), stop_rx, DRAIN_TIME).await;
         signals.abort();
         maintenance.abort();
         let _ = std::fs::remove_file(&self.config.socket);
