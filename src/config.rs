@@ -45,6 +45,27 @@ pub struct Config {
     pub tpm: TpmSection,
     /// The `[audit]` table (see docs/audit.md).
     pub audit: crate::audit::AuditConfig,
+    pub access: AccessSection,
+}
+
+/// The `[access]` table: who may call CreateKey, ListKeys, ListAliases and GenerateRandom
+/// (root always may). Key use is decided by each key's policy and grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// User names or numeric uids.
+    pub admin_users: Vec<String>,
+    /// Group names or numeric gids; members (primary or supplementary) are administrators.
+    pub admin_groups: Vec<String>,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            admin_users: Vec::new(),
+            admin_groups: vec!["kmsd-admins".to_string()],
+        }
+    }
 }
 
 /// The `[tpm]` table.
@@ -72,6 +93,7 @@ impl Default for Config {
             log_level: "info".to_string(),
             tpm: TpmSection::default(),
             audit: crate::audit::AuditConfig::default(),
+            access: AccessSection::default(),
         }
     }
 }
@@ -174,6 +196,12 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.tpm.tcti, "device:/dev/tpmrm0");
         assert_eq!(config.socket_mode_bits().unwrap(), 0o660);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(config.access.admin_users.is_empty());
+        let config = Config::from_toml("[access]\nadmin_users = [\"alice\", \"1001\"]").unwrap();
+        assert_eq!(config.access.admin_users, vec!["alice", "1001"]);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(Config::from_toml("[access]\nadmins = []").is_err());
     }
 
     #[test]

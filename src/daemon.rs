@@ -126,6 +126,10 @@ impl Daemon {
             ServiceSettings {
                 region: config.region.clone(),
                 account_id: config.account_id.clone(),
+                access: crate::service::AccessSettings {
+                    admin_users: config.access.admin_users.clone(),
+                    admin_groups: config.access.admin_groups.clone(),
+                },
             },
         )?;
         let report = kms.run_maintenance()?;

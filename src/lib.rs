@@ -26,6 +26,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod identity;
 pub mod keystore;
+pub mod policy;
 pub mod server;
 pub mod service;
 pub mod tpm;

@@ -57,6 +57,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Tag(_) => "TagException",
             ServiceError::UnsupportedOperation(_) => "UnsupportedOperationException",
             ServiceError::DryRun => "DryRunOperationException",
+            ServiceError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
+            ServiceError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            ServiceError::InvalidGrantId(_) => "InvalidGrantIdException",
             ServiceError::Internal(_) => "KMSInternalException",
         };
         let status = if matches!(err, ServiceError::Internal(_)) {
@@ -405,6 +408,14 @@ pub const OPERATIONS: &[&str] = &[
     "GetKeyRotationStatus",
     "RotateKeyOnDemand",
     "ListKeyRotations",
+    "PutKeyPolicy",
+    "GetKeyPolicy",
+    "ListKeyPolicies",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
 ];
 
 async fn dispatch(
@@ -441,6 +452,14 @@ async fn dispatch(
         "GetKeyRotationStatus" => get_key_rotation_status, Inline;
         "RotateKeyOnDemand" => rotate_key_on_demand, Blocking;
         "ListKeyRotations" => list_key_rotations, Inline;
+        "PutKeyPolicy" => put_key_policy, Blocking;
+        "GetKeyPolicy" => get_key_policy, Inline;
+        "ListKeyPolicies" => list_key_policies, Inline;
+        "CreateGrant" => create_grant, Blocking;
+        "ListGrants" => list_grants, Inline;
+        "ListRetirableGrants" => list_retirable_grants, Inline;
+        "RetireGrant" => retire_grant, Blocking;
+        "RevokeGrant" => revoke_grant, Blocking;
     )
 }
 
