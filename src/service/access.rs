@@ -186,11 +186,15 @@ impl Kms {
             .unwrap_or_else(|| policy::default_policy_text(entry.record.owner_uid))
     }
 
-    fn key_policy(&self, entry: &KeyEntry) -> Result<PolicyDocument, ServiceError> {
-        policy::parse(&self.key_policy_text(entry)).map_err(|err| {
-            tracing::error!(key_id = %entry.record.key_id, error = %err, "stored key policy does not parse");
-            ServiceError::Internal("a stored key policy is unreadable; see the daemon log".into())
-        })
+    fn key_policy(&self, entry: &KeyEntry) -> Result<Arc<PolicyDocument>, ServiceError> {
+        entry
+            .policy_with(|| self.key_policy_text(entry))
+            .ok_or_else(|| {
+                tracing::error!(key_id = %entry.record.key_id, "stored key policy does not parse");
+                ServiceError::Internal(
+                    "a stored key policy is unreadable; see the daemon log".into(),
+                )
+            })
     }
 
     pub(crate) fn denied(&self, caller: &Caller, entry: &KeyEntry, action: &str) -> ServiceError {

@@ -154,15 +154,15 @@ impl Kms {
             wrapped,
         };
         self.lock_store().insert_key(&record, &first)?;
-        let entry = self.publish(KeyEntry {
+        let entry = self.publish(KeyEntry::new(
             record,
-            versions: Arc::new(vec![Arc::new(LoadedVersion {
+            Arc::new(vec![Arc::new(LoadedVersion {
                 version: 1,
                 created_ms: now,
                 rotation_type: None,
                 material,
             })]),
-        });
+        ));
         Ok(CreateKeyResponse {
             key_metadata: Some(self.metadata(&entry)),
         })

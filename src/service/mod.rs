@@ -55,14 +55,32 @@ pub(crate) struct KeyEntry {
     pub record: KeyRecord,
     /// Ordered by version, starting at 1, without gaps.
     pub versions: Arc<Vec<Arc<LoadedVersion>>>,
+    /// The key policy, parsed on first use (None when the stored text does not parse).
+    /// A change of policy publishes a new entry, so the cache never goes stale.
+    parsed_policy: std::sync::OnceLock<Option<Arc<crate::policy::PolicyDocument>>>,
 }
 
 impl KeyEntry {
-    fn with_record(&self, record: KeyRecord) -> KeyEntry {
+    pub(crate) fn new(record: KeyRecord, versions: Arc<Vec<Arc<LoadedVersion>>>) -> KeyEntry {
         KeyEntry {
             record,
-            versions: Arc::clone(&self.versions),
+            versions,
+            parsed_policy: std::sync::OnceLock::new(),
         }
+    }
+
+    fn with_record(&self, record: KeyRecord) -> KeyEntry {
+        KeyEntry::new(record, Arc::clone(&self.versions))
+    }
+
+    /// The parsed policy, parsing `text` only the first time.
+    pub(crate) fn policy_with(
+        &self,
+        text: impl FnOnce() -> String,
+    ) -> Option<Arc<crate::policy::PolicyDocument>> {
+        self.parsed_policy
+            .get_or_init(|| crate::policy::parse(&text()).ok().map(Arc::new))
+            .clone()
     }
 
     fn latest(&self) -> Option<&Arc<LoadedVersion>> {
@@ -138,10 +156,7 @@ impl Kms {
                 .collect::<Result<Vec<_>, _>>()?;
             catalog.keys.insert(
                 record.key_id.clone(),
-                Arc::new(KeyEntry {
-                    record,
-                    versions: Arc::new(loaded),
-                }),
+                Arc::new(KeyEntry::new(record, Arc::new(loaded))),
             );
         }
         for alias in snapshot.aliases {
@@ -402,10 +417,7 @@ impl Kms {
             rotation_type: Some(rotation_type),
             material,
         }));
-        Ok(self.publish(KeyEntry {
-            record,
-            versions: Arc::new(versions),
-        }))
+        Ok(self.publish(KeyEntry::new(record, Arc::new(versions))))
     }
 }
 
