@@ -24,6 +24,8 @@ pub mod crypto;
 pub mod daemon;
 pub mod identity;
 pub mod keystore;
+pub mod reload;
 pub mod server;
 pub mod service;
+pub mod systemd;
 pub mod tpm;
