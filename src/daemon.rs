@@ -135,8 +135,16 @@ impl Daemon {
     pub async fn run_with(self, options: RunOptions) -> Result<(), DaemonError> {
         let notifier = Notifier;
         let activated = options.activated.is_some();
+        let mut socket = self.config.socket.clone();
         let listener = match options.activated {
             Some(listener) => {
+                if let Some(path) = listener
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(PathBuf::from))
+                {
+                    socket = path;
+                }
                 let io = |source| ListenerError::Io {
                     path: self.config.socket.clone(),
                     source,
@@ -172,8 +180,8 @@ impl Daemon {
             ));
         }
         tracing::info!(
-            socket = %self.config.socket.display(),
-            activated,
+            socket = %socket.display(),
+            from = if activated { "systemd (socket activation)" } else { "bound by kmsd" },
             keys = self.kms.key_count(),
             "kmsd serving"
         );

@@ -32,7 +32,8 @@ pub enum ActivationError {
 /// [`FD_NAME`] (or `kmsd.socket`, systemd's default name) is taken, else the first.
 /// The activation variables are removed from the environment afterwards.
 ///
-/// Call this before any thread starts (it edits the environment).
+/// Call this before any thread starts (it edits the environment); it logs nothing, as
+/// logging is not set up yet.
 pub fn take_activated_listener() -> Result<Option<UnixListener>, ActivationError> {
     let ours = std::env::var("LISTEN_PID")
         .ok()
@@ -66,10 +67,7 @@ pub fn take_activated_listener() -> Result<Option<UnixListener>, ActivationError
         .unwrap_or(0);
     let name = names.get(index).copied().unwrap_or("unnamed").to_string();
     match fds.take_unix_listener(index) {
-        Ok(Some(listener)) => {
-            tracing::info!(index, name, "using the socket passed by systemd");
-            Ok(Some(listener))
-        }
+        Ok(Some(listener)) => Ok(Some(listener)),
         Ok(None) => Ok(None),
         Err(source) => Err(ActivationError::NotUnixStream {
             index,
