@@ -228,7 +228,12 @@ impl Kms {
         let not_found = || ServiceError::NotFound(format!("{field} '{key_id}' does not exist"));
         let catalog = self.read_catalog();
         if reference.starts_with("alias/") {
-            let alias = catalog.aliases.get(&reference).ok_or_else(not_found)?;
+            let alias = catalog.aliases.get(&reference).ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "Alias {} is not found.",
+                    self.alias_arn(&reference)
+                ))
+            })?;
             let entry = catalog.keys.get(&alias.key_id).ok_or_else(not_found)?;
             Ok(Resolved {
                 entry: Arc::clone(entry),

@@ -27,6 +27,7 @@ use output::{render, Json, OutputFormat, Query};
 use params::{BinaryFormat, Inputs, ParamError};
 use serde_json::Value;
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ const EXIT_OTHER: u8 = 255;
 
 /// kmsctl: the command-line client of kmsd, with the subcommands and options of `aws kms`.
 #[derive(Debug, Parser)]
-#[command(name = "kmsctl", version, about, long_about = None)]
+#[command(name = "kmsctl", version)]
 #[command(
     after_help = "Exit status: 0 success, 2 usage error, 254 service error \
                        (the AWS exception is printed), 255 other errors."
@@ -54,10 +55,11 @@ struct Cli {
 
 /// Options every subcommand accepts, before or after it.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 struct GlobalArgs {
-    /// kmsd's Unix socket.
+    /// kmsd's Unix socket (an empty value means the default).
     #[arg(long, global = true, env = SOCKET_ENV, default_value = DEFAULT_SOCKET, value_name = "PATH")]
-    socket: PathBuf,
+    socket: OsString,
     /// json: the response as kmsd sent it; text: aws cli's tab-separated layout.
     #[arg(long, global = true, value_enum, default_value_t)]
     output: OutputFormat,
@@ -79,8 +81,10 @@ struct GlobalArgs {
 enum Command {
     #[command(flatten)]
     Kms(KmsCommand),
-    /// Sends any operation: `kmsctl raw ListKeys '{"Limit": 5}'`. The request is JSON
-    /// text, file://PATH, or read from stdin (when absent or `-`; a terminal means {}).
+    /// Sends any operation with a JSON request, e.g. `kmsctl raw ListKeys '{"Limit": 5}'`.
+    ///
+    /// The request is JSON text, file://PATH, or read from stdin when absent or `-` (an
+    /// empty stdin, or a terminal, sends {}). The response is shown as for any subcommand.
     Raw(RawArgs),
     // Subcommands to come (`audit`, `usage`) are variants here with their own Args struct,
     // and an arm in `run`.
@@ -196,13 +200,22 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
         Command::Kms(command) => command.call(&mut inputs)?,
         Command::Raw(raw) => raw.call(&mut inputs, stdin_is_terminal)?,
     };
-    let client = Client::new(&cli.global.socket);
+    let client = Client::new(socket_path(&cli.global.socket));
     let response = send(&client, call, !cli.global.no_paginate).await?;
     let shown = match &query {
         Some(query) => query.apply(&response),
         None => response,
     };
     write_stdout(&render(&shown, cli.global.output))
+}
+
+/// The socket to use; an empty `--socket` or `KMSD_SOCKET` means the default.
+fn socket_path(value: &OsStr) -> PathBuf {
+    if value.is_empty() {
+        PathBuf::from(DEFAULT_SOCKET)
+    } else {
+        PathBuf::from(value)
+    }
 }
 
 async fn invoke(client: &Client, operation: &str, request: &Value) -> Result<Json, Failure> {
@@ -320,10 +333,18 @@ mod tests {
         Ok((call, cli))
     }
 
+    /// (arguments, stdin, operation, request, paginated items)
+    type RequestCase = (
+        Vec<&'static str>,
+        &'static [u8],
+        &'static str,
+        Value,
+        Option<&'static str>,
+    );
+
     #[test]
     fn requests() {
-        // (arguments, stdin, operation, request, paginated items)
-        let cases: Vec<(Vec<&str>, &'static [u8], &str, Value, Option<&str>)> = vec![
+        let cases: Vec<RequestCase> = vec![
             (
                 vec![
                     "create-key",
@@ -638,7 +659,8 @@ mod tests {
         .unwrap();
         assert_eq!(cli.global.output, OutputFormat::Text);
         assert_eq!(cli.global.query.as_deref(), Some("Keys[].KeyId"));
-        assert_eq!(cli.global.socket, PathBuf::from("/s"));
+        assert_eq!(socket_path(&cli.global.socket), PathBuf::from("/s"));
+        assert_eq!(socket_path(OsStr::new("")), PathBuf::from(DEFAULT_SOCKET));
     }
 
     #[test]

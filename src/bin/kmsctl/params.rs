@@ -213,7 +213,8 @@ pub fn parse_shorthand(text: &str) -> Result<Vec<(String, String)>, String> {
         while i < chars.len() && chars[i] != '=' {
             if chars[i] == ',' {
                 return Err(format!(
-                    "expected KEY=VALUE pairs separated by commas, found '{}' without '='",
+                    "expected KEY=VALUE pairs separated by commas, found '{}' without '=' \
+                     (quote a value that holds commas: KEY='A,B')",
                     key.trim()
                 ));
             }
@@ -226,7 +227,10 @@ pub fn parse_shorthand(text: &str) -> Result<Vec<(String, String)>, String> {
                 "expected KEY=VALUE pairs separated by commas, found nothing after a comma"
                     .to_string()
             } else {
-                format!("expected KEY=VALUE, found '{key}' without '='")
+                format!(
+                    "expected KEY=VALUE, found '{key}' without '=' (quote a value that holds \
+                     commas: KEY='A,B')"
+                )
             });
         }
         if key.is_empty() {
