@@ -133,6 +133,9 @@ impl Daemon {
     /// Serves on the socket systemd passed (or binds the configured one), tells the
     /// service manager when it is ready, reloads on SIGHUP and stops on SIGTERM/SIGINT.
     pub async fn run_with(self, options: RunOptions) -> Result<(), DaemonError> {
+        // Handlers first: from READY=1 on, SIGHUP and SIGTERM must never hit the default
+        // action (which ends the process).
+        let mut signals = Signals::install()?;
         let notifier = Notifier;
         let activated = options.activated.is_some();
         let mut socket = self.config.socket.clone();
@@ -191,10 +194,8 @@ impl Daemon {
             tokio::spawn(watchdog_loop(Arc::clone(&self.kms), every, stop_rx.clone()))
         });
 
-        let signals = Signals::install()?;
         let source = options.source;
         let targets = options.targets;
-        let mut signals = signals;
         loop {
             tokio::select! {
                 event = signals.next() => match event {

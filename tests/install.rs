@@ -54,17 +54,41 @@ fn default_config_is_valid_and_matches_the_defaults() {
 fn install_stages_every_file_into_destdir() {
     let stage = tempfile::tempdir().unwrap();
     let out = install(stage.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let at = |path: &str| stage.path().join(path.trim_start_matches('/'));
     let files = [
         ("/usr/bin/kmsd", 0o755, None),
         ("/usr/bin/kmsctl", 0o755, None),
-        ("/usr/lib/systemd/system/kmsd.service", 0o644, Some("systemd/kmsd.service")),
-        ("/usr/lib/systemd/system/kmsd.socket", 0o644, Some("systemd/kmsd.socket")),
-        ("/usr/lib/sysusers.d/kmsd.conf", 0o644, Some("systemd/kmsd.sysusers")),
-        ("/usr/lib/tmpfiles.d/kmsd.conf", 0o644, Some("systemd/kmsd.tmpfiles")),
+        (
+            "/usr/lib/systemd/system/kmsd.service",
+            0o644,
+            Some("systemd/kmsd.service"),
+        ),
+        (
+            "/usr/lib/systemd/system/kmsd.socket",
+            0o644,
+            Some("systemd/kmsd.socket"),
+        ),
+        (
+            "/usr/lib/sysusers.d/kmsd.conf",
+            0o644,
+            Some("systemd/kmsd.sysusers"),
+        ),
+        (
+            "/usr/lib/tmpfiles.d/kmsd.conf",
+            0o644,
+            Some("systemd/kmsd.tmpfiles"),
+        ),
         ("/etc/kmsd/kmsd.toml", 0o644, Some("packaging/kmsd.toml")),
-        ("/usr/share/doc/kmsd/systemd.md", 0o644, Some("docs/systemd.md")),
+        (
+            "/usr/share/doc/kmsd/systemd.md",
+            0o644,
+            Some("docs/systemd.md"),
+        ),
         (
             "/usr/share/doc/kmsd/examples/metrics.conf",
             0o644,
@@ -103,7 +127,11 @@ fn install_stages_every_file_into_destdir() {
     let config = at("/etc/kmsd/kmsd.toml");
     std::fs::write(&config, "log_level = \"debug\"\n").unwrap();
     let out = install(stage.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
         "log_level = \"debug\"\n"

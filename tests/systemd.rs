@@ -32,6 +32,21 @@ impl Activated {
     /// Starts systemd-socket-activate (which execs kmsd on the first connection) with
     /// `config` (plus the TPM's TCTI) and the watchdog at `watchdog_usec`.
     fn start(tpm_tcti: &str, dir: &KmsdDir, config: &str, watchdog_usec: u64) -> Activated {
+        Self::launch(tpm_tcti, dir, config, watchdog_usec, true)
+    }
+
+    /// kmsd alone (binding its own socket), with the same notify socket.
+    fn start_unactivated(tpm_tcti: &str, dir: &KmsdDir) -> Activated {
+        Self::launch(tpm_tcti, dir, "", 0, false)
+    }
+
+    fn launch(
+        tpm_tcti: &str,
+        dir: &KmsdDir,
+        config: &str,
+        watchdog_usec: u64,
+        activate: bool,
+    ) -> Activated {
         let notify_path = dir.root.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
         notify
@@ -41,14 +56,27 @@ impl Activated {
         write_config(&config_path, config, tpm_tcti);
         let log = std::fs::File::create(dir.log()).unwrap();
         let env = |name: &str, value: &str| format!("--setenv={name}={value}");
-        let child = Command::new("systemd-socket-activate")
-            .arg("--listen")
-            .arg(dir.socket())
-            .arg("--fdname=kmsd")
-            .arg(env("NOTIFY_SOCKET", notify_path.to_str().unwrap()))
-            .arg(env("WATCHDOG_USEC", &watchdog_usec.to_string()))
-            .arg(env("TSS2_LOG", "all+NONE"))
-            .arg(KMSD)
+        let mut command = if activate {
+            let mut command = Command::new("systemd-socket-activate");
+            command
+                .arg("--listen")
+                .arg(dir.socket())
+                .arg("--fdname=kmsd")
+                .arg(env("NOTIFY_SOCKET", notify_path.to_str().unwrap()))
+                .arg(env("WATCHDOG_USEC", &watchdog_usec.to_string()))
+                .arg(env("TSS2_LOG", "all+NONE"))
+                .arg(KMSD);
+            command
+        } else {
+            let mut command = Command::new(KMSD);
+            command
+                .env("NOTIFY_SOCKET", &notify_path)
+                .env("TSS2_LOG", "all+NONE")
+                .arg("--socket")
+                .arg(dir.socket());
+            command
+        };
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .arg("--state-dir")
@@ -57,7 +85,7 @@ impl Activated {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("spawn systemd-socket-activate (apt-get install systemd)");
+            .expect("spawn kmsd (systemd-socket-activate: apt-get install systemd)");
         let activated = Activated {
             child: Some(child),
             notify,
@@ -66,11 +94,13 @@ impl Activated {
             log: dir.log(),
             config: config_path,
         };
-        // systemd-socket-activate binds and listens, says so, then waits for the first
-        // connection.
-        poll("systemd-socket-activate to listen", WAIT, || {
-            activated.log_text().contains("Listening on").then_some(())
-        });
+        if activate {
+            // systemd-socket-activate binds and listens, says so, then waits for the first
+            // connection.
+            poll("systemd-socket-activate to listen", WAIT, || {
+                activated.log_text().contains("Listening on").then_some(())
+            });
+        }
         activated
     }
 
@@ -303,6 +333,24 @@ async fn readiness_watchdog_reload_and_stop() {
     let status = kmsd.wait_exit();
     assert!(status.success(), "{status}\n{}", kmsd.log_text());
     assert!(kmsd.log_text().contains("kmsd stopped"));
+}
+
+#[test]
+fn ready_without_socket_activation_means_the_socket_answers() {
+    let tpm = Swtpm::start();
+    let dir = KmsdDir::new();
+    let mut kmsd = Activated::start_unactivated(&tpm.tcti(), &dir);
+    let ready = kmsd.wait_for("READY=1", |m| has(m, "READY=1"));
+    assert_eq!(ready, 0, "{:?}", kmsd.messages);
+    // kmsd binds the socket itself: at READY=1 the file exists and a request is answered at
+    // the first attempt (before READY=1 there may be no socket file at all).
+    assert_eq!(raw_list_keys(&kmsd.socket).unwrap(), "HTTP/1.1 200 OK");
+    assert!(kmsd.log_text().contains("bound by kmsd"));
+    kmsd.signal(nix::sys::signal::Signal::SIGTERM);
+    kmsd.wait_for("STOPPING=1", |m| has(m, "STOPPING=1"));
+    assert!(kmsd.wait_exit().success());
+    // kmsd removes the socket file it created.
+    assert!(!kmsd.socket.exists());
 }
 
 #[test]
