@@ -43,6 +43,8 @@ pub struct Config {
     /// tracing filter, e.g. "info" or "kmsd=debug".
     pub log_level: String,
     pub tpm: TpmSection,
+    /// The `[audit]` table (see docs/audit.md).
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// The `[tpm]` table.
@@ -69,6 +71,7 @@ impl Default for Config {
             maintenance_interval_secs: 60,
             log_level: "info".to_string(),
             tpm: TpmSection::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -144,6 +147,7 @@ impl Config {
                 reason: "PCR indexes are 0 to 23".into(),
             });
         }
+        self.audit.validate()?;
         Ok(())
     }
 
@@ -181,6 +185,12 @@ mod tests {
             ("maintenance_interval_secs = 0", "maintenance_interval_secs"),
             ("[tpm]\npcr_bank = \"md5\"", "tpm.pcr_bank"),
             ("[tpm]\npcrs = [24]", "tpm.pcrs"),
+            ("[audit]\nrotate_bytes = 10", "audit.rotate_bytes"),
+            (
+                "[audit]\nfsync_interval_ms = 5000",
+                "audit.fsync_interval_ms",
+            ),
+            ("[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(text).unwrap().validate().unwrap_err();

@@ -1,6 +1,7 @@
 //! Start-up and shutdown of the daemon: open the state dir, bind it to the TPM (or check
 //! the binding), unseal the root key, load the keys, serve, and run maintenance.
 
+use crate::audit::{AuditError, AuditSettings, AuditTrail, MacKey};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crypto::KeyMaterial;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     MissingBinding { dir: PathBuf },
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
     BadBinding { dir: PathBuf, reason: String },
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -47,6 +50,8 @@ pub struct Daemon {
     pub kms: Arc<Kms>,
     pub tpm: TpmHandle,
     pub config: Config,
+    /// The audit trail, unless `[audit] enabled = false`.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl Daemon {
@@ -100,6 +105,22 @@ impl Daemon {
             }
         };
         let root = KeyMaterial::from_bytes(root.as_bytes());
+        let audit = if config.audit.enabled {
+            let settings = AuditSettings::new(
+                &config.audit,
+                &config.state_dir,
+                &config.region,
+                &config.account_id,
+            );
+            Some(Arc::new(AuditTrail::open(
+                settings,
+                MacKey::derive(&root),
+                clock.clone(),
+            )?))
+        } else {
+            tracing::warn!("the audit trail is disabled ([audit] enabled = false)");
+            None
+        };
         let kms = Kms::load(
             store,
             root,
@@ -121,6 +142,7 @@ impl Daemon {
             kms: Arc::new(kms),
             tpm,
             config,
+            audit,
         })
     }
 
@@ -169,9 +191,11 @@ impl Daemon {
             stop_rx.clone(),
         ));
         let (ready_tx, ready_rx) = oneshot::channel();
+        let mut app = server::App::new(Arc::clone(&self.kms));
+        app.audit = self.audit.clone();
         let mut serving = tokio::spawn(server::serve_notify(
             listener,
-            Arc::new(server::App::new(Arc::clone(&self.kms))),
+            Arc::new(app),
             stop_rx.clone(),
             DRAIN_TIME,
             Some(ready_tx),
@@ -255,14 +279,15 @@ impl Daemon {
         if let Err(err) = maintenance.await {
             tracing::error!(error = %err, "maintenance task failed during shutdown");
         }
-        // 3. Flush observers (the audit trail and the usage ledger) once no request runs.
-        flush_observers();
-        // 4. Zeroize keys: every other holder of the Kms is gone once the tasks ended.
         let Daemon {
             kms,
             tpm,
+            audit,
             config: _,
         } = self;
+        // 3. Flush observers (the audit trail and the usage ledger) once no request runs.
+        flush_observers(audit);
+        // 4. Zeroize keys: every other holder of the Kms is gone once the tasks ended.
         match Arc::try_unwrap(kms) {
             Ok(kms) => drop(kms),
             Err(kms) => tracing::warn!(
@@ -276,8 +301,13 @@ impl Daemon {
 }
 
 /// Flushes observers at shutdown, after the last request finished and before the keys are
-/// dropped. The audit trail and the usage ledger add their flush calls here.
-fn flush_observers() {}
+/// dropped. The usage ledger adds its flush here.
+fn flush_observers(audit: Option<Arc<AuditTrail>>) {
+    // Every audit record is durable before its response is sent, so nothing is pending
+    // here; dropping the last handle lets the writer thread finish. (A closing record or
+    // checkpoint at shutdown would be written here.)
+    drop(audit);
+}
 
 /// What [`Daemon::run_with`] needs besides the opened daemon.
 #[derive(Default)]

@@ -121,6 +121,19 @@ pub const RESTART_ONLY: &[Setting] = &[
     setting!("tpm.tcti", tpm.tcti),
     setting!("tpm.pcr_bank", tpm.pcr_bank),
     setting!("tpm.pcrs", tpm.pcrs),
+    // The audit trail is opened once, at start-up.
+    setting!("audit.enabled", audit.enabled),
+    setting!("audit.dir", audit.dir),
+    setting!("audit.fsync_interval_ms", audit.fsync_interval_ms),
+    setting!("audit.rotate_bytes", audit.rotate_bytes),
+    setting!("audit.rotate_daily", audit.rotate_daily),
+    setting!("audit.checkpoint_every", audit.checkpoint_every),
+    setting!(
+        "audit.checkpoint_interval_secs",
+        audit.checkpoint_interval_secs
+    ),
+    setting!("audit.on_failure", audit.on_failure),
+    setting!("audit.to_log", audit.to_log),
 ];
 
 /// What a reload changed.
@@ -201,7 +214,7 @@ mod tests {
     #[test]
     fn reload_splits_settings() {
         let old = parse("");
-        let cases: [(&str, &[&str], &[&str]); 5] = [
+        let cases: [(&str, &[&str], &[&str]); 6] = [
             ("", &[], &[]),
             ("log_level = \"debug\"", &["log_level"], &[]),
             (
@@ -213,6 +226,11 @@ mod tests {
                 "[tpm]\ntcti = \"swtpm:port=1\"\npcrs = [7]",
                 &[],
                 &["tpm.tcti", "tpm.pcrs"],
+            ),
+            (
+                "[audit]\nenabled = false\non_failure = \"continue\"",
+                &[],
+                &["audit.enabled", "audit.on_failure"],
             ),
             (
                 "socket = \"/x.sock\"\nregion = \"eu\"\naccount_id = \"111111111111\"",

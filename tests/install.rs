@@ -48,6 +48,10 @@ fn default_config_is_valid_and_matches_the_defaults() {
     assert_eq!(config.tpm.tcti, defaults.tpm.tcti);
     assert_eq!(config.tpm.pcr_bank, defaults.tpm.pcr_bank);
     assert_eq!(config.tpm.pcrs, defaults.tpm.pcrs);
+    assert_eq!(
+        format!("{:?}", config.audit),
+        format!("{:?}", defaults.audit)
+    );
 }
 
 #[test]

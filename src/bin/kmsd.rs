@@ -111,10 +111,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The filter kmsd runs with for a configured `log_level`: tss-esapi logs every context
+/// open and close at info, so it is kept to warnings unless the level names it.
+fn effective_filter(level: &str) -> String {
+    if level.contains("tss_esapi") {
+        level.to_string()
+    } else {
+        format!("{level},tss_esapi=warn")
+    }
+}
+
 /// Installs the log subscriber; returns the setter a reload uses to change the filter.
 fn init_logging(level: &str) -> LogLevelSetter {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let filter = tracing_subscriber::EnvFilter::try_new(effective_filter(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
@@ -126,8 +136,8 @@ fn init_logging(level: &str) -> LogLevelSetter {
         )
         .init();
     std::sync::Arc::new(move |level: &str| {
-        let filter =
-            tracing_subscriber::EnvFilter::try_new(level).map_err(|err| err.to_string())?;
+        let filter = tracing_subscriber::EnvFilter::try_new(effective_filter(level))
+            .map_err(|err| err.to_string())?;
         handle.reload(filter).map_err(|err| err.to_string())
     })
 }

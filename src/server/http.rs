@@ -1,6 +1,7 @@
 //! The AWS KMS JSON 1.1 protocol over HTTP/1.1: request limits, parsing, dispatch to the
 //! service, and the one place where errors become AWS exception names.
 
+use crate::audit::{AuditError, AuditTrail};
 use crate::identity::Caller;
 use crate::service::{Kms, ServiceError};
 use bytes::Bytes;
@@ -85,11 +86,13 @@ enum Work {
 #[derive(Debug)]
 pub struct App {
     pub kms: Arc<Kms>,
+    /// The audit trail: every request gets a durable record before its response.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl App {
     pub fn new(kms: Arc<Kms>) -> Self {
-        App { kms }
+        App { kms, audit: None }
     }
 }
 
@@ -153,16 +156,23 @@ pub async fn handle(
         .to_string();
     let mut parameters = serde_json::Value::Null;
     let mut key = None;
-    let outcome = process(
-        request,
-        &app.kms,
-        Arc::clone(&caller),
-        &operation,
-        target.as_deref(),
-        &mut parameters,
-        &mut key,
-    )
-    .await;
+    // Fail closed: once the audit trail is known broken, no operation runs unaudited.
+    let admitted = app.audit.as_ref().map_or(Ok(()), |audit| audit.admit());
+    let outcome = match &admitted {
+        Err(err) => Err(audit_refusal(err, &request_id, &operation)),
+        Ok(()) => {
+            process(
+                request,
+                &app,
+                Arc::clone(&caller),
+                &operation,
+                target.as_deref(),
+                &mut parameters,
+                &mut key,
+            )
+            .await
+        }
+    };
     let event = RequestEvent {
         request_id: &request_id,
         event_time_ms,
@@ -178,12 +188,35 @@ pub async fn handle(
         duration: started.elapsed(),
     };
     // Observers (audit, metering) hook in here, before the response is sent.
-    let _ = &event;
-    let response = match outcome {
-        Ok(body) => json_response(StatusCode::OK, body, &request_id),
-        Err(err) => error_response(&err, &request_id, &operation),
+    let audited = match &app.audit {
+        Some(audit) => audit.record(&event).durable().await,
+        None => Ok(()),
+    };
+    let response = match (outcome, audited) {
+        (Ok(body), Ok(())) => json_response(StatusCode::OK, body, &request_id),
+        (Err(err), Ok(())) => error_response(&err, &request_id, &operation),
+        (outcome, Err(audit_err)) => {
+            if let Ok(mut body) = outcome {
+                body.zeroize();
+            }
+            error_response(
+                &audit_refusal(&audit_err, &request_id, &operation),
+                &request_id,
+                &operation,
+            )
+        }
     };
     Ok(response)
+}
+
+/// The answer when the audit trail cannot be written (details go to the log, not the client).
+fn audit_refusal(err: &AuditError, request_id: &str, operation: &str) -> ApiError {
+    tracing::error!(request_id, operation, error = %err, "request refused: the audit trail cannot be written");
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        exception: "KMSInternalException",
+        message: "the request was refused because kmsd cannot write its audit trail (fail closed); the operator must check the kmsd log and the audit directory".to_string(),
+    }
 }
 
 fn error_response(err: &ApiError, request_id: &str, operation: &str) -> Response<Full<Bytes>> {
@@ -214,7 +247,7 @@ fn error_response(err: &ApiError, request_id: &str, operation: &str) -> Response
 
 async fn process(
     request: Request<Incoming>,
-    kms: &Arc<Kms>,
+    app: &App,
     caller: Arc<Caller>,
     operation: &str,
     target: Option<&str>,
@@ -276,10 +309,17 @@ async fn process(
             "the request body must be a JSON object",
         ));
     }
+    let kms = &app.kms;
     *key = kms
         .key_reference(&value)
         .map(|(key_id, alias)| KeyRef { key_id, alias });
-    let result = dispatch(kms, caller, operation, target, &value).await;
+    let result = if crate::audit::OPERATIONS.contains(&operation) {
+        crate::audit::call(app.audit.as_ref(), &caller, operation, &value)
+            .await
+            .map_err(ApiError::from)
+    } else {
+        dispatch(kms, caller, operation, target, &value).await
+    };
     *parameters = redact(value);
     if key.is_none() {
         if let Ok(body) = &result {

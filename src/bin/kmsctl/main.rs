@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod commands;
 mod output;
 mod params;
@@ -86,7 +87,10 @@ enum Command {
     /// The request is JSON text, file://PATH, or read from stdin when absent or `-` (an
     /// empty stdin, or a terminal, sends {}). The response is shown as for any subcommand.
     Raw(RawArgs),
-    // Subcommands to come (`audit`, `usage`) are variants here with their own Args struct,
+    /// The audit trail: `audit verify` proves it intact, `audit query` shows who used a key.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    // Subcommands to come (`usage`) are variants here with their own Args struct,
     // and an arm in `run`.
 }
 
@@ -126,7 +130,7 @@ impl RawArgs {
 
 /// Why kmsctl failed; printed to stderr.
 #[derive(Debug, thiserror::Error)]
-enum Failure {
+pub(crate) enum Failure {
     #[error("{0}")]
     Param(#[from] ParamError),
     #[error("An error occurred ({exception}) when calling the {operation} operation: {message}")]
@@ -146,10 +150,12 @@ enum Failure {
     },
     #[error("kmsctl: {0}")]
     Other(String),
+    #[error("kmsctl: the audit trail failed verification (see the report above)")]
+    AuditBroken,
 }
 
 impl Failure {
-    fn from_client(operation: &str, err: ClientError) -> Failure {
+    pub(crate) fn from_client(operation: &str, err: ClientError) -> Failure {
         match err {
             ClientError::Service {
                 exception, message, ..
@@ -168,6 +174,7 @@ impl Failure {
             Failure::Param(_) => EXIT_USAGE,
             Failure::Service { .. } => EXIT_SERVICE,
             Failure::Connect { .. } | Failure::Other(_) => EXIT_OTHER,
+            Failure::AuditBroken => 1,
         }
     }
 }
@@ -199,6 +206,9 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
     let call = match &cli.command {
         Command::Kms(command) => command.call(&mut inputs)?,
         Command::Raw(raw) => raw.call(&mut inputs, stdin_is_terminal)?,
+        Command::Audit(command) => {
+            return audit::run(command, &socket_path(&cli.global.socket), cli.global.output).await
+        }
     };
     let client = Client::new(socket_path(&cli.global.socket));
     let response = send(&client, call, !cli.global.no_paginate).await?;
@@ -264,7 +274,7 @@ async fn send(client: &Client, call: Call, paginate: bool) -> Result<Json, Failu
 }
 
 /// Writes the output; a closed pipe (`kmsctl list-keys | head -1`) is not an error.
-fn write_stdout(text: &str) -> Result<(), Failure> {
+pub(crate) fn write_stdout(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -310,7 +320,7 @@ mod tests {
         }
         for sub in cli.get_subcommands() {
             let name = sub.get_name();
-            if name == "raw" || name == "help" {
+            if name == "raw" || name == "help" || name == "audit" {
                 continue;
             }
             assert!(
@@ -328,6 +338,7 @@ mod tests {
         let call = match &cli.command {
             Command::Kms(command) => command.call(&mut inputs),
             Command::Raw(raw) => raw.call(&mut inputs, false),
+            Command::Audit(_) => return Err("audit sends no kms call".into()),
         }
         .map_err(|e| e.to_string())?;
         Ok((call, cli))
