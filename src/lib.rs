@@ -27,6 +27,8 @@ pub mod daemon;
 pub mod identity;
 pub mod keystore;
 pub mod policy;
+pub mod reload;
 pub mod server;
 pub mod service;
+pub mod systemd;
 pub mod tpm;

@@ -24,10 +24,25 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(
     listener: UnixListener,
     app: Arc<App>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    serve_notify(listener, app, shutdown, drain, None).await
+}
+
+/// [`serve`], sending on `ready` as the accept loop starts (for the service manager's
+/// READY=1).
+pub async fn serve_notify(
+    listener: UnixListener,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let mut connections = JoinSet::new();
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
