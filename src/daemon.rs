@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crypto::KeyMaterial;
 use crate::keystore::{Store, StoreError};
+use crate::metering::{exposition, Metering, MeteringError};
 use crate::server::{self, ListenerError};
 use crate::service::{Kms, ServiceError, ServiceSettings};
 use crate::tpm::{PcrBank, PcrBinding, SealedRoot, TpmConfig, TpmError, TpmHandle};
@@ -35,6 +36,8 @@ pub enum DaemonError {
     MissingBinding { dir: PathBuf },
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
     BadBinding { dir: PathBuf, reason: String },
+    #[error(transparent)]
+    Metering(#[from] MeteringError),
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -45,6 +48,8 @@ pub struct Daemon {
     pub kms: Arc<Kms>,
     pub tpm: TpmHandle,
     pub config: Config,
+    /// Usage ledger, cost estimates and metrics.
+    pub metering: Arc<Metering>,
 }
 
 impl Daemon {
@@ -115,10 +120,14 @@ impl Daemon {
                 "start-up maintenance"
             );
         }
+        let kms = Arc::new(kms);
+        let metering = Metering::open(&config.state_dir, Arc::clone(&kms), config.pricing.clone())?;
+        metering.set_tpm(tpm.clone());
         Ok(Daemon {
-            kms: Arc::new(kms),
+            kms,
             tpm,
             config,
+            metering: Arc::new(metering),
         })
     }
 
@@ -135,17 +144,43 @@ impl Daemon {
             Duration::from_secs(self.config.maintenance_interval_secs),
             stop_rx.clone(),
         ));
+        let metrics_listener = match &self.config.metrics_listen {
+            Some(addr) => Some(exposition::bind_metrics(addr).await?),
+            None => None,
+        };
+        let metering_task = tokio::spawn(Arc::clone(&self.metering).run(stop_rx.clone()));
+        let metrics_task = metrics_listener.map(|listener| {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
+            tokio::spawn(exposition::serve_metrics(
+                listener,
+                Arc::clone(&self.metering),
+                stop_rx.clone(),
+            ))
+        });
         let signals = tokio::spawn(wait_for_stop(stop_tx));
         tracing::info!(socket = %self.config.socket.display(), keys = self.kms.key_count(), "kmsd serving");
         server::serve(
             listener,
-            Arc::new(server::App::new(Arc::clone(&self.kms))),
+            Arc::new(
+                server::App::new(Arc::clone(&self.kms)).with_metering(Arc::clone(&self.metering)),
+            ),
             stop_rx,
             DRAIN_TIME,
         )
         .await;
         signals.abort();
         maintenance.abort();
+        metering_task.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        // Last flush of the usage ledger: after the drain, so every answered request counts.
+        let metering = Arc::clone(&self.metering);
+        match tokio::task::spawn_blocking(move || metering.flush()).await {
+            Ok(Ok(())) => tracing::info!("usage ledger flushed"),
+            Ok(Err(err)) => tracing::error!(error = %err, "final usage ledger flush failed"),
+            Err(err) => tracing::error!(error = %err, "final usage ledger flush task failed"),
+        }
         let _ = std::fs::remove_file(&self.config.socket);
         tracing::info!("kmsd stopped");
         Ok(())

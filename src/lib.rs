@@ -8,6 +8,7 @@
 //!                         └─▶ service (one method per operation; AWS bounds and key states)
 //!                               ├─▶ keystore (SQLite records; material only wrapped)
 //!                               └─▶ crypto (ciphertext format, HKDF, AES-256-GCM)
+//! metering: every finished request is counted (usage ledger, cost model, Prometheus).
 //! tpm: one thread owns the TPM context; it seals and unseals the root key at start-up only.
 //! ```
 //!
@@ -24,6 +25,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod identity;
 pub mod keystore;
+pub mod metering;
 pub mod server;
 pub mod service;
 pub mod tpm;

@@ -2,6 +2,7 @@
 //! service, and the one place where errors become AWS exception names.
 
 use crate::identity::Caller;
+use crate::metering::{exposition, Metering, MeteringError, USAGE_OPERATION};
 use crate::service::{Kms, ServiceError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -85,11 +86,22 @@ enum Work {
 #[derive(Debug)]
 pub struct App {
     pub kms: Arc<Kms>,
+    /// Usage metering and `/metrics`; None serves without them.
+    pub metering: Option<Arc<Metering>>,
 }
 
 impl App {
     pub fn new(kms: Arc<Kms>) -> Self {
-        App { kms }
+        App {
+            kms,
+            metering: None,
+        }
+    }
+
+    /// Adds usage metering (counts every request; serves `GET /metrics` and KmsdGetUsage).
+    pub fn with_metering(mut self, metering: Arc<Metering>) -> Self {
+        self.metering = Some(metering);
+        self
     }
 }
 
@@ -138,6 +150,9 @@ pub async fn handle(
     app: Arc<App>,
     caller: Arc<Caller>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        return Ok(metrics(&app, &caller).await);
+    }
     let started = std::time::Instant::now();
     let event_time_ms = app.kms.clock().now_ms();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -155,7 +170,7 @@ pub async fn handle(
     let mut key = None;
     let outcome = process(
         request,
-        &app.kms,
+        &app,
         Arc::clone(&caller),
         &operation,
         target.as_deref(),
@@ -178,7 +193,9 @@ pub async fn handle(
         duration: started.elapsed(),
     };
     // Observers (audit, metering) hook in here, before the response is sent.
-    let _ = &event;
+    if let Some(metering) = &app.metering {
+        metering.record(&event);
+    }
     let response = match outcome {
         Ok(body) => json_response(StatusCode::OK, body, &request_id),
         Err(err) => error_response(&err, &request_id, &operation),
@@ -214,7 +231,7 @@ fn error_response(err: &ApiError, request_id: &str, operation: &str) -> Response
 
 async fn process(
     request: Request<Incoming>,
-    kms: &Arc<Kms>,
+    app: &App,
     caller: Arc<Caller>,
     operation: &str,
     target: Option<&str>,
@@ -276,9 +293,15 @@ async fn process(
             "the request body must be a JSON object",
         ));
     }
+    let kms = &app.kms;
     *key = kms
         .key_reference(&value)
         .map(|(key_id, alias)| KeyRef { key_id, alias });
+    if operation == USAGE_OPERATION {
+        let result = get_usage(app, caller, &value).await;
+        *parameters = redact(value);
+        return result;
+    }
     let result = dispatch(kms, caller, operation, target, &value).await;
     *parameters = redact(value);
     if key.is_none() {
@@ -458,4 +481,65 @@ fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Respons
         headers.insert("x-amzn-requestid", value);
     }
     response
+}
+
+/// `GET /metrics` on the Unix socket: root and the daemon's own uid only (the text names
+/// every key); 404 when metering is off.
+async fn metrics(app: &App, caller: &Caller) -> Response<Full<Bytes>> {
+    let Some(metering) = app.metering.clone() else {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"metering is off\n")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    if !caller.is_root() && caller.uid != nix::unistd::geteuid().as_raw() {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"GET /metrics is for root and the daemon's user\n",
+        )));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        return response;
+    }
+    tokio::task::spawn_blocking(move || exposition::metrics_response(&metering))
+        .await
+        .unwrap_or_else(|_| {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        })
+}
+
+/// The kmsd extension `TrentService.KmsdGetUsage`: `{"Month": "YYYY-MM", "KeyId": "..."}`,
+/// both optional; answers a [`crate::metering::UsageReport`].
+async fn get_usage(
+    app: &App,
+    caller: Arc<Caller>,
+    value: &serde_json::Value,
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "PascalCase")]
+    struct UsageRequest {
+        month: Option<String>,
+        key_id: Option<String>,
+    }
+    let request: UsageRequest = parse_request(value)?;
+    let Some(metering) = app.metering.clone() else {
+        return Err(ApiError::client(
+            "UnsupportedOperationException",
+            "usage metering is not enabled in this kmsd",
+        ));
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        metering.usage(&caller, request.month.as_deref(), request.key_id.as_deref())
+    })
+    .await
+    .map_err(|_| ApiError::from(ServiceError::Internal("worker task failed".into())))?
+    .map_err(|err| match err {
+        MeteringError::Validation(message) => ApiError::client("ValidationException", message),
+        MeteringError::AccessDenied(message) => ApiError::client("AccessDeniedException", message),
+        other => {
+            tracing::error!(error = %other, "usage report failed");
+            ApiError::from(ServiceError::Internal("the usage ledger failed".into()))
+        }
+    })?;
+    serde_json::to_vec(&report)
+        .map_err(|_| ServiceError::Internal("response encoding failed".into()).into())
 }
