@@ -41,7 +41,11 @@ impl Metering {
     /// Every metric family, in the Prometheus text format.
     pub fn render_metrics(&self) -> Result<Vec<u8>, MeteringError> {
         let mut families = self.registry.gather();
-        families.extend(self.dynamic_families()?);
+        families.extend(
+            self.dynamic_families()?
+                .into_iter()
+                .filter(|family| !family.get_metric().is_empty()),
+        );
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         TextEncoder::new()
@@ -51,7 +55,9 @@ impl Metering {
     }
 
     fn dynamic_families(&self) -> Result<Vec<MetricFamily>, MeteringError> {
-        let (report, summaries) = self.live_report();
+        let report = self.live_report();
+        // Key states now (the sampler's may be up to a second old).
+        let summaries = self.kms.key_summaries();
         let mut families = Vec::new();
 
         let requests = counter_vec(
@@ -223,7 +229,9 @@ pub fn metrics_response(metering: &Metering) -> Response<Full<Bytes>> {
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot render metrics");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n")
+            let mut response = Response::new(Full::new(Bytes::from(format!("{err}\n"))));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
         }
     }
 }

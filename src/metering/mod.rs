@@ -522,8 +522,8 @@ impl Metering {
             .collect()
     }
 
-    /// The current month's report from memory (for scrapes) and the key states it used.
-    fn live_report(&self) -> (UsageReport, Vec<KeySummary>) {
+    /// The current month's report from memory (for scrapes).
+    fn live_report(&self) -> UsageReport {
         let now = self.kms.clock().now_ms();
         let month = Month::containing(now);
         let counts = self.counts_of(month);
@@ -534,7 +534,7 @@ impl Metering {
             .filter(|((m, _), _)| *m == month)
             .map(|((_, k), a)| (k.clone(), *a))
             .collect();
-        let report = report::build(
+        report::build(
             &self.pricing,
             month,
             now,
@@ -542,8 +542,7 @@ impl Metering {
             &counts,
             &accruals,
             &self.rates(&state),
-        );
-        (report, state.summaries.clone())
+        )
     }
 }
 
