@@ -122,33 +122,48 @@ impl Client {
         self.send(request).await
     }
 
-    /// Sends any request on the connection (opening it when needed).
+    /// Sends any request on the connection (opening it when needed). When a kept-alive
+    /// connection turns out to be closed before the request went out, the request is sent
+    /// once more on a fresh connection (it never reached kmsd, so this cannot repeat it).
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<RawResponse, ClientError> {
         let mut guard = self.sender.lock().await;
-        let reusable = guard.as_ref().is_some_and(|s| !s.is_closed());
-        if !reusable {
-            *guard = Some(self.connect().await?);
-        }
-        let sender = match guard.as_mut() {
-            Some(sender) => sender,
-            None => return Err(ClientError::Codec("no connection".into())),
-        };
-        sender.ready().await?;
-        let response = match sender.send_request(request).await {
-            Ok(response) => response,
-            Err(err) => {
+        let mut request = request;
+        for attempt in 0..2 {
+            let reusable = guard.as_ref().is_some_and(|s| !s.is_closed());
+            if !reusable {
+                *guard = Some(self.connect().await?);
+            }
+            let Some(sender) = guard.as_mut() else {
+                return Err(ClientError::Codec("no connection to kmsd".into()));
+            };
+            if let Err(err) = sender.ready().await {
                 *guard = None;
+                if attempt == 0 {
+                    continue;
+                }
                 return Err(err.into());
             }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(RawResponse {
-            status,
-            headers,
-            body,
-        })
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    let body = response.into_body().collect().await?.to_bytes();
+                    return Ok(RawResponse {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+                Err(mut failed) => {
+                    *guard = None;
+                    match failed.take_message() {
+                        Some(unsent) if attempt == 0 => request = unsent,
+                        _ => return Err(failed.into_error().into()),
+                    }
+                }
+            }
+        }
+        Err(ClientError::Codec("kmsd closed the connection twice".into()))
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
@@ -186,8 +201,14 @@ pub fn decode<Resp: DeserializeOwned>(raw: RawResponse) -> Result<Resp, ClientEr
         .get("message")
         .or_else(|| value.get("Message"))
         .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "HTTP {}: {}",
+                raw.status,
+                String::from_utf8_lossy(&raw.body[..raw.body.len().min(200)])
+            )
+        });
     Err(ClientError::Service {
         status: raw.status.as_u16(),
         exception,

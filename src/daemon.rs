@@ -102,7 +102,7 @@ impl Daemon {
                 root
             }
         };
-        let root = KeyMaterial::from_bytes(*root.as_bytes());
+        let root = KeyMaterial::from_bytes(root.as_bytes());
         let kms = Kms::load(
             store,
             root,

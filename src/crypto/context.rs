@@ -36,9 +36,11 @@ mod tests {
             .collect()
     }
 
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn encodings_are_distinct_where_concatenation_would_collide() {
-        let cases: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        let cases: &[(Pairs<'_>, Pairs<'_>)] = &[
             (&[("ab", "c")], &[("a", "bc")]),
             (&[("a", "b"), ("c", "d")], &[("a", "bcd")]),
             (&[("", "ab")], &[("ab", "")]),

@@ -13,7 +13,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// Version byte of the only ciphertext format so far.
 pub const FORMAT_V1: u8 = 0x01;
@@ -60,12 +60,11 @@ impl KeyMaterial {
         KeyMaterial(bytes)
     }
 
-    /// Takes ownership of raw bytes (the caller's copy should be zeroized).
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let mut owned = bytes;
-        let material = KeyMaterial(Zeroizing::new(owned));
-        owned.zeroize();
-        material
+    /// Copies key bytes into a zeroizing buffer (the caller keeps and clears its own copy).
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        let mut owned = Zeroizing::new([0u8; 32]);
+        owned.copy_from_slice(bytes);
+        KeyMaterial(owned)
     }
 
     /// Borrow the bytes. Only crypto code should need this.
@@ -238,9 +237,9 @@ pub fn unwrap_material(
             )
             .map_err(|_| failed())?,
     );
-    let mut bytes = [0u8; 32];
-    bytes.copy_from_slice(&plain);
-    Ok(KeyMaterial::from_bytes(bytes))
+    let mut owned = Zeroizing::new([0u8; 32]);
+    owned.copy_from_slice(&plain);
+    Ok(KeyMaterial(owned))
 }
 
 /// Random bytes from the OS CSPRNG, zeroized on drop.
@@ -383,7 +382,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_material() {
-        let key = KeyMaterial::from_bytes([0xab; 32]);
+        let key = KeyMaterial::from_bytes(&[0xab; 32]);
         assert_eq!(format!("{key:?}"), "KeyMaterial(redacted)");
     }
 }

@@ -4,8 +4,7 @@
 use super::tags::validate_tags;
 use super::validate::{self, int_in_range, required_key_id};
 use super::{
-    decode_marker, encode_marker, require_not_pending_deletion, KeyEntry, Kms, LoadedVersion,
-    ServiceError, PURPOSE,
+    decode_marker, encode_marker, KeyEntry, Kms, LoadedVersion, ServiceError, StateRule, PURPOSE,
 };
 use crate::api::*;
 use crate::clock::{days_ms, to_epoch_seconds};
@@ -244,22 +243,21 @@ impl Kms {
         } else {
             "kms:DisableKey"
         };
-        let mut store = self.lock_store();
-        let resolved = self.resolve("KeyId", key_id)?;
-        let entry = resolved.entry;
-        self.authorize(caller, &entry, action)?;
-        require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
         let state = if enabled {
             KeyState::Enabled
         } else {
             KeyState::Disabled
         };
-        if entry.record.state != state {
-            let mut record = entry.record.clone();
-            record.state = state;
-            store.update_key(&record)?;
-            self.publish(entry.with_record(record));
-        }
+        self.change_key(
+            caller,
+            key_id,
+            action,
+            StateRule::NotPendingDeletion,
+            |record| {
+                record.state = state;
+                Ok(())
+            },
+        )?;
         Ok(EmptyResponse {})
     }
 
@@ -272,14 +270,16 @@ impl Kms {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let description = validate::required("Description", &request.description)?;
         validate::description(description)?;
-        let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:UpdateKeyDescription")?;
-        require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
-        let mut record = entry.record.clone();
-        record.description = description.clone();
-        store.update_key(&record)?;
-        self.publish(entry.with_record(record));
+        self.change_key(
+            caller,
+            key_id,
+            "kms:UpdateKeyDescription",
+            StateRule::NotPendingDeletion,
+            |record| {
+                record.description = description.clone();
+                Ok(())
+            },
+        )?;
         Ok(EmptyResponse {})
     }
 
@@ -297,20 +297,21 @@ impl Kms {
             30,
             30,
         )?;
-        let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:ScheduleKeyDeletion")?;
-        let arn = self.key_arn(&entry.record.key_id);
-        require_not_pending_deletion(&entry, &arn)?;
-        let mut record = entry.record.clone();
         let deletion = self.now() + days_ms(days);
-        record.state = KeyState::PendingDeletion;
-        record.deletion_date_ms = Some(deletion);
-        record.pending_window_days = Some(days);
-        store.update_key(&record)?;
-        self.publish(entry.with_record(record));
+        let entry = self.change_key(
+            caller,
+            key_id,
+            "kms:ScheduleKeyDeletion",
+            StateRule::NotPendingDeletion,
+            |record| {
+                record.state = KeyState::PendingDeletion;
+                record.deletion_date_ms = Some(deletion);
+                record.pending_window_days = Some(days);
+                Ok(())
+            },
+        )?;
         Ok(ScheduleKeyDeletionResponse {
-            key_id: arn,
+            key_id: self.key_arn(&entry.record.key_id),
             deletion_date: to_epoch_seconds(deletion),
             key_state: KeyState::PendingDeletion.as_str().into(),
             pending_window_in_days: days,
@@ -324,21 +325,26 @@ impl Kms {
         request: KeyIdRequest,
     ) -> Result<KeyIdResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
-        let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:CancelKeyDeletion")?;
-        let arn = self.key_arn(&entry.record.key_id);
-        if entry.record.state != KeyState::PendingDeletion {
-            return Err(ServiceError::InvalidState(format!(
-                "{arn} is not pending deletion."
-            )));
-        }
-        let mut record = entry.record.clone();
-        record.state = KeyState::Disabled;
-        record.deletion_date_ms = None;
-        record.pending_window_days = None;
-        store.update_key(&record)?;
-        self.publish(entry.with_record(record));
-        Ok(KeyIdResponse { key_id: arn })
+        let entry = self.change_key(
+            caller,
+            key_id,
+            "kms:CancelKeyDeletion",
+            StateRule::Any,
+            |record| {
+                if record.state != KeyState::PendingDeletion {
+                    return Err(ServiceError::InvalidState(format!(
+                        "{} is not pending deletion.",
+                        record.key_id
+                    )));
+                }
+                record.state = KeyState::Disabled;
+                record.deletion_date_ms = None;
+                record.pending_window_days = None;
+                Ok(())
+            },
+        )?;
+        Ok(KeyIdResponse {
+            key_id: self.key_arn(&entry.record.key_id),
+        })
     }
 }

@@ -228,7 +228,12 @@ impl Kms {
         let not_found = || ServiceError::NotFound(format!("{field} '{key_id}' does not exist"));
         let catalog = self.read_catalog();
         if reference.starts_with("alias/") {
-            let alias = catalog.aliases.get(&reference).ok_or_else(not_found)?;
+            let alias = catalog.aliases.get(&reference).ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "Alias {} is not found.",
+                    self.alias_arn(&reference)
+                ))
+            })?;
             let entry = catalog.keys.get(&alias.key_id).ok_or_else(not_found)?;
             Ok(Resolved {
                 entry: Arc::clone(entry),
@@ -337,6 +342,35 @@ impl Kms {
             .ok_or_else(|| ServiceError::NotFound(format!("key '{key_id}' does not exist")))
     }
 
+    /// The common shape of a metadata change: resolve the KeyId, authorize `action`, apply
+    /// the state rule, let `change` edit a copy of the record (it may refuse), then commit
+    /// and publish — all under the store lock. Returns the entry as it now is.
+    pub(crate) fn change_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        rule: StateRule,
+        change: impl FnOnce(&mut KeyRecord) -> Result<(), ServiceError>,
+    ) -> Result<Arc<KeyEntry>, ServiceError> {
+        let mut store = self.lock_store();
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, action)?;
+        let arn = self.key_arn(&entry.record.key_id);
+        match rule {
+            StateRule::Any => {}
+            StateRule::NotPendingDeletion => require_not_pending_deletion(&entry, &arn)?,
+            StateRule::Usable => require_usable(&entry, &arn)?,
+        }
+        let mut record = entry.record.clone();
+        change(&mut record)?;
+        if record == entry.record {
+            return Ok(entry);
+        }
+        store.update_key(&record)?;
+        Ok(self.publish(entry.with_record(record)))
+    }
+
     /// Makes, wraps and durably stores a new material version; returns the new entry.
     pub(crate) fn add_version(
         &self,
@@ -371,6 +405,15 @@ impl Kms {
             versions: Arc::new(versions),
         }))
     }
+}
+
+/// Which key states a management operation accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateRule {
+    Any,
+    NotPendingDeletion,
+    /// Enabled only (Disabled → DisabledException, PendingDeletion → KMSInvalidStateException).
+    Usable,
 }
 
 /// AWS's key-state rule for cryptographic operations.

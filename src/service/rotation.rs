@@ -4,7 +4,7 @@
 //! old versions are kept for as long as the key exists, so old ciphertexts stay readable.
 
 use super::validate::{int_in_range, required_key_id};
-use super::{decode_marker, encode_marker, require_usable, Kms, ServiceError};
+use super::{decode_marker, encode_marker, require_usable, Kms, ServiceError, StateRule};
 use crate::api::*;
 use crate::clock::{days_ms, to_epoch_seconds};
 use crate::identity::Caller;
@@ -28,15 +28,18 @@ impl Kms {
             2560,
             365,
         )?;
-        let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:EnableKeyRotation")?;
-        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
-        let mut record = entry.record.clone();
-        record.rotation_period_days = Some(days);
-        record.next_rotation_ms = Some(self.now() + days_ms(days));
-        store.update_key(&record)?;
-        self.publish(entry.with_record(record));
+        let next = self.now() + days_ms(days);
+        self.change_key(
+            caller,
+            key_id,
+            "kms:EnableKeyRotation",
+            StateRule::Usable,
+            |record| {
+                record.rotation_period_days = Some(days);
+                record.next_rotation_ms = Some(next);
+                Ok(())
+            },
+        )?;
         Ok(EmptyResponse {})
     }
 
@@ -47,15 +50,17 @@ impl Kms {
         request: KeyIdRequest,
     ) -> Result<EmptyResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
-        let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:DisableKeyRotation")?;
-        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
-        let mut record = entry.record.clone();
-        record.rotation_period_days = None;
-        record.next_rotation_ms = None;
-        store.update_key(&record)?;
-        self.publish(entry.with_record(record));
+        self.change_key(
+            caller,
+            key_id,
+            "kms:DisableKeyRotation",
+            StateRule::Usable,
+            |record| {
+                record.rotation_period_days = None;
+                record.next_rotation_ms = None;
+                Ok(())
+            },
+        )?;
         Ok(EmptyResponse {})
     }
 

@@ -3,7 +3,7 @@
 //! `aws:` prefix reserved.
 
 use super::validate::{int_in_range, required, required_key_id};
-use super::{decode_marker, encode_marker, require_not_pending_deletion, Kms, ServiceError};
+use super::{decode_marker, encode_marker, Kms, ServiceError, StateRule};
 use crate::api::*;
 use crate::identity::Caller;
 
@@ -56,25 +56,27 @@ impl Kms {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let tags = required("Tags", &request.tags)?;
         validate_tags(tags)?;
-        let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:TagResource")?;
-        require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
-        let mut record = entry.record.clone();
-        for tag in tags {
-            record
-                .tags
-                .insert(tag.tag_key.clone(), tag.tag_value.clone());
-        }
-        if record.tags.len() > MAX_TAGS_PER_KEY {
-            return Err(ServiceError::LimitExceeded(format!(
-                "key {} would have {} tags; at most {MAX_TAGS_PER_KEY} are allowed",
-                record.key_id,
-                record.tags.len()
-            )));
-        }
-        store.update_key(&record)?;
-        self.publish(entry.with_record(record));
+        self.change_key(
+            caller,
+            key_id,
+            "kms:TagResource",
+            StateRule::NotPendingDeletion,
+            |record| {
+                for tag in tags {
+                    record
+                        .tags
+                        .insert(tag.tag_key.clone(), tag.tag_value.clone());
+                }
+                if record.tags.len() > MAX_TAGS_PER_KEY {
+                    return Err(ServiceError::LimitExceeded(format!(
+                        "key {} would have {} tags; at most {MAX_TAGS_PER_KEY} are allowed",
+                        record.key_id,
+                        record.tags.len()
+                    )));
+                }
+                Ok(())
+            },
+        )?;
         Ok(EmptyResponse {})
     }
 
@@ -89,18 +91,18 @@ impl Kms {
         for key in tag_keys {
             validate_tag_key(key)?;
         }
-        let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:UntagResource")?;
-        require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
-        let mut record = entry.record.clone();
-        for key in tag_keys {
-            record.tags.remove(key);
-        }
-        if record.tags != entry.record.tags {
-            store.update_key(&record)?;
-            self.publish(entry.with_record(record));
-        }
+        self.change_key(
+            caller,
+            key_id,
+            "kms:UntagResource",
+            StateRule::NotPendingDeletion,
+            |record| {
+                for key in tag_keys {
+                    record.tags.remove(key);
+                }
+                Ok(())
+            },
+        )?;
         Ok(EmptyResponse {})
     }
 

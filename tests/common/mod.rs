@@ -39,7 +39,7 @@ fn port_free(port: u16) -> bool {
 }
 
 /// P such that P and P+1 are free (the swtpm TCTI uses P+1 for the control channel).
-fn pick_ports() -> u16 {
+pub fn pick_ports() -> u16 {
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -88,6 +88,10 @@ pub struct Swtpm {
 
 impl Swtpm {
     pub fn start() -> Swtpm {
+        // libtss2 in this process (tests that use the TPM layer directly) stays quiet.
+        if std::env::var_os("TSS2_LOG").is_none() {
+            std::env::set_var("TSS2_LOG", "all+NONE");
+        }
         for _attempt in 0..10 {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = pick_ports();

@@ -1,0 +1,702 @@
+//! `kmsctl`: the command-line client of kmsd, shaped like `aws kms`.
+//!
+//! Subcommands and options are those of `aws kms` (`kmsctl encrypt --key-id alias/app
+//! --plaintext fileb://secret --query CiphertextBlob --output text`), so scripts written for
+//! the aws cli work with the command name changed. Blob arguments take `fileb://PATH` or
+//! base64 text; maps and lists take aws shorthand or JSON; `--output json` shows kmsd's
+//! answer as it came, `--output text` uses aws cli's tab-separated layout, and `--query`
+//! picks a field. `kmsctl raw OPERATION [JSON]` sends any operation.
+//!
+//! Exit status, as aws cli: 0 success, 2 usage error (bad option or parameter value),
+//! 254 the service answered with an error, 255 any other failure (no connection, ...).
+//!
+//! Layout: `commands` (the aws-shaped subcommands and their requests), `params` (reading
+//! argument values), `output` (rendering responses). A new subcommand is a variant of
+//! [`Command`] and an arm in [`run`].
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod output;
+mod params;
+
+use clap::{Args, Parser, Subcommand};
+use commands::{Call, KmsCommand};
+use kmsd::client::{Client, ClientError, DEFAULT_SOCKET, SOCKET_ENV};
+use output::{render, Json, OutputFormat, Query};
+use params::{BinaryFormat, Inputs, ParamError};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status of a bad option or parameter value (also clap's).
+const EXIT_USAGE: u8 = 2;
+/// Exit status when kmsd answered with an AWS exception (as aws cli).
+const EXIT_SERVICE: u8 = 254;
+/// Exit status of any other failure: no connection, broken answer, I/O (as aws cli).
+const EXIT_OTHER: u8 = 255;
+
+/// kmsctl: the command-line client of kmsd, with the subcommands and options of `aws kms`.
+#[derive(Debug, Parser)]
+#[command(name = "kmsctl", version)]
+#[command(
+    after_help = "Exit status: 0 success, 2 usage error, 254 service error \
+                       (the AWS exception is printed), 255 other errors."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand accepts, before or after it.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+struct GlobalArgs {
+    /// kmsd's Unix socket (an empty value means the default).
+    #[arg(long, global = true, env = SOCKET_ENV, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    socket: OsString,
+    /// json: the response as kmsd sent it; text: aws cli's tab-separated layout.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    output: OutputFormat,
+    /// Show part of the response: a field (Plaintext), a path (KeyMetadata.KeyId), an index
+    /// (Keys[0]) or a projection (Keys[].KeyId). With --output text, strings print bare.
+    #[arg(long, global = true, value_name = "EXPRESSION")]
+    query: Option<String>,
+    /// How blob arguments other than fileb:// are read: base64 text, or the text's own
+    /// bytes (raw-in-base64-out).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    cli_binary_format: BinaryFormat,
+    /// List commands: send one request and show its response as is (with NextMarker),
+    /// instead of fetching every page.
+    #[arg(long, global = true)]
+    no_paginate: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Kms(KmsCommand),
+    /// Sends any operation with a JSON request, e.g. `kmsctl raw ListKeys '{"Limit": 5}'`.
+    ///
+    /// The request is JSON text, file://PATH, or read from stdin when absent or `-` (an
+    /// empty stdin, or a terminal, sends {}). The response is shown as for any subcommand.
+    Raw(RawArgs),
+    // Subcommands to come (`audit`, `usage`) are variants here with their own Args struct,
+    // and an arm in `run`.
+}
+
+#[derive(Debug, Args)]
+struct RawArgs {
+    /// The operation, e.g. Encrypt (a TrentService. prefix is accepted).
+    operation: String,
+    /// The request body: JSON text, file://PATH, or - for stdin.
+    #[arg(allow_hyphen_values = true)]
+    json: Option<String>,
+}
+
+impl RawArgs {
+    fn call(&self, inputs: &mut Inputs<'_>, stdin_is_terminal: bool) -> Result<Call, ParamError> {
+        let operation = self
+            .operation
+            .strip_prefix("TrentService.")
+            .unwrap_or(&self.operation);
+        if operation.is_empty() || !operation.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(ParamError::new(
+                "OPERATION",
+                "expected an operation name such as Encrypt or ListKeys",
+            ));
+        }
+        let request = match self.json.as_deref() {
+            None if stdin_is_terminal => Value::Object(Default::default()),
+            None | Some("-") => inputs.json_from_stdin("JSON")?,
+            Some(text) => inputs.json("JSON", text)?,
+        };
+        Ok(Call {
+            operation: operation.to_string(),
+            request,
+            paginate: None,
+        })
+    }
+}
+
+/// Why kmsctl failed; printed to stderr.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Param(#[from] ParamError),
+    #[error("An error occurred ({exception}) when calling the {operation} operation: {message}")]
+    Service {
+        operation: String,
+        exception: String,
+        message: String,
+    },
+    #[error(
+        "Could not connect to kmsd at {}: {source}\nIs kmsd running? Name its socket with \
+         --socket PATH or the {SOCKET_ENV} environment variable (default {DEFAULT_SOCKET}).",
+        path.display()
+    )]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("kmsctl: {0}")]
+    Other(String),
+}
+
+impl Failure {
+    fn from_client(operation: &str, err: ClientError) -> Failure {
+        match err {
+            ClientError::Service {
+                exception, message, ..
+            } => Failure::Service {
+                operation: operation.to_string(),
+                exception,
+                message,
+            },
+            ClientError::Connect { path, source } => Failure::Connect { path, source },
+            other => Failure::Other(format!("calling the {operation} operation: {other}")),
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Param(_) => EXIT_USAGE,
+            Failure::Service { .. } => EXIT_SERVICE,
+            Failure::Connect { .. } | Failure::Other(_) => EXIT_OTHER,
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut stdin = std::io::stdin();
+    let stdin_is_terminal = stdin.is_terminal();
+    match run(cli, &mut stdin, stdin_is_terminal).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let _ = writeln!(std::io::stderr(), "{failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<(), Failure> {
+    // Every argument is checked (and every file read) before anything is sent.
+    let query = cli
+        .global
+        .query
+        .as_deref()
+        .map(Query::parse)
+        .transpose()
+        .map_err(|message| ParamError::new("--query", message))?;
+    let mut inputs = Inputs::new(cli.global.cli_binary_format, stdin);
+    let call = match &cli.command {
+        Command::Kms(command) => command.call(&mut inputs)?,
+        Command::Raw(raw) => raw.call(&mut inputs, stdin_is_terminal)?,
+    };
+    let client = Client::new(socket_path(&cli.global.socket));
+    let response = send(&client, call, !cli.global.no_paginate).await?;
+    let shown = match &query {
+        Some(query) => query.apply(&response),
+        None => response,
+    };
+    write_stdout(&render(&shown, cli.global.output))
+}
+
+/// The socket to use; an empty `--socket` or `KMSD_SOCKET` means the default.
+fn socket_path(value: &OsStr) -> PathBuf {
+    if value.is_empty() {
+        PathBuf::from(DEFAULT_SOCKET)
+    } else {
+        PathBuf::from(value)
+    }
+}
+
+async fn invoke(client: &Client, operation: &str, request: &Value) -> Result<Json, Failure> {
+    client
+        .call::<Value, Json>(operation, request)
+        .await
+        .map_err(|err| Failure::from_client(operation, err))
+}
+
+/// Sends the call; a paginated list call follows NextMarker to the end and answers
+/// `{"<Items>": [every page's items]}`, as aws cli does.
+async fn send(client: &Client, call: Call, paginate: bool) -> Result<Json, Failure> {
+    let Call {
+        operation,
+        mut request,
+        paginate: items_field,
+    } = call;
+    let Some(items_field) = items_field.filter(|_| paginate) else {
+        return invoke(client, &operation, &request).await;
+    };
+    let mut items = Vec::new();
+    let mut markers = HashSet::new();
+    loop {
+        let mut page = invoke(client, &operation, &request).await?;
+        if let Some(Json::Array(list)) = page.take(items_field) {
+            items.extend(list);
+        }
+        let next = match (page.get("Truncated"), page.get("NextMarker")) {
+            (Some(Json::Bool(true)), Some(Json::String(marker))) => marker.clone(),
+            _ => break,
+        };
+        if !markers.insert(next.clone()) {
+            return Err(Failure::Other(format!(
+                "{operation} returned the same NextMarker twice; stopping (use --no-paginate \
+                 to see one page)"
+            )));
+        }
+        if let Value::Object(fields) = &mut request {
+            fields.insert("Marker".to_string(), Value::String(next));
+        }
+    }
+    Ok(Json::Object(vec![(
+        items_field.to_string(),
+        Json::Array(items),
+    )]))
+}
+
+/// Writes the output; a closed pipe (`kmsctl list-keys | head -1`) is not an error.
+fn write_stdout(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(err) => Err(Failure::Other(format!("cannot write the output: {err}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use kmsd::server::http::OPERATIONS;
+    use serde_json::json;
+
+    fn kebab(operation: &str) -> String {
+        let mut out = String::new();
+        for (i, c) in operation.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_operation_has_its_subcommand_and_back() {
+        let cli = Cli::command();
+        for operation in OPERATIONS {
+            assert!(
+                cli.find_subcommand(kebab(operation)).is_some(),
+                "no subcommand for {operation}"
+            );
+        }
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            if name == "raw" || name == "help" {
+                continue;
+            }
+            assert!(
+                OPERATIONS.iter().any(|op| kebab(op) == name),
+                "{name} is not a kmsd operation"
+            );
+        }
+    }
+
+    fn plan(args: &[&str], stdin: &'static [u8]) -> Result<(Call, Cli), String> {
+        let cli = Cli::try_parse_from(std::iter::once("kmsctl").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let mut stdin = stdin;
+        let mut inputs = Inputs::new(cli.global.cli_binary_format, &mut stdin);
+        let call = match &cli.command {
+            Command::Kms(command) => command.call(&mut inputs),
+            Command::Raw(raw) => raw.call(&mut inputs, false),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok((call, cli))
+    }
+
+    /// (arguments, stdin, operation, request, paginated items)
+    type RequestCase = (
+        Vec<&'static str>,
+        &'static [u8],
+        &'static str,
+        Value,
+        Option<&'static str>,
+    );
+
+    #[test]
+    fn requests() {
+        let cases: Vec<RequestCase> = vec![
+            (
+                vec![
+                    "create-key",
+                    "--description",
+                    "-d-",
+                    "--tags",
+                    "TagKey=a,TagValue=1",
+                    r#"[{"TagKey":"b","TagValue":"2"}]"#,
+                    "--no-multi-region",
+                ],
+                b"",
+                "CreateKey",
+                json!({"Description": "-d-", "MultiRegion": false, "Tags": [
+                    {"TagKey": "a", "TagValue": "1"}, {"TagKey": "b", "TagValue": "2"}]}),
+                None,
+            ),
+            (vec!["create-key"], b"", "CreateKey", json!({}), None),
+            (
+                vec![
+                    "describe-key",
+                    "--key-id",
+                    "alias/x",
+                    "--grant-tokens",
+                    "t1",
+                    "t2",
+                ],
+                b"",
+                "DescribeKey",
+                json!({"KeyId": "alias/x", "GrantTokens": ["t1", "t2"]}),
+                None,
+            ),
+            (vec!["list-keys"], b"", "ListKeys", json!({}), Some("Keys")),
+            (
+                vec!["list-keys", "--limit", "5"],
+                b"",
+                "ListKeys",
+                json!({"Limit": 5}),
+                None,
+            ),
+            (
+                vec!["list-keys", "--page-size", "5"],
+                b"",
+                "ListKeys",
+                json!({"Limit": 5}),
+                Some("Keys"),
+            ),
+            (
+                vec!["list-aliases", "--key-id", "k", "--marker", "m"],
+                b"",
+                "ListAliases",
+                json!({"KeyId": "k", "Marker": "m"}),
+                None,
+            ),
+            (
+                vec!["list-resource-tags", "--key-id", "k"],
+                b"",
+                "ListResourceTags",
+                json!({"KeyId": "k"}),
+                Some("Tags"),
+            ),
+            (
+                vec!["list-key-rotations", "--key-id", "k"],
+                b"",
+                "ListKeyRotations",
+                json!({"KeyId": "k"}),
+                Some("Rotations"),
+            ),
+            (
+                vec![
+                    "schedule-key-deletion",
+                    "--key-id",
+                    "k",
+                    "--pending-window-in-days",
+                    "7",
+                ],
+                b"",
+                "ScheduleKeyDeletion",
+                json!({"KeyId": "k", "PendingWindowInDays": 7}),
+                None,
+            ),
+            (
+                vec![
+                    "schedule-key-deletion",
+                    "--key-id",
+                    "k",
+                    "--pending-window-in-days",
+                    "-1",
+                ],
+                b"",
+                "ScheduleKeyDeletion",
+                json!({"KeyId": "k", "PendingWindowInDays": -1}),
+                None,
+            ),
+            (
+                vec![
+                    "update-alias",
+                    "--alias-name",
+                    "alias/a",
+                    "--target-key-id",
+                    "k",
+                ],
+                b"",
+                "UpdateAlias",
+                json!({"AliasName": "alias/a", "TargetKeyId": "k"}),
+                None,
+            ),
+            (
+                vec!["untag-resource", "--key-id", "k", "--tag-keys", "a", "b"],
+                b"",
+                "UntagResource",
+                json!({"KeyId": "k", "TagKeys": ["a", "b"]}),
+                None,
+            ),
+            (
+                vec![
+                    "encrypt",
+                    "--key-id",
+                    "k",
+                    "--plaintext",
+                    "fileb://-",
+                    "--encryption-context",
+                    "a=1,b=2",
+                    "--output",
+                    "text",
+                    "--dry-run",
+                ],
+                b"hello",
+                "Encrypt",
+                json!({"KeyId": "k", "Plaintext": "aGVsbG8=", "DryRun": true,
+                       "EncryptionContext": {"a": "1", "b": "2"}}),
+                None,
+            ),
+            (
+                vec![
+                    "--cli-binary-format",
+                    "raw-in-base64-out",
+                    "encrypt",
+                    "--key-id",
+                    "k",
+                    "--plaintext",
+                    "hello",
+                ],
+                b"",
+                "Encrypt",
+                json!({"KeyId": "k", "Plaintext": "aGVsbG8="}),
+                None,
+            ),
+            (
+                vec![
+                    "decrypt",
+                    "--ciphertext-blob",
+                    "AAEC",
+                    "--encryption-context",
+                    r#"{"a": "x,y"}"#,
+                    "--key-id",
+                    "k",
+                ],
+                b"",
+                "Decrypt",
+                json!({"CiphertextBlob": "AAEC", "EncryptionContext": {"a": "x,y"},
+                       "KeyId": "k"}),
+                None,
+            ),
+            (
+                vec![
+                    "re-encrypt",
+                    "--ciphertext-blob",
+                    "fileb://-",
+                    "--destination-key-id",
+                    "k2",
+                    "--source-encryption-context",
+                    "a=1",
+                    "--destination-encryption-context",
+                    "b=2",
+                    "--source-key-id",
+                    "k1",
+                ],
+                b"\x00\x01\x02",
+                "ReEncrypt",
+                json!({"CiphertextBlob": "AAEC", "DestinationKeyId": "k2", "SourceKeyId": "k1",
+                       "SourceEncryptionContext": {"a": "1"},
+                       "DestinationEncryptionContext": {"b": "2"}}),
+                None,
+            ),
+            (
+                vec![
+                    "generate-data-key",
+                    "--key-id",
+                    "k",
+                    "--key-spec",
+                    "AES_256",
+                ],
+                b"",
+                "GenerateDataKey",
+                json!({"KeyId": "k", "KeySpec": "AES_256"}),
+                None,
+            ),
+            (
+                vec![
+                    "generate-data-key-without-plaintext",
+                    "--key-id",
+                    "k",
+                    "--number-of-bytes",
+                    "16",
+                    "--encryption-context",
+                    "p=q",
+                ],
+                b"",
+                "GenerateDataKeyWithoutPlaintext",
+                json!({"KeyId": "k", "NumberOfBytes": 16, "EncryptionContext": {"p": "q"}}),
+                None,
+            ),
+            (
+                vec!["generate-random", "--number-of-bytes", "32"],
+                b"",
+                "GenerateRandom",
+                json!({"NumberOfBytes": 32}),
+                None,
+            ),
+            (
+                vec![
+                    "enable-key-rotation",
+                    "--key-id",
+                    "k",
+                    "--rotation-period-in-days",
+                    "90",
+                ],
+                b"",
+                "EnableKeyRotation",
+                json!({"KeyId": "k", "RotationPeriodInDays": 90}),
+                None,
+            ),
+            (
+                vec!["rotate-key-on-demand", "--key-id", "k"],
+                b"",
+                "RotateKeyOnDemand",
+                json!({"KeyId": "k"}),
+                None,
+            ),
+            (
+                vec!["raw", "TrentService.ListKeys", r#"{"Limit": 2}"#],
+                b"",
+                "ListKeys",
+                json!({"Limit": 2}),
+                None,
+            ),
+            (
+                vec!["raw", "Future"],
+                b"{\"X\": [1]}",
+                "Future",
+                json!({"X": [1]}),
+                None,
+            ),
+            (
+                vec!["raw", "ListKeys", "-"],
+                b"",
+                "ListKeys",
+                json!({}),
+                None,
+            ),
+        ];
+        for (args, stdin, operation, request, paginate) in cases {
+            let (call, _) = plan(&args, stdin).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(call.operation, operation, "{args:?}");
+            assert_eq!(call.request, request, "{args:?}");
+            assert_eq!(call.paginate, paginate, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn usage_errors() {
+        let cases: &[&[&str]] = &[
+            &["encrypt", "--plaintext", "aGVsbG8="],
+            &["encrypt", "--key-id", "k", "--plaintext", "not base64!"],
+            &[
+                "encrypt",
+                "--key-id",
+                "k",
+                "--plaintext",
+                "aGk=",
+                "--encryption-context",
+                "a",
+            ],
+            &["list-keys", "--limit", "x"],
+            &["list-keys", "--limit", "5", "--page-size", "5"],
+            &["tag-resource", "--key-id", "k"],
+            &["tag-resource", "--key-id", "k", "--tags", "Key=a,Value=b"],
+            &["raw", "Bad Name"],
+            &["raw", "ListKeys", "{"],
+            &["--output", "yaml", "list-keys"],
+            &["audit"],
+        ];
+        for args in cases {
+            assert!(plan(args, b"").is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn global_options_anywhere() {
+        let (_, cli) = plan(
+            &[
+                "list-keys",
+                "--output",
+                "text",
+                "--query",
+                "Keys[].KeyId",
+                "--socket",
+                "/s",
+            ],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Text);
+        assert_eq!(cli.global.query.as_deref(), Some("Keys[].KeyId"));
+        assert_eq!(socket_path(&cli.global.socket), PathBuf::from("/s"));
+        assert_eq!(socket_path(OsStr::new("")), PathBuf::from(DEFAULT_SOCKET));
+    }
+
+    #[test]
+    fn failure_messages_and_exit_codes() {
+        let service = Failure::from_client(
+            "DescribeKey",
+            ClientError::Service {
+                status: 400,
+                exception: "NotFoundException".into(),
+                message: "key 'x' does not exist".into(),
+            },
+        );
+        assert_eq!(
+            service.to_string(),
+            "An error occurred (NotFoundException) when calling the DescribeKey operation: \
+             key 'x' does not exist"
+        );
+        assert_eq!(service.exit_code(), 254);
+        let connect = Failure::from_client(
+            "ListKeys",
+            ClientError::Connect {
+                path: "/nowhere.sock".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        );
+        let text = connect.to_string();
+        assert!(
+            text.contains("/nowhere.sock") && text.contains("--socket"),
+            "{text}"
+        );
+        assert!(text.contains("KMSD_SOCKET"), "{text}");
+        assert_eq!(connect.exit_code(), 255);
+        assert_eq!(Failure::Param(ParamError::new("--x", "bad")).exit_code(), 2);
+        assert_eq!(
+            Failure::from_client("X", ClientError::Codec("oops".into())).exit_code(),
+            255
+        );
+    }
+}
