@@ -163,7 +163,9 @@ impl Client {
                 }
             }
         }
-        Err(ClientError::Codec("kmsd closed the connection twice".into()))
+        Err(ClientError::Codec(
+            "kmsd closed the connection twice".into(),
+        ))
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {

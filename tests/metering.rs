@@ -398,6 +398,43 @@ async fn restart_keeps_month_to_date() {
         Some(1.0),
         "counted once, not again after the restart"
     );
+
+    // kmsctl usage shows the same figures, as a table and as JSON
+    let kmsctl = |args: &[&str]| {
+        let out = Command::new(KMSCTL)
+            .arg("--socket")
+            .arg(&fx.kmsd.socket)
+            .arg("usage")
+            .args(args)
+            .output()
+            .expect("run kmsctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json_text = kmsctl(&["--output", "json", "--key-id", &key]);
+    let shown: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(shown["Keys"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        shown["Keys"][0]["Requests"]["ByOperation"]["Encrypt"]["success"],
+        2 * N
+    );
+    let table = kmsctl(&[]);
+    assert!(
+        table.contains(&key) && table.contains("Month to date"),
+        "{table}"
+    );
+    let bad = Command::new(KMSCTL)
+        .arg("--socket")
+        .arg(&fx.kmsd.socket)
+        .args(["usage", "--month", "2025-13"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("2025-13"));
 }
 
 /// Shifts the service clock so that it reads `target_ms`.

@@ -158,6 +158,8 @@ pub enum OutputFormat {
     Json,
     /// aws cli's text layout: tab-separated values; with --query, bare values.
     Text,
+    /// A table, for `kmsctl usage` only.
+    Table,
 }
 
 /// Renders a (queried) response. Like aws cli, an empty object (e.g. EnableKey's `{}`)
@@ -180,7 +182,7 @@ pub fn render(doc: &Json, format: OutputFormat) -> String {
                 Err(_) => String::new(),
             }
         }
-        OutputFormat::Text => render_text(doc),
+        OutputFormat::Text | OutputFormat::Table => render_text(doc),
     }
 }
 
