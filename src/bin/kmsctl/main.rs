@@ -209,20 +209,17 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
         .map(Query::parse)
         .transpose()
         .map_err(|message| ParamError::new("--query", message))?;
-    if let Command::Usage(args) = &cli.command {
-        return usage(&cli.global, args).await;
-    }
+    let mut inputs = Inputs::new(cli.global.cli_binary_format, stdin);
+    let call = match &cli.command {
+        Command::Kms(command) => command.call(&mut inputs)?,
+        Command::Raw(raw) => raw.call(&mut inputs, stdin_is_terminal)?,
+        Command::Usage(args) => return usage(&cli.global, args).await,
+    };
     let format = match cli.global.output {
         Some(OutputFormat::Table) => {
             return Err(ParamError::new("--output", "table is for `kmsctl usage` only").into())
         }
         other => other.unwrap_or_default(),
-    };
-    let mut inputs = Inputs::new(cli.global.cli_binary_format, stdin);
-    let call = match &cli.command {
-        Command::Kms(command) => command.call(&mut inputs)?,
-        Command::Raw(raw) => raw.call(&mut inputs, stdin_is_terminal)?,
-        Command::Usage(_) => unreachable!("handled above"),
     };
     let client = Client::new(socket_path(&cli.global.socket));
     let response = send(&client, call, !cli.global.no_paginate).await?;
@@ -374,6 +371,7 @@ mod tests {
         let call = match &cli.command {
             Command::Kms(command) => command.call(&mut inputs),
             Command::Raw(raw) => raw.call(&mut inputs, false),
+            Command::Usage(_) => Err(ParamError::new("usage", "not a plain call")),
         }
         .map_err(|e| e.to_string())?;
         Ok((call, cli))
