@@ -353,7 +353,8 @@ mod tests {
         }
         for sub in cli.get_subcommands() {
             let name = sub.get_name();
-            if name == "raw" || name == "help" {
+            // raw, help, and kmsd extensions (usage)
+            if ["raw", "help", "usage"].contains(&name) {
                 continue;
             }
             assert!(
