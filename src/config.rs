@@ -47,6 +47,29 @@ pub struct Config {
     pub tpm: TpmSection,
     /// Prices for the usage cost estimates (AWS KMS list prices by default).
     pub pricing: crate::metering::Pricing,
+    /// The `[audit]` table (see docs/audit.md).
+    pub audit: crate::audit::AuditConfig,
+    pub access: AccessSection,
+}
+
+/// The `[access]` table: who may call CreateKey, ListKeys, ListAliases and GenerateRandom
+/// (root always may). Key use is decided by each key's policy and grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// User names or numeric uids.
+    pub admin_users: Vec<String>,
+    /// Group names or numeric gids; members (primary or supplementary) are administrators.
+    pub admin_groups: Vec<String>,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            admin_users: Vec::new(),
+            admin_groups: vec!["kmsd-admins".to_string()],
+        }
+    }
 }
 
 /// The `[tpm]` table.
@@ -75,6 +98,8 @@ impl Default for Config {
             metrics_listen: None,
             tpm: TpmSection::default(),
             pricing: crate::metering::Pricing::default(),
+            audit: crate::audit::AuditConfig::default(),
+            access: AccessSection::default(),
         }
     }
 }
@@ -166,6 +191,7 @@ impl Config {
                 reason: "PCR indexes are 0 to 23".into(),
             });
         }
+        self.audit.validate()?;
         Ok(())
     }
 
@@ -192,6 +218,12 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.tpm.tcti, "device:/dev/tpmrm0");
         assert_eq!(config.socket_mode_bits().unwrap(), 0o660);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(config.access.admin_users.is_empty());
+        let config = Config::from_toml("[access]\nadmin_users = [\"alice\", \"1001\"]").unwrap();
+        assert_eq!(config.access.admin_users, vec!["alice", "1001"]);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(Config::from_toml("[access]\nadmins = []").is_err());
     }
 
     #[test]
@@ -205,6 +237,12 @@ mod tests {
             ("[tpm]\npcrs = [24]", "tpm.pcrs"),
             ("metrics_listen = \"localhost\"", "metrics_listen"),
             ("[pricing]\nkey_month_usd = -1.0", "pricing.key_month_usd"),
+            ("[audit]\nrotate_bytes = 10", "audit.rotate_bytes"),
+            (
+                "[audit]\nfsync_interval_ms = 5000",
+                "audit.fsync_interval_ms",
+            ),
+            ("[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(text).unwrap().validate().unwrap_err();

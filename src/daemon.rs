@@ -1,6 +1,7 @@
 //! Start-up and shutdown of the daemon: open the state dir, bind it to the TPM (or check
 //! the binding), unseal the root key, load the keys, serve, and run maintenance.
 
+use crate::audit::{AuditError, AuditSettings, AuditTrail, MacKey};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crypto::KeyMaterial;
@@ -38,6 +39,8 @@ pub enum DaemonError {
     BadBinding { dir: PathBuf, reason: String },
     #[error(transparent)]
     Metering(#[from] MeteringError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -50,6 +53,8 @@ pub struct Daemon {
     pub config: Config,
     /// Usage ledger, cost estimates and metrics.
     pub metering: Arc<Metering>,
+    /// The audit trail, unless `[audit] enabled = false`.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl Daemon {
@@ -103,6 +108,22 @@ impl Daemon {
             }
         };
         let root = KeyMaterial::from_bytes(root.as_bytes());
+        let audit = if config.audit.enabled {
+            let settings = AuditSettings::new(
+                &config.audit,
+                &config.state_dir,
+                &config.region,
+                &config.account_id,
+            );
+            Some(Arc::new(AuditTrail::open(
+                settings,
+                MacKey::derive(&root),
+                clock.clone(),
+            )?))
+        } else {
+            tracing::warn!("the audit trail is disabled ([audit] enabled = false)");
+            None
+        };
         let kms = Kms::load(
             store,
             root,
@@ -110,6 +131,10 @@ impl Daemon {
             ServiceSettings {
                 region: config.region.clone(),
                 account_id: config.account_id.clone(),
+                access: crate::service::AccessSettings {
+                    admin_users: config.access.admin_users.clone(),
+                    admin_groups: config.access.admin_groups.clone(),
+                },
             },
         )?;
         let report = kms.run_maintenance()?;
@@ -128,6 +153,7 @@ impl Daemon {
             tpm,
             config,
             metering: Arc::new(metering),
+            audit,
         })
     }
 
@@ -159,15 +185,10 @@ impl Daemon {
         });
         let signals = tokio::spawn(wait_for_stop(stop_tx));
         tracing::info!(socket = %self.config.socket.display(), keys = self.kms.key_count(), "kmsd serving");
-        server::serve(
-            listener,
-            Arc::new(
-                server::App::new(Arc::clone(&self.kms)).with_metering(Arc::clone(&self.metering)),
-            ),
-            stop_rx,
-            DRAIN_TIME,
-        )
-        .await;
+        let mut app =
+            server::App::new(Arc::clone(&self.kms)).with_metering(Arc::clone(&self.metering));
+        app.audit = self.audit.clone();
+        server::serve(listener, Arc::new(app), stop_rx, DRAIN_TIME).await;
         signals.abort();
         maintenance.abort();
         metering_task.abort();

@@ -8,6 +8,7 @@
 //!                         └─▶ service (one method per operation; AWS bounds and key states)
 //!                               ├─▶ keystore (SQLite records; material only wrapped)
 //!                               └─▶ crypto (ciphertext format, HKDF, AES-256-GCM)
+//!                         └─▶ audit (one hash-chained, MAC-ed record per request, fsynced before the reply)
 //! metering: every finished request is counted (usage ledger, cost model, Prometheus).
 //! tpm: one thread owns the TPM context; it seals and unseals the root key at start-up only.
 //! ```
@@ -18,6 +19,7 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod api;
+pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod daemon;
 pub mod identity;
 pub mod keystore;
 pub mod metering;
+pub mod policy;
 pub mod server;
 pub mod service;
 pub mod tpm;

@@ -106,7 +106,13 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    // tss-esapi logs every context open and close at info; keep it to warnings unless asked.
+    let level = if level.contains("tss_esapi") {
+        level.to_string()
+    } else {
+        format!("{level},tss_esapi=warn")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

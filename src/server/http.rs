@@ -1,6 +1,7 @@
 //! The AWS KMS JSON 1.1 protocol over HTTP/1.1: request limits, parsing, dispatch to the
 //! service, and the one place where errors become AWS exception names.
 
+use crate::audit::{AuditError, AuditTrail};
 use crate::identity::Caller;
 use crate::metering::{exposition, Metering, MeteringError, USAGE_OPERATION};
 use crate::service::{Kms, ServiceError};
@@ -57,6 +58,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Tag(_) => "TagException",
             ServiceError::UnsupportedOperation(_) => "UnsupportedOperationException",
             ServiceError::DryRun => "DryRunOperationException",
+            ServiceError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
+            ServiceError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            ServiceError::InvalidGrantId(_) => "InvalidGrantIdException",
             ServiceError::Internal(_) => "KMSInternalException",
         };
         let status = if matches!(err, ServiceError::Internal(_)) {
@@ -88,12 +92,15 @@ pub struct App {
     pub kms: Arc<Kms>,
     /// Usage metering and `/metrics`; None serves without them.
     pub metering: Option<Arc<Metering>>,
+    /// The audit trail: every request gets a durable record before its response.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl App {
     pub fn new(kms: Arc<Kms>) -> Self {
         App {
             kms,
+            audit: None,
             metering: None,
         }
     }
@@ -168,16 +175,23 @@ pub async fn handle(
         .to_string();
     let mut parameters = serde_json::Value::Null;
     let mut key = None;
-    let outcome = process(
-        request,
-        &app,
-        Arc::clone(&caller),
-        &operation,
-        target.as_deref(),
-        &mut parameters,
-        &mut key,
-    )
-    .await;
+    // Fail closed: once the audit trail is known broken, no operation runs unaudited.
+    let admitted = app.audit.as_ref().map_or(Ok(()), |audit| audit.admit());
+    let outcome = match &admitted {
+        Err(err) => Err(audit_refusal(err, &request_id, &operation)),
+        Ok(()) => {
+            process(
+                request,
+                &app,
+                Arc::clone(&caller),
+                &operation,
+                target.as_deref(),
+                &mut parameters,
+                &mut key,
+            )
+            .await
+        }
+    };
     let event = RequestEvent {
         request_id: &request_id,
         event_time_ms,
@@ -196,11 +210,35 @@ pub async fn handle(
     if let Some(metering) = &app.metering {
         metering.record(&event);
     }
-    let response = match outcome {
-        Ok(body) => json_response(StatusCode::OK, body, &request_id),
-        Err(err) => error_response(&err, &request_id, &operation),
+    let audited = match &app.audit {
+        Some(audit) => audit.record(&event).durable().await,
+        None => Ok(()),
+    };
+    let response = match (outcome, audited) {
+        (Ok(body), Ok(())) => json_response(StatusCode::OK, body, &request_id),
+        (Err(err), Ok(())) => error_response(&err, &request_id, &operation),
+        (outcome, Err(audit_err)) => {
+            if let Ok(mut body) = outcome {
+                body.zeroize();
+            }
+            error_response(
+                &audit_refusal(&audit_err, &request_id, &operation),
+                &request_id,
+                &operation,
+            )
+        }
     };
     Ok(response)
+}
+
+/// The answer when the audit trail cannot be written (details go to the log, not the client).
+fn audit_refusal(err: &AuditError, request_id: &str, operation: &str) -> ApiError {
+    tracing::error!(request_id, operation, error = %err, "request refused: the audit trail cannot be written");
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        exception: "KMSInternalException",
+        message: "the request was refused because kmsd cannot write its audit trail (fail closed); the operator must check the kmsd log and the audit directory".to_string(),
+    }
 }
 
 fn error_response(err: &ApiError, request_id: &str, operation: &str) -> Response<Full<Bytes>> {
@@ -302,7 +340,13 @@ async fn process(
         *parameters = redact(value);
         return result;
     }
-    let result = dispatch(kms, caller, operation, target, &value).await;
+    let result = if crate::audit::OPERATIONS.contains(&operation) {
+        crate::audit::call(app.audit.as_ref(), &caller, operation, &value)
+            .await
+            .map_err(ApiError::from)
+    } else {
+        dispatch(kms, caller, operation, target, &value).await
+    };
     *parameters = redact(value);
     if key.is_none() {
         if let Ok(body) = &result {
@@ -388,6 +432,14 @@ pub const OPERATIONS: &[&str] = &[
     "GetKeyRotationStatus",
     "RotateKeyOnDemand",
     "ListKeyRotations",
+    "PutKeyPolicy",
+    "GetKeyPolicy",
+    "ListKeyPolicies",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
 ];
 
 async fn dispatch(
@@ -424,6 +476,14 @@ async fn dispatch(
         "GetKeyRotationStatus" => get_key_rotation_status, Inline;
         "RotateKeyOnDemand" => rotate_key_on_demand, Blocking;
         "ListKeyRotations" => list_key_rotations, Inline;
+        "PutKeyPolicy" => put_key_policy, Blocking;
+        "GetKeyPolicy" => get_key_policy, Inline;
+        "ListKeyPolicies" => list_key_policies, Inline;
+        "CreateGrant" => create_grant, Blocking;
+        "ListGrants" => list_grants, Inline;
+        "ListRetirableGrants" => list_retirable_grants, Inline;
+        "RetireGrant" => retire_grant, Blocking;
+        "RevokeGrant" => revoke_grant, Blocking;
     )
 }
 

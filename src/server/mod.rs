@@ -1,5 +1,5 @@
 //! The listener: accepts connections on the Unix socket, reads each peer's kernel
-//! credentials once, and serves HTTP/1.1 with keep-alive on every connection until shutdown.
+//! credentials once (and the facts `identity` derives from them), and serves HTTP/1.1 with keep-alive on every connection until shutdown.
 
 pub mod http;
 mod listener;
@@ -60,14 +60,19 @@ pub async fn serve(
 }
 
 async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let caller = match stream.peer_cred() {
-        Ok(cred) => Arc::new(Caller {
-            pid: cred.pid(),
-            uid: cred.uid(),
-            gid: cred.gid(),
-        }),
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
         Err(err) => {
             tracing::warn!(error = %err, "cannot read peer credentials; closing connection");
+            return;
+        }
+    };
+    // Exe, unit, groups and names: /proc (verified through a pidfd) and NSS, which may block.
+    let (pid, uid, gid) = (cred.pid(), cred.uid(), cred.gid());
+    let caller = match tokio::task::spawn_blocking(move || Caller::resolve(pid, uid, gid)).await {
+        Ok(caller) => Arc::new(caller),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot resolve the caller; closing connection");
             return;
         }
     };

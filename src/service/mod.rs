@@ -6,15 +6,19 @@
 //! mutex: check against the catalog, commit to disk, then publish to the catalog — so an
 //! acknowledged change is durable, and the catalog never shows an uncommitted one.
 
+mod access;
 mod aliases;
 mod crypto_ops;
 mod error;
+mod grants;
 mod keys;
 mod maintenance;
+mod policy_ops;
 mod rotation;
 mod tags;
 mod validate;
 
+pub use access::{AccessSettings, MAX_GRANTS_PER_KEY};
 pub use error::ServiceError;
 
 use crate::clock::{Clock, UnixMillis};
@@ -32,6 +36,8 @@ pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
 pub struct ServiceSettings {
     pub region: String,
     pub account_id: String,
+    /// Who may call the daemon-level operations.
+    pub access: AccessSettings,
 }
 
 /// One unwrapped material version.
@@ -73,6 +79,7 @@ impl KeyEntry {
 pub(crate) struct Catalog {
     pub keys: HashMap<String, Arc<KeyEntry>>,
     pub aliases: BTreeMap<String, AliasRecord>,
+    pub grants: access::GrantIndex,
 }
 
 /// The service: every operation goes through one of its methods.
@@ -140,6 +147,7 @@ impl Kms {
         for alias in snapshot.aliases {
             catalog.aliases.insert(alias.name.clone(), alias);
         }
+        catalog.grants = access::GrantIndex::from_records(store.load_grants()?);
         Ok(Kms {
             store: Mutex::new(store),
             catalog: RwLock::new(catalog),
@@ -300,22 +308,16 @@ impl Kms {
             .collect()
     }
 
-    /// Whether `caller` may perform `action` on the key. Until key policies exist, the
-    /// creator's uid and root may do everything with a key and nobody else anything.
+    /// Whether `caller` may perform `action` on the key: the key policy and the key's
+    /// grants decide (see `access`); root may do everything.
     pub(crate) fn authorize(
         &self,
         caller: &Caller,
         entry: &KeyEntry,
         action: &str,
     ) -> Result<(), ServiceError> {
-        if caller.is_root() || caller.uid == entry.record.owner_uid {
-            Ok(())
-        } else {
-            Err(ServiceError::AccessDenied(format!(
-                "{caller} is not authorized to perform {action} on key {}",
-                self.key_arn(&entry.record.key_id)
-            )))
-        }
+        self.authorize_access(caller, entry, &access::Access::new(action))
+            .map(|_| ())
     }
 
     /// Whether a key list entry is visible to the caller.

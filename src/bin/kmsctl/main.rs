@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod commands;
 mod output;
 mod params;
@@ -90,8 +91,9 @@ enum Command {
     /// kmsd extension: requests and estimated cost per key for a month, plus host totals
     /// (`--output table`, the default, or `--output json`).
     Usage(UsageArgs),
-    // Subcommands to come (`audit`) are variants here with their own Args struct, and an
-    // arm in `run`.
+    /// The audit trail: `audit verify` proves it intact, `audit query` shows who used a key.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -140,7 +142,7 @@ impl RawArgs {
 
 /// Why kmsctl failed; printed to stderr.
 #[derive(Debug, thiserror::Error)]
-enum Failure {
+pub(crate) enum Failure {
     #[error("{0}")]
     Param(#[from] ParamError),
     #[error("An error occurred ({exception}) when calling the {operation} operation: {message}")]
@@ -160,10 +162,12 @@ enum Failure {
     },
     #[error("kmsctl: {0}")]
     Other(String),
+    #[error("kmsctl: the audit trail failed verification (see the report above)")]
+    AuditBroken,
 }
 
 impl Failure {
-    fn from_client(operation: &str, err: ClientError) -> Failure {
+    pub(crate) fn from_client(operation: &str, err: ClientError) -> Failure {
         match err {
             ClientError::Service {
                 exception, message, ..
@@ -182,6 +186,7 @@ impl Failure {
             Failure::Param(_) => EXIT_USAGE,
             Failure::Service { .. } => EXIT_SERVICE,
             Failure::Connect { .. } | Failure::Other(_) => EXIT_OTHER,
+            Failure::AuditBroken => 1,
         }
     }
 }
@@ -214,13 +219,16 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
         Command::Kms(command) => command.call(&mut inputs)?,
         Command::Raw(raw) => raw.call(&mut inputs, stdin_is_terminal)?,
         Command::Usage(args) => return usage(&cli.global, args).await,
-    };
-    let format = match cli.global.output {
-        Some(OutputFormat::Table) => {
-            return Err(ParamError::new("--output", "table is for `kmsctl usage` only").into())
+        Command::Audit(command) => {
+            return audit::run(
+                command,
+                &socket_path(&cli.global.socket),
+                cli.global.output.unwrap_or_default(),
+            )
+            .await
         }
-        other => other.unwrap_or_default(),
     };
+    let format = cli.global.output.unwrap_or_default();
     let client = Client::new(socket_path(&cli.global.socket));
     let response = send(&client, call, !cli.global.no_paginate).await?;
     let shown = match &query {
@@ -307,7 +315,7 @@ async fn send(client: &Client, call: Call, paginate: bool) -> Result<Json, Failu
 }
 
 /// Writes the output; a closed pipe (`kmsctl list-keys | head -1`) is not an error.
-fn write_stdout(text: &str) -> Result<(), Failure> {
+pub(crate) fn write_stdout(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -353,8 +361,8 @@ mod tests {
         }
         for sub in cli.get_subcommands() {
             let name = sub.get_name();
-            // raw, help, and kmsd extensions (usage)
-            if ["raw", "help", "usage"].contains(&name) {
+            // raw, help, and kmsd extensions (usage, audit)
+            if ["raw", "help", "usage", "audit"].contains(&name) {
                 continue;
             }
             assert!(
@@ -373,6 +381,7 @@ mod tests {
             Command::Kms(command) => command.call(&mut inputs),
             Command::Raw(raw) => raw.call(&mut inputs, false),
             Command::Usage(_) => Err(ParamError::new("usage", "not a plain call")),
+            Command::Audit(_) => return Err("audit sends no kms call".into()),
         }
         .map_err(|e| e.to_string())?;
         Ok((call, cli))

@@ -158,7 +158,7 @@ pub enum OutputFormat {
     Json,
     /// aws cli's text layout: tab-separated values; with --query, bare values.
     Text,
-    /// A table, for `kmsctl usage` only.
+    /// Aligned columns (`audit query`); other commands show it as text.
     Table,
 }
 

@@ -1,0 +1,425 @@
+//! The audit trail: one CloudTrail-shaped record for every request (allowed, denied or
+//! failed), written and fsynced before the response goes out, hash-chained and MAC-ed with a
+//! key derived from the TPM-sealed root key, rotated by size and by day, with periodic
+//! checkpoints. If the trail cannot be written, requests are refused (fail closed) unless the
+//! config says `on_failure = "continue"`.
+//!
+//! Layout: [`record`] builds records, [`chain`] seals and parses lines, [`writer`] is the
+//! group-commit writer thread, [`verify`] checks files, [`query`] filters them for
+//! `kmsctl audit query`. Formats: docs/audit-format.md; operator guide: docs/audit.md.
+
+pub mod chain;
+pub mod query;
+pub mod record;
+pub mod verify;
+mod writer;
+
+pub use chain::MacKey;
+pub use record::{AuditRecord, UserIdentity};
+pub use verify::{Head, Problem, ProblemKind, VerifyOptions, VerifyReport};
+
+use crate::clock::Clock;
+use crate::config::ConfigError;
+use crate::identity::Caller;
+use crate::server::http::RequestEvent;
+use crate::service::ServiceError;
+use record::ArnContext;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Operations served by the audit module (root only).
+pub const OPERATIONS: &[&str] = &[VERIFY_OPERATION];
+/// Verifies the trail with MACs and the durable head; returns a [`VerifyReport`].
+pub const VERIFY_OPERATION: &str = "KmsdAuditVerify";
+
+/// What to do when a record cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Refuse the request (and every request after it until a write succeeds again).
+    #[default]
+    Refuse,
+    /// Answer anyway; the failure is logged and counted.
+    Continue,
+}
+
+/// The `[audit]` table of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Write the audit trail at all.
+    pub enabled: bool,
+    /// Directory of the audit files; default `<state_dir>/audit`. Created 0700.
+    pub dir: Option<PathBuf>,
+    /// Group commit: at most one fsync per this many milliseconds; records arriving meanwhile
+    /// share it. 0 = no added wait (records already queued still share one fsync).
+    pub fsync_interval_ms: u64,
+    /// Start a new file when the current one reaches this size.
+    pub rotate_bytes: u64,
+    /// Start a new file when the UTC day changes.
+    pub rotate_daily: bool,
+    /// Write a checkpoint record after this many request records...
+    pub checkpoint_every: u64,
+    /// ...or after this many seconds with at least one request record.
+    pub checkpoint_interval_secs: u64,
+    /// "refuse" (fail closed, the default) or "continue".
+    pub on_failure: OnFailure,
+    /// Also emit every record as a tracing event (target `kmsd::audit`) for journald.
+    pub to_log: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            dir: None,
+            fsync_interval_ms: 2,
+            rotate_bytes: 16 * 1024 * 1024,
+            rotate_daily: true,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 300,
+            on_failure: OnFailure::Refuse,
+            to_log: false,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Checks bounds TOML types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(&'static str, u64, u64, u64); 4] = [
+            ("audit.fsync_interval_ms", self.fsync_interval_ms, 0, 1000),
+            ("audit.rotate_bytes", self.rotate_bytes, 4096, u64::MAX),
+            ("audit.checkpoint_every", self.checkpoint_every, 1, u64::MAX),
+            (
+                "audit.checkpoint_interval_secs",
+                self.checkpoint_interval_secs,
+                1,
+                86_400,
+            ),
+        ];
+        for (field, value, min, max) in checks {
+            if value < min || value > max {
+                return Err(ConfigError::Invalid {
+                    field,
+                    value: value.to_string(),
+                    reason: if max == u64::MAX {
+                        format!("must be at least {min}")
+                    } else {
+                        format!("must be {min} to {max}")
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The audit directory for a state dir.
+    pub fn dir_for(&self, state_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| state_dir.join("audit"))
+    }
+}
+
+/// The resolved settings the writer runs with.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub dir: PathBuf,
+    pub fsync_interval_ms: u64,
+    pub rotate_bytes: u64,
+    pub rotate_daily: bool,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    pub on_failure: OnFailure,
+    pub to_log: bool,
+    pub region: String,
+    pub account_id: String,
+}
+
+impl AuditSettings {
+    /// Settings from the config file's values.
+    pub fn new(config: &AuditConfig, state_dir: &Path, region: &str, account_id: &str) -> Self {
+        AuditSettings {
+            dir: config.dir_for(state_dir),
+            fsync_interval_ms: config.fsync_interval_ms,
+            rotate_bytes: config.rotate_bytes,
+            rotate_daily: config.rotate_daily,
+            checkpoint_every: config.checkpoint_every,
+            checkpoint_interval: Duration::from_secs(config.checkpoint_interval_secs),
+            on_failure: config.on_failure,
+            to_log: config.to_log,
+            region: region.to_string(),
+            account_id: account_id.to_string(),
+        }
+    }
+}
+
+/// Errors of the audit trail.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit trail: {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("audit trail: cannot continue the chain from {file}: {reason}. Run `kmsctl audit verify --offline` to see the damage; to start a new chain, move the audit files elsewhere (keep them as evidence)")]
+    Tail { file: PathBuf, reason: String },
+    #[error("the audit trail cannot be written: {0}")]
+    Unavailable(String),
+}
+
+/// State shared between the request side and the writer thread.
+#[derive(Debug)]
+struct Shared {
+    head: Mutex<Head>,
+    broken: AtomicBool,
+    failures: AtomicU64,
+    written: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// The audit trail of a running daemon.
+pub struct AuditTrail {
+    jobs: mpsc::Sender<writer::Job>,
+    shared: Arc<Shared>,
+    settings: AuditSettings,
+    arns: ArnContext,
+    key: Arc<MacKey>,
+}
+
+impl std::fmt::Debug for AuditTrail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditTrail")
+            .field("dir", &self.settings.dir)
+            .field("on_failure", &self.settings.on_failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditTrail {
+    /// Resumes (or starts) the chain in `settings.dir`, writes the start record and starts
+    /// the writer thread.
+    pub fn open(settings: AuditSettings, key: MacKey, clock: Clock) -> Result<Self, AuditError> {
+        let key = Arc::new(key);
+        let shared = Arc::new(Shared {
+            head: Mutex::new(Head {
+                sequence: 0,
+                hash: chain::GENESIS_HASH.to_string(),
+                file: PathBuf::new(),
+                len: 0,
+            }),
+            broken: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        });
+        let writer = writer::Writer::start(
+            settings.clone(),
+            Arc::clone(&key),
+            Arc::clone(&shared),
+            clock,
+        )?;
+        let (jobs, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("kmsd-audit".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|err| AuditError::Io {
+                path: settings.dir.clone(),
+                source: err,
+            })?;
+        let arns = ArnContext {
+            region: settings.region.clone(),
+            account_id: settings.account_id.clone(),
+        };
+        Ok(AuditTrail {
+            jobs,
+            shared,
+            settings,
+            arns,
+            key,
+        })
+    }
+
+    /// Whether a request may run: false (fail closed) once a write failed, until a write
+    /// succeeds again. Refused requests still get a record, and that write is the retry.
+    pub fn admit(&self) -> Result<(), AuditError> {
+        if self.settings.on_failure == OnFailure::Refuse
+            && self.shared.broken.load(Ordering::SeqCst)
+        {
+            let reason = self
+                .shared
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|last| last.clone())
+                .unwrap_or_else(|| "an earlier write failed".into());
+            return Err(AuditError::Unavailable(reason));
+        }
+        Ok(())
+    }
+
+    /// Queues the record of a finished request; await [`PendingRecord::durable`] before
+    /// answering.
+    pub fn record(&self, event: &RequestEvent<'_>) -> PendingRecord {
+        let record = AuditRecord::from_event(event, &self.arns);
+        let (done, receiver) = oneshot::channel();
+        let receiver = match self.jobs.send(writer::Job { record, done }) {
+            Ok(()) => Some(receiver),
+            Err(_) => None,
+        };
+        PendingRecord {
+            receiver,
+            on_failure: self.settings.on_failure,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Records that could not be written since start (for metrics).
+    pub fn write_failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    /// Records written since start, service records excluded (for metrics).
+    pub fn records_written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// False while the trail cannot be written.
+    pub fn is_healthy(&self) -> bool {
+        !self.shared.broken.load(Ordering::SeqCst)
+    }
+
+    /// The last durable record.
+    pub fn head(&self) -> Head {
+        self.shared
+            .head
+            .lock()
+            .map(|head| head.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// The audit directory.
+    pub fn dir(&self) -> &Path {
+        &self.settings.dir
+    }
+
+    /// Verifies the whole directory (MACs, chain, durable head), or the given files (MACs and
+    /// chain). Blocking: reads files.
+    pub fn verify(&self, files: Option<Vec<PathBuf>>) -> VerifyReport {
+        match files {
+            Some(files) => verify::verify_files(
+                &files,
+                &VerifyOptions {
+                    key: Some(&self.key),
+                    from_genesis: false,
+                    head: None,
+                },
+            ),
+            None => {
+                let head = self.head();
+                let files = verify::list_files(&self.settings.dir).unwrap_or_default();
+                verify::verify_files(
+                    &files,
+                    &VerifyOptions {
+                        key: Some(&self.key),
+                        from_genesis: true,
+                        head: Some(head),
+                    },
+                )
+            }
+        }
+    }
+}
+
+/// Offline verification (hash chain only, no MACs): `files` in order, or, when empty, every
+/// file of `dir` from the first record of the trail.
+pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, AuditError> {
+    let (files, from_genesis) = if files.is_empty() {
+        let listed = verify::list_files(dir).map_err(|source| AuditError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        (listed, true)
+    } else {
+        (files.to_vec(), false)
+    };
+    Ok(verify::verify_files(
+        &files,
+        &VerifyOptions {
+            key: None,
+            from_genesis,
+            head: None,
+        },
+    ))
+}
+
+/// A record on its way to the disk.
+#[derive(Debug)]
+pub struct PendingRecord {
+    receiver: Option<oneshot::Receiver<Result<(), String>>>,
+    on_failure: OnFailure,
+    shared: Arc<Shared>,
+}
+
+impl PendingRecord {
+    /// Waits until the record is durable. Err means the request must be refused; with
+    /// `on_failure = "continue"` failures are only logged and counted (by the writer).
+    pub async fn durable(self) -> Result<(), AuditError> {
+        const STOPPED: &str = "the audit writer stopped";
+        let result = match self.receiver {
+            Some(receiver) => receiver.await.unwrap_or_else(|_| Err(STOPPED.to_string())),
+            None => Err(STOPPED.to_string()),
+        };
+        let Err(reason) = result else {
+            return Ok(());
+        };
+        if reason == STOPPED {
+            // The writer counts its own failures; a vanished writer is counted here.
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
+            self.shared.broken.store(true, Ordering::SeqCst);
+            tracing::error!("AUDIT TRAIL WRITE FAILED: {STOPPED}");
+        }
+        match self.on_failure {
+            OnFailure::Refuse => Err(AuditError::Unavailable(reason)),
+            OnFailure::Continue => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct VerifyRequest {
+    /// Files to verify, in order; none = the whole audit directory.
+    #[serde(default)]
+    files: Vec<PathBuf>,
+}
+
+/// Serves the audit module's operations ([`OPERATIONS`]); root only.
+pub async fn call(
+    audit: Option<&Arc<AuditTrail>>,
+    caller: &Caller,
+    operation: &str,
+    request: &serde_json::Value,
+) -> Result<Vec<u8>, ServiceError> {
+    if !caller.is_root() {
+        return Err(ServiceError::AccessDenied(format!(
+            "{caller} is not authorized to perform {operation}: only root may"
+        )));
+    }
+    let Some(audit) = audit else {
+        return Err(ServiceError::UnsupportedOperation(
+            "the audit trail is disabled ([audit] enabled = false)".into(),
+        ));
+    };
+    let request: VerifyRequest = serde_json::from_value(request.clone())
+        .map_err(|err| ServiceError::Validation(format!("1 validation error detected: {err}")))?;
+    let files = (!request.files.is_empty()).then_some(request.files);
+    let audit = Arc::clone(audit);
+    let report = tokio::task::spawn_blocking(move || audit.verify(files))
+        .await
+        .map_err(|_| ServiceError::Internal("verification task failed".into()))?;
+    serde_json::to_vec(&report).map_err(|_| ServiceError::Internal("report encoding failed".into()))
+}

@@ -1,0 +1,393 @@
+//! Verification of audit files: the hash chain (offline, anyone who can read the files), the
+//! MACs (only with the key, i.e. inside the daemon), and the daemon's durable head (which
+//! catches truncation of the newest file). Stops at the first problem.
+
+use super::chain::{SealedLine, GENESIS_HASH};
+use super::record::START_EVENT;
+use super::MacKey;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The last durable record as the writer knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Head {
+    pub sequence: u64,
+    pub hash: String,
+    /// The file being appended to.
+    pub file: PathBuf,
+    /// Its durable length in bytes.
+    pub len: u64,
+}
+
+/// What went wrong, first problem only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProblemKind {
+    /// A file could not be read.
+    Unreadable,
+    /// A line is not a sealed record.
+    Malformed,
+    /// The record's MAC is wrong: it was edited or forged.
+    MacMismatch,
+    /// Sequence numbers jump: records (or a whole file) are missing.
+    Missing,
+    /// Sequence numbers go backwards or repeat: records were swapped or duplicated.
+    OutOfOrder,
+    /// `prevHash` does not match the previous record: a record was edited or replaced.
+    ChainBroken,
+    /// A file is shorter than what was written, or ends in the middle of a record.
+    Truncated,
+}
+
+/// The first broken or missing record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub file: String,
+    /// 1-based line number in `file`, when the problem is at a line.
+    pub line: Option<u64>,
+    /// The sequence number expected at that point, when known.
+    pub expected_sequence: Option<u64>,
+    pub message: String,
+}
+
+/// The result of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// Whether MACs were checked (only the daemon holds the key).
+    pub mac_checked: bool,
+    /// Whether the end of the trail was compared with the daemon's durable head.
+    pub head_checked: bool,
+    pub files_checked: usize,
+    pub records_checked: u64,
+    pub checkpoints: u64,
+    pub first_sequence: Option<u64>,
+    pub last_sequence: Option<u64>,
+    pub last_hash: Option<String>,
+    /// Things that are not errors but an auditor should know (recovered torn tails, a
+    /// verification that does not start at the first record).
+    pub warnings: Vec<String>,
+    pub problem: Option<Problem>,
+}
+
+/// The audit files of a directory, oldest first (names sort by their first sequence number).
+pub fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| is_audit_file(path))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `audit-<first sequence, 12 digits>.jsonl`.
+pub fn file_name(first_sequence: u64) -> String {
+    format!("audit-{first_sequence:012}.jsonl")
+}
+
+fn is_audit_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("audit-") && name.ends_with(".jsonl"))
+}
+
+fn display_name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// What to check.
+#[derive(Debug, Default)]
+pub struct VerifyOptions<'a> {
+    /// Check MACs with this key.
+    pub key: Option<&'a MacKey>,
+    /// The trail must start at the first record ever written (sequence 1). True when a whole
+    /// directory is verified.
+    pub from_genesis: bool,
+    /// Compare the end of the trail with the writer's durable head.
+    pub head: Option<Head>,
+}
+
+struct Torn {
+    problem: Problem,
+    file_name: String,
+    valid_bytes: u64,
+}
+
+/// Verifies `files` in the given order as one continuous chain.
+pub fn verify_files(files: &[PathBuf], options: &VerifyOptions<'_>) -> VerifyReport {
+    let mut report = VerifyReport {
+        ok: false,
+        mac_checked: options.key.is_some(),
+        head_checked: options.head.is_some(),
+        files_checked: 0,
+        records_checked: 0,
+        checkpoints: 0,
+        first_sequence: None,
+        last_sequence: None,
+        last_hash: None,
+        warnings: Vec::new(),
+        problem: None,
+    };
+    match check(files, options, &mut report) {
+        Ok(()) => report.ok = true,
+        Err(problem) => report.problem = Some(problem),
+    }
+    report
+}
+
+fn check(
+    files: &[PathBuf],
+    options: &VerifyOptions<'_>,
+    report: &mut VerifyReport,
+) -> Result<(), Problem> {
+    let mut prev: Option<(u64, String)> = None;
+    let mut torn: Option<Torn> = None;
+    for path in files {
+        let file = display_name(path);
+        let problem = |kind, line, expected_sequence, message: String| Problem {
+            kind,
+            file: file.clone(),
+            line,
+            expected_sequence,
+            message,
+        };
+        let mut data = std::fs::read(path).map_err(|err| {
+            problem(
+                ProblemKind::Unreadable,
+                None,
+                None,
+                format!("cannot read: {err}"),
+            )
+        })?;
+        report.files_checked += 1;
+        if let Some(head) = options.head.as_ref().filter(|head| &head.file == path) {
+            if (data.len() as u64) < head.len {
+                return Err(problem(
+                    ProblemKind::Truncated,
+                    None,
+                    Some(head.sequence),
+                    format!(
+                        "the file is {} bytes but kmsd durably wrote {} bytes to it (up to sequence {}): it was truncated",
+                        data.len(),
+                        head.len,
+                        head.sequence
+                    ),
+                ));
+            }
+            // Bytes after the durable head belong to records still being written.
+            data.truncate(head.len as usize);
+        }
+        let file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut offset = 0usize;
+        let mut line_no = 0u64;
+        while offset < data.len() {
+            line_no += 1;
+            let expected = prev.as_ref().map(|(seq, _)| seq + 1);
+            let Some(end) = data[offset..].iter().position(|b| *b == b'\n') else {
+                torn = Some(Torn {
+                    problem: problem(
+                        ProblemKind::Truncated,
+                        Some(line_no),
+                        expected,
+                        format!(
+                            "the file ends in the middle of a record ({} bytes after the last complete record); it was truncated, or kmsd crashed while writing and has not restarted since",
+                            data.len() - offset
+                        ),
+                    ),
+                    file_name: file_name.clone(),
+                    valid_bytes: offset as u64,
+                });
+                break;
+            };
+            let line = &data[offset..offset + end];
+            offset += end + 1;
+            let sealed = SealedLine::parse(line).map_err(|reason| {
+                problem(ProblemKind::Malformed, Some(line_no), expected, reason)
+            })?;
+            if let Some(earlier) = torn.take() {
+                excuse_torn(&sealed, earlier, report)?;
+            }
+            if let Some(key) = options.key {
+                if !sealed.mac_ok(key) {
+                    return Err(problem(
+                        ProblemKind::MacMismatch,
+                        Some(line_no),
+                        expected,
+                        format!(
+                            "record {} fails its MAC: it was edited or forged",
+                            sealed.sequence
+                        ),
+                    ));
+                }
+            }
+            let seq = sealed.sequence;
+            match &prev {
+                None => {
+                    if seq != 1 || sealed.prev_hash != GENESIS_HASH {
+                        if options.from_genesis {
+                            return Err(problem(
+                                ProblemKind::Missing,
+                                Some(line_no),
+                                Some(1),
+                                format!(
+                                    "the trail starts at sequence {seq}: records 1 to {} are missing",
+                                    seq.saturating_sub(1)
+                                ),
+                            ));
+                        }
+                        report.warnings.push(format!(
+                            "verification starts at sequence {seq} in {file}; earlier records were not checked"
+                        ));
+                    }
+                }
+                Some((prev_seq, prev_hash)) => {
+                    if seq > prev_seq + 1 {
+                        return Err(problem(
+                            ProblemKind::Missing,
+                            Some(line_no),
+                            Some(prev_seq + 1),
+                            format!(
+                                "records {} to {} are missing (record {seq} follows record {prev_seq})",
+                                prev_seq + 1,
+                                seq - 1
+                            ),
+                        ));
+                    }
+                    if seq <= *prev_seq {
+                        return Err(problem(
+                            ProblemKind::OutOfOrder,
+                            Some(line_no),
+                            Some(prev_seq + 1),
+                            format!(
+                                "record {seq} follows record {prev_seq}: records were reordered or duplicated"
+                            ),
+                        ));
+                    }
+                    if &sealed.prev_hash != prev_hash {
+                        return Err(problem(
+                            ProblemKind::ChainBroken,
+                            Some(line_no),
+                            Some(seq),
+                            format!(
+                                "record {seq} does not chain to record {prev_seq}: one of them was edited or replaced"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if sealed.record["eventName"] == super::record::CHECKPOINT_EVENT {
+                report.checkpoints += 1;
+            }
+            report.records_checked += 1;
+            report.first_sequence.get_or_insert(seq);
+            report.last_sequence = Some(seq);
+            report.last_hash = Some(sealed.hash.clone());
+            prev = Some((seq, sealed.hash));
+        }
+    }
+    if let Some(earlier) = torn {
+        return Err(earlier.problem);
+    }
+    if let Some(head) = &options.head {
+        let (last_seq, last_hash) = prev.clone().unwrap_or((0, GENESIS_HASH.to_string()));
+        if last_seq < head.sequence {
+            return Err(Problem {
+                kind: ProblemKind::Truncated,
+                file: display_name(&head.file),
+                line: None,
+                expected_sequence: Some(last_seq + 1),
+                message: format!(
+                    "the trail ends at record {last_seq} but kmsd durably wrote up to record {}: records {} to {} are missing",
+                    head.sequence,
+                    last_seq + 1,
+                    head.sequence
+                ),
+            });
+        }
+        if last_seq == head.sequence && last_hash != head.hash {
+            return Err(Problem {
+                kind: ProblemKind::ChainBroken,
+                file: display_name(&head.file),
+                line: None,
+                expected_sequence: Some(last_seq),
+                message: format!(
+                    "record {last_seq} differs from the one kmsd wrote: it was edited or replaced"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A torn tail is accepted only when the next record is the restart record that reports it.
+fn excuse_torn(next: &SealedLine, torn: Torn, report: &mut VerifyReport) -> Result<(), Problem> {
+    let details = &next.record["serviceEventDetails"];
+    let reported = next.record["eventName"] == START_EVENT
+        && details["startKind"] == "recovered"
+        && details["tornFile"] == torn.file_name.as_str()
+        && details["validBytes"] == torn.valid_bytes;
+    if !reported {
+        return Err(torn.problem);
+    }
+    report.warnings.push(format!(
+        "{} ends with an incomplete record after {} bytes (a crash during a write; that record was never acknowledged); kmsd reported it at restart in record {}",
+        torn.file_name, torn.valid_bytes, next.sequence
+    ));
+    Ok(())
+}
+
+impl VerifyReport {
+    /// A human summary, one fact per line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        match &self.problem {
+            None => out.push_str(&format!(
+                "OK: {} records in {} files verified (sequence {} to {}), {} checkpoints\n",
+                self.records_checked,
+                self.files_checked,
+                self.first_sequence.unwrap_or(0),
+                self.last_sequence.unwrap_or(0),
+                self.checkpoints
+            )),
+            Some(problem) => {
+                out.push_str(&format!(
+                    "FAILED: {:?}: {}\n",
+                    problem.kind, problem.message
+                ));
+                out.push_str(&format!("  file: {}\n", problem.file));
+                if let Some(line) = problem.line {
+                    out.push_str(&format!("  line: {line}\n"));
+                }
+                if let Some(seq) = problem.expected_sequence {
+                    out.push_str(&format!(
+                        "  first broken or missing record: sequence {seq}\n"
+                    ));
+                }
+                out.push_str(&format!(
+                    "  {} records in {} files were intact before it\n",
+                    self.records_checked, self.files_checked
+                ));
+            }
+        }
+        out.push_str(if self.mac_checked {
+            "  MACs: checked (by kmsd, with the TPM-derived key)\n"
+        } else {
+            "  MACs: NOT checked (offline: hash chain only; ask kmsd to check MACs)\n"
+        });
+        if self.head_checked {
+            out.push_str("  end of trail: compared with kmsd's durable head\n");
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("  warning: {warning}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,451 @@
+//! The writer thread: appends records in the order they were submitted, seals each into the
+//! chain, rotates files by size and by UTC day, writes checkpoints, and group-commits: one
+//! `write` and one `fdatasync` per batch, at most one fsync every `fsync_interval_ms`.
+//! Requests wait (asynchronously) for the fsync of the batch holding their record.
+//!
+//! Start-up: the chain resumes from the last complete record of the newest file (its MAC is
+//! checked). A torn last line (a crash in the middle of a write) is left untouched as
+//! evidence, and the new file starts with a `recovered` start record naming the file and the
+//! number of valid bytes, which is what lets verification accept the torn tail.
+
+use super::chain::{seal, MacKey, SealedLine, GENESIS_HASH};
+use super::record::{AuditRecord, API_CALL, CHECKPOINT_EVENT, START_EVENT};
+use super::verify::{file_name, list_files, Head};
+use super::{AuditError, AuditSettings, Shared};
+use crate::clock::Clock;
+use serde_json::json;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Most records written in one batch.
+const MAX_BATCH: usize = 4096;
+const DAY_MS: i64 = 86_400_000;
+
+/// One record waiting to be written, and who to tell when it is durable.
+pub(super) struct Job {
+    pub record: AuditRecord,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+pub(super) struct Writer {
+    settings: AuditSettings,
+    key: Arc<MacKey>,
+    shared: Arc<Shared>,
+    clock: Clock,
+    file: File,
+    path: PathBuf,
+    file_len: u64,
+    /// UTC day (days since the epoch) of the file's first record.
+    file_day: Option<i64>,
+    next_sequence: u64,
+    prev_hash: String,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    /// Set when the file may hold bytes that are not whole records (a failed fsync or a
+    /// failed roll-back); nothing more is written until a restart recovers the tail.
+    poisoned: Option<String>,
+}
+
+/// How the chain resumes.
+struct Resume {
+    next_sequence: u64,
+    prev_hash: String,
+    details: serde_json::Value,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates the directory 0700 (or tightens it to 0700).
+fn prepare_dir(dir: &Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|err| io_err(dir, err))?;
+    let meta = std::fs::metadata(dir).map_err(|err| io_err(dir, err))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|err| io_err(dir, err))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|err| io_err(dir, err))
+}
+
+/// Finds where the chain continues: the last complete record of the newest non-empty file.
+fn resume(dir: &Path, key: &MacKey) -> Result<Resume, AuditError> {
+    let files = list_files(dir).map_err(|err| io_err(dir, err))?;
+    let mut torn: Option<(String, u64, u64)> = None;
+    for path in files.iter().rev() {
+        let data = std::fs::read(path).map_err(|err| io_err(path, err))?;
+        if data.is_empty() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let complete = data
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        if complete < data.len() && torn.is_none() {
+            tracing::warn!(
+                file = %path.display(),
+                valid_bytes = complete,
+                torn_bytes = data.len() - complete,
+                "audit file ends with an incomplete record (crash during a write); it is left as is and a new file continues the chain"
+            );
+            torn = Some((name, complete as u64, (data.len() - complete) as u64));
+        }
+        if complete == 0 {
+            continue;
+        }
+        let body = &data[..complete - 1];
+        let start = body
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let sealed = SealedLine::parse(&body[start..]).map_err(|reason| AuditError::Tail {
+            file: path.clone(),
+            reason,
+        })?;
+        if !sealed.mac_ok(key) {
+            return Err(AuditError::Tail {
+                file: path.clone(),
+                reason: format!(
+                    "its last record (sequence {}) fails its MAC: it was edited or forged",
+                    sealed.sequence
+                ),
+            });
+        }
+        let details = match &torn {
+            Some((file, valid, torn_bytes)) => json!({
+                "startKind": "recovered",
+                "tornFile": file,
+                "validBytes": valid,
+                "tornBytes": torn_bytes,
+            }),
+            None => json!({"startKind": "resumed"}),
+        };
+        return Ok(Resume {
+            next_sequence: sealed.sequence + 1,
+            prev_hash: sealed.hash,
+            details,
+        });
+    }
+    let details = match &torn {
+        Some((file, valid, torn_bytes)) => json!({
+            "startKind": "recovered",
+            "tornFile": file,
+            "validBytes": valid,
+            "tornBytes": torn_bytes,
+        }),
+        None => json!({"startKind": "genesis"}),
+    };
+    Ok(Resume {
+        next_sequence: 1,
+        prev_hash: GENESIS_HASH.to_string(),
+        details,
+    })
+}
+
+/// Opens (creating, 0600) the file whose first record will be `first_sequence`. An empty
+/// file of that name (left by a crash right after it was created) is reused.
+fn open_file(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), AuditError> {
+    let path = dir.join(file_name(first_sequence));
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if meta.len() > 0 {
+            return Err(AuditError::Tail {
+                file: path,
+                reason: format!(
+                    "it already holds records although the chain continues at sequence {first_sequence}"
+                ),
+            });
+        }
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|err| io_err(&path, err))?;
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
+impl Writer {
+    /// Resumes the chain, opens a new file and writes the start record (durably).
+    pub(super) fn start(
+        settings: AuditSettings,
+        key: Arc<MacKey>,
+        shared: Arc<Shared>,
+        clock: Clock,
+    ) -> Result<Writer, AuditError> {
+        prepare_dir(&settings.dir)?;
+        let resume = resume(&settings.dir, &key)?;
+        let (file, path) = open_file(&settings.dir, resume.next_sequence)?;
+        let mut details = resume.details;
+        details["version"] = json!(env!("CARGO_PKG_VERSION"));
+        tracing::info!(
+            dir = %settings.dir.display(),
+            file = %path.display(),
+            next_sequence = resume.next_sequence,
+            start = %details["startKind"],
+            "audit trail open"
+        );
+        let now = clock.now_ms();
+        let mut writer = Writer {
+            settings,
+            key,
+            shared,
+            clock,
+            file,
+            path,
+            file_len: 0,
+            file_day: None,
+            next_sequence: resume.next_sequence,
+            prev_hash: resume.prev_hash,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            poisoned: None,
+        };
+        writer
+            .append(vec![AuditRecord::service_event(START_EVENT, now, details)])
+            .map_err(AuditError::Unavailable)?;
+        Ok(writer)
+    }
+
+    /// Serves jobs until every sender is gone.
+    pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        let interval = Duration::from_millis(self.settings.fsync_interval_ms);
+        let mut last_sync = Instant::now();
+        loop {
+            let first = match jobs.recv_timeout(self.settings.checkpoint_interval) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.checkpoint_due() {
+                        if let Err(reason) = self.append(Vec::new()) {
+                            self.failed(0, &reason);
+                        }
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            // Group commit: gather what arrives until the next fsync is allowed.
+            let earliest = last_sync + interval;
+            loop {
+                let now = Instant::now();
+                if now >= earliest || batch.len() >= MAX_BATCH {
+                    break;
+                }
+                match jobs.recv_timeout(earliest - now) {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (records, waiters): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|job| (job.record, job.done)).unzip();
+            let count = records.len();
+            let result = self.append(records);
+            last_sync = Instant::now();
+            match &result {
+                Ok(()) => {
+                    self.shared.broken.store(false, Ordering::SeqCst);
+                    self.shared
+                        .written
+                        .fetch_add(count as u64, Ordering::Relaxed);
+                }
+                Err(reason) => self.failed(count, reason),
+            }
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+        }
+    }
+
+    fn failed(&self, count: usize, reason: &str) {
+        self.shared.broken.store(true, Ordering::SeqCst);
+        self.shared
+            .failures
+            .fetch_add(count.max(1) as u64, Ordering::Relaxed);
+        if let Ok(mut last) = self.shared.last_error.lock() {
+            *last = Some(reason.to_string());
+        }
+        tracing::error!(
+            dir = %self.settings.dir.display(),
+            records = count,
+            error = reason,
+            "AUDIT TRAIL WRITE FAILED: the records were not written"
+        );
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.since_checkpoint > 0
+            && (self.since_checkpoint >= self.settings.checkpoint_every
+                || self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval)
+    }
+
+    /// Seals and durably appends `records` (plus a checkpoint first, when one is due).
+    /// On error nothing of the batch counts: the file is cut back to its last whole record.
+    fn append(&mut self, mut records: Vec<AuditRecord>) -> Result<(), String> {
+        if let Some(reason) = &self.poisoned {
+            return Err(reason.clone());
+        }
+        let now = self.clock.now_ms();
+        let first_day = records
+            .first()
+            .map_or(now, |r| r.time_ms)
+            .div_euclid(DAY_MS);
+        let new_day = self.settings.rotate_daily && self.file_day.is_some_and(|d| d != first_day);
+        if self.file_len > 0 && (self.file_len >= self.settings.rotate_bytes || new_day) {
+            self.rotate().map_err(|err| err.to_string())?;
+        }
+        let checkpoint = self.checkpoint_due();
+        if checkpoint {
+            let details = json!({
+                "sequence": self.next_sequence - 1,
+                "headHash": self.prev_hash,
+                "recordsSincePrevious": self.since_checkpoint,
+            });
+            records.insert(
+                0,
+                AuditRecord::service_event(CHECKPOINT_EVENT, now, details),
+            );
+        }
+        let mut buffer = Vec::new();
+        let mut sequence = self.next_sequence;
+        let mut prev_hash = self.prev_hash.clone();
+        let mut api_calls = 0;
+        let mut logged = Vec::new();
+        for record in &mut records {
+            record.sequence = sequence;
+            record.prev_hash = std::mem::take(&mut prev_hash);
+            let body = serde_json::to_vec(&*record)
+                .map_err(|err| format!("cannot encode an audit record: {err}"))?;
+            let (line, hash) = seal(&body, &self.key);
+            if self.settings.to_log {
+                logged.push((sequence, line.len()));
+            }
+            buffer.extend_from_slice(&line);
+            prev_hash = hash;
+            sequence += 1;
+            if record.event_type == API_CALL {
+                api_calls += 1;
+            }
+        }
+        if let Err(err) = self.file.write_all(&buffer) {
+            // Cut the partial batch off so the file ends with a whole record again.
+            if let Err(cut) = self
+                .file
+                .set_len(self.file_len)
+                .and_then(|()| self.file.sync_data())
+            {
+                self.poisoned = Some(format!(
+                    "audit file {} could not be cut back after a failed write ({cut}); restart kmsd to recover",
+                    self.path.display()
+                ));
+            }
+            return Err(format!(
+                "cannot write audit file {}: {err}",
+                self.path.display()
+            ));
+        }
+        if let Err(err) = self.file.sync_data() {
+            // After a failed fsync the page cache state is unknown: stop writing.
+            let reason = format!(
+                "cannot fsync audit file {}: {err}; restart kmsd to recover",
+                self.path.display()
+            );
+            self.poisoned = Some(reason.clone());
+            return Err(reason);
+        }
+        self.file_len += buffer.len() as u64;
+        self.file_day.get_or_insert(first_day);
+        self.next_sequence = sequence;
+        self.prev_hash = prev_hash;
+        if checkpoint {
+            tracing::info!(
+                target: "kmsd::audit::checkpoint",
+                sequence = records[0].sequence,
+                head_hash = %records[0].prev_hash,
+                "audit checkpoint"
+            );
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+        }
+        self.since_checkpoint += api_calls;
+        if let Ok(mut head) = self.shared.head.lock() {
+            *head = Head {
+                sequence: sequence - 1,
+                hash: self.prev_hash.clone(),
+                file: self.path.clone(),
+                len: self.file_len,
+            };
+        }
+        if self.settings.to_log {
+            let mut offset = 0;
+            for (record, (seq, len)) in records.iter().zip(logged) {
+                let line = String::from_utf8_lossy(&buffer[offset..offset + len - 1]);
+                offset += len;
+                log_record(record, seq, &line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the next file; the chain simply continues into it.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let (file, path) = open_file(&self.settings.dir, self.next_sequence)?;
+        tracing::info!(from = %self.path.display(), to = %path.display(), "audit file rotated");
+        self.file = file;
+        self.path = path;
+        self.file_len = 0;
+        self.file_day = None;
+        Ok(())
+    }
+}
+
+/// The record as a structured tracing event (journald shows the fields).
+fn log_record(record: &AuditRecord, sequence: u64, line: &str) {
+    let identity = record.user_identity.as_ref();
+    tracing::info!(
+        target: "kmsd::audit",
+        event_name = %record.event_name,
+        event_time = %record.event_time,
+        uid = identity.map(|i| i.uid),
+        pid = identity.and_then(|i| i.pid),
+        key = record.resources.first().map(|r| r.arn.as_str()),
+        error_code = record.error_code.as_deref(),
+        request_id = record.request_id.as_deref(),
+        sequence,
+        record = %line,
+        "audit"
+    );
+}

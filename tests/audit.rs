@@ -1,0 +1,776 @@
+//! The audit trail end to end, with real swtpm and kmsd processes: one record per request
+//! (allowed, denied, invalid, from several uids) with the right fields and no secret; verify
+//! catches edits, deletions, swaps, truncation and a removed file; the chain continues across
+//! rotation, restarts, a crash with a torn tail, and a new day; a full disk fails closed.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+fn audit_dir(fx: &Fixture) -> PathBuf {
+    fx.dir.state_dir().join("audit")
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    kmsd::audit::verify::list_files(dir).unwrap()
+}
+
+/// Every record of the trail, in order.
+fn records(dir: &Path) -> Vec<Value> {
+    let mut all = Vec::new();
+    for file in files(dir) {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            // A torn tail (left by a crash) is not a record.
+            if let Ok(record) = serde_json::from_str::<Value>(line) {
+                all.push(record);
+            }
+        }
+    }
+    all
+}
+
+fn api_records(dir: &Path) -> Vec<Value> {
+    records(dir)
+        .into_iter()
+        .filter(|r| r["eventType"] == "AwsApiCall")
+        .collect()
+}
+
+/// One request as root: (status, request id, body).
+async fn call(client: &Client, op: Option<&str>, body: &[u8]) -> (u16, String, Value) {
+    let response = client
+        .call_raw(op, Bytes::copy_from_slice(body))
+        .await
+        .expect("transport");
+    let id = response.headers["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    (response.status.as_u16(), id, value)
+}
+
+/// One request from another uid, through curl run as that uid.
+fn curl_as(uid: u32, socket: &Path, op: &str, body: &Value) -> (u16, String, Value) {
+    let output = Command::new("curl")
+        .args(["-sS", "-i", "--unix-socket"])
+        .arg(socket)
+        .args(["-H", &format!("X-Amz-Target: TrentService.{op}")])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+        .args(["--data-binary", &body.to_string(), "http://kmsd/"])
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("http answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let id = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("x-amzn-requestid")
+                .then(|| value.trim().to_string())
+        })
+        .expect("request id header");
+    (
+        status,
+        id,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+fn kmsctl(args: &[&str]) -> std::process::Output {
+    Command::new(KMSCTL)
+        .args(args)
+        .output()
+        .expect("run kmsctl")
+}
+
+fn verify_online(socket: &Path) -> Value {
+    let out = kmsctl(&[
+        "--socket",
+        socket.to_str().unwrap(),
+        "--output",
+        "json",
+        "audit",
+        "verify",
+    ]);
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("verify output: {out:?}"));
+    assert_eq!(out.status.success(), report["ok"] == true, "{report}");
+    report
+}
+
+fn verify_offline(dir: &Path) -> Value {
+    let out = kmsctl(&[
+        "--output",
+        "json",
+        "audit",
+        "verify",
+        "--offline",
+        "--audit-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("verify output: {out:?}"));
+    assert_eq!(out.status.success(), report["ok"] == true, "{report}");
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1));
+    }
+    report
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
+    if !is_root() {
+        eprintln!("skipping: needs root to switch uid (CI runs as root)");
+        return;
+    }
+    // uid 4242 is a daemon administrator (may create keys; see docs/policies.md).
+    let fx = Fixture::start_with(options("[access]\nadmin_users = [\"4242\"]\n"));
+    let client = fx.client();
+    let socket = fx.kmsd.socket.clone();
+    // (request id, eventName, uid, errorCode)
+    let mut expected: Vec<(String, &str, u32, Option<&str>)> = Vec::new();
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
+    let body = |v: Value| serde_json::to_vec(&v).unwrap();
+
+    let (_, id, created) = call(
+        &client,
+        Some("CreateKey"),
+        &body(json!({"Description": "audited"})),
+    )
+    .await;
+    let key = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    expected.push((id, "CreateKey", 0, None));
+    let (_, id, _) = call(
+        &client,
+        Some("CreateAlias"),
+        &body(json!({"AliasName": "alias/audited", "TargetKeyId": key})),
+    )
+    .await;
+    expected.push((id, "CreateAlias", 0, None));
+    let p1 = b"the quarterly numbers are bad".to_vec();
+    let (status, id, encrypted) = call(
+        &client,
+        Some("Encrypt"),
+        &body(json!({"KeyId": "alias/audited", "Plaintext": b64(&p1), "EncryptionContext": {"dept": "finance"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{encrypted}");
+    expected.push((id, "Encrypt", 0, None));
+    let blob = encrypted["CiphertextBlob"].as_str().unwrap().to_string();
+    let (_, id, decrypted) = call(
+        &client,
+        Some("Decrypt"),
+        &body(json!({"CiphertextBlob": blob, "EncryptionContext": {"dept": "finance"}})),
+    )
+    .await;
+    assert_eq!(unb64(&decrypted["Plaintext"]), p1);
+    expected.push((id, "Decrypt", 0, None));
+    let (_, id, data_key) = call(
+        &client,
+        Some("GenerateDataKey"),
+        &body(json!({"KeyId": key, "KeySpec": "AES_256"})),
+    )
+    .await;
+    expected.push((id, "GenerateDataKey", 0, None));
+    let (_, id, random) = call(
+        &client,
+        Some("GenerateRandom"),
+        &body(json!({"NumberOfBytes": 32})),
+    )
+    .await;
+    expected.push((id, "GenerateRandom", 0, None));
+
+    // Another uid is denied root's key, but may create and use its own.
+    let p2 = b"uid 4242 tries its luck".to_vec();
+    let (status, id, _) = curl_as(
+        4242,
+        &socket,
+        "Encrypt",
+        &json!({"KeyId": key, "Plaintext": b64(&p2)}),
+    );
+    assert_eq!(status, 400);
+    expected.push((id, "Encrypt", 4242, Some("AccessDeniedException")));
+    let (_, id, _) = curl_as(4242, &socket, "Decrypt", &json!({"CiphertextBlob": blob}));
+    expected.push((id, "Decrypt", 4242, Some("AccessDeniedException")));
+    let (status, id, own) = curl_as(4242, &socket, "CreateKey", &json!({}));
+    assert_eq!(status, 200, "{own}");
+    let own_key = own["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    expected.push((id, "CreateKey", 4242, None));
+    let p3 = b"uid 4242's own secret".to_vec();
+    let (status, id, own_encrypted) = curl_as(
+        4242,
+        &socket,
+        "Encrypt",
+        &json!({"KeyId": own_key, "Plaintext": b64(&p3)}),
+    );
+    assert_eq!(status, 200);
+    expected.push((id, "Encrypt", 4242, None));
+    let (_, id, _) = curl_as(4343, &socket, "DescribeKey", &json!({"KeyId": own_key}));
+    expected.push((id, "DescribeKey", 4343, Some("AccessDeniedException")));
+
+    // Invalid requests.
+    let (_, id, _) = call(&client, Some("Encrypt"), b"{not json").await;
+    expected.push((id, "Encrypt", 0, Some("SerializationException")));
+    let (_, id, _) = call(
+        &client,
+        Some("Encrypt"),
+        &body(json!({"KeyId": key, "Plaintext": "%%%"})),
+    )
+    .await;
+    expected.push((id, "Encrypt", 0, Some("ValidationException")));
+    let (_, id, _) = call(&client, Some("Frobnicate"), b"{}").await;
+    expected.push((id, "Frobnicate", 0, Some("UnknownOperationException")));
+    let (status, id, _) = call(&client, Some("Encrypt"), &vec![b' '; 64 * 1024 + 1]).await;
+    assert_eq!(status, 413);
+    expected.push((id, "Encrypt", 0, Some("RequestEntityTooLargeException")));
+    let (_, id, _) = call(&client, None, b"{}").await;
+    expected.push((id, "Unknown", 0, Some("UnknownOperationException")));
+
+    let dir = audit_dir(&fx);
+    let got = api_records(&dir);
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (record, (id, name, uid, error)) in got.iter().zip(&expected) {
+        assert_eq!(record["requestID"], id.as_str(), "{record}");
+        assert_eq!(record["eventName"], *name, "{record}");
+        assert_eq!(record["userIdentity"]["uid"], *uid, "{record}");
+        assert_eq!(record["errorCode"].as_str(), *error, "{record}");
+        assert_eq!(record["eventSource"], "kmsd");
+        assert_eq!(record["eventVersion"], "1.08");
+        let time = record["eventTime"].as_str().unwrap();
+        assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
+        assert!(record["eventID"].as_str().unwrap().len() == 36);
+        assert!(record["userIdentity"]["pid"].as_i64().unwrap() > 0);
+        assert!(record["sequence"].as_u64().unwrap() > 0);
+        assert_eq!(record["mac"].as_str().unwrap().len(), 64);
+        if error.is_some() {
+            assert!(!record["errorMessage"].as_str().unwrap().is_empty());
+        }
+    }
+    // CreateKey: not read-only, the new key in responseElements and resources.
+    assert_eq!(got[0]["readOnly"], false);
+    assert_eq!(
+        got[0]["responseElements"]["keyMetadata"]["keyId"],
+        key.as_str()
+    );
+    assert!(got[0]["resources"][0]["ARN"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("key/{key}")));
+    // Encrypt through an alias: context in plaintext, key and alias in resources.
+    let enc = &got[2];
+    assert_eq!(enc["readOnly"], true);
+    assert_eq!(
+        enc["requestParameters"],
+        json!({"keyId": "alias/audited", "encryptionContext": {"dept": "finance"}})
+    );
+    assert_eq!(enc["responseElements"], Value::Null);
+    assert_eq!(enc["resources"][0]["type"], "AWS::KMS::Key");
+    assert!(enc["resources"][0]["ARN"].as_str().unwrap().ends_with(&key));
+    assert_eq!(enc["resources"][1]["type"], "AWS::KMS::Alias");
+    assert!(enc["resources"][1]["ARN"]
+        .as_str()
+        .unwrap()
+        .ends_with(":alias/audited"));
+    // Decrypt names the key from the ciphertext header.
+    assert!(got[3]["resources"][0]["ARN"]
+        .as_str()
+        .unwrap()
+        .ends_with(&key));
+    assert_eq!(
+        got[4]["requestParameters"],
+        json!({"keyId": key, "keySpec": "AES_256"})
+    );
+    assert_eq!(got[5]["requestParameters"], json!({"numberOfBytes": 32}));
+    assert!(got[6]["resources"][0]["ARN"]
+        .as_str()
+        .unwrap()
+        .ends_with(&key));
+
+    // No secret in any form anywhere in the trail.
+    secrets.extend([p1.clone(), p2, p3]);
+    secrets.push(unb64(&data_key["Plaintext"]));
+    secrets.push(unb64(&data_key["CiphertextBlob"]));
+    secrets.push(unb64(&random["Plaintext"]));
+    secrets.push(unb64(&json!(blob)));
+    secrets.push(unb64(&own_encrypted["CiphertextBlob"]));
+    let mut trail = Vec::new();
+    for file in files(&dir) {
+        trail.extend(std::fs::read(file).unwrap());
+    }
+    let trail = String::from_utf8(trail).unwrap();
+    for secret in &secrets {
+        let forms = [
+            b64(secret),
+            b64(secret).trim_end_matches('=').to_string(),
+            hex(secret),
+            hex(secret).to_uppercase(),
+            String::from_utf8_lossy(secret).to_string(),
+        ];
+        for form in forms {
+            assert!(
+                !trail.contains(&form),
+                "secret found in the trail as {form}"
+            );
+        }
+    }
+
+    // kmsctl: verify (by kmsd, MACs) and query.
+    let report = verify_online(&socket);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["macChecked"], true);
+    let dir_arg = dir.to_str().unwrap();
+    let out = kmsctl(&[
+        "--output",
+        "json",
+        "audit",
+        "query",
+        "--audit-dir",
+        dir_arg,
+        "--uid",
+        "4242",
+    ]);
+    let by_uid: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(by_uid.len(), 4);
+    let out = kmsctl(&[
+        "--output",
+        "json",
+        "audit",
+        "query",
+        "--audit-dir",
+        dir_arg,
+        "--error",
+        "--start-time",
+        "1h",
+    ]);
+    let errors: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        errors.len(),
+        expected.iter().filter(|e| e.3.is_some()).count()
+    );
+    let out = kmsctl(&[
+        "--output",
+        "table",
+        "audit",
+        "query",
+        "--audit-dir",
+        dir_arg,
+        "--key-id",
+        "alias/audited",
+        "--event-name",
+        "Encrypt",
+    ]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(table.contains("audited") && table.contains(&key), "{table}");
+    let out = kmsctl(&[
+        "audit",
+        "query",
+        "--audit-dir",
+        dir_arg,
+        "--start-time",
+        "yesterday-ish",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // Only root may ask kmsd to verify; the refusal is itself audited.
+    let (status, _, answer) = curl_as(4242, &socket, "KmsdAuditVerify", &json!({}));
+    assert_eq!(status, 400);
+    assert_eq!(answer["__type"], "AccessDeniedException");
+    let last = api_records(&dir).pop().unwrap();
+    assert_eq!(last["eventName"], "KmsdAuditVerify");
+    assert_eq!(last["userIdentity"]["uid"], 4242);
+}
+
+fn options(config: &str) -> KmsdOptions {
+    KmsdOptions {
+        config: config.to_string(),
+        ..KmsdOptions::default()
+    }
+}
+
+const SMALL_FILES: &str = "[audit]\nrotate_bytes = 4096\ncheckpoint_every = 5\n";
+
+async fn some_requests(client: &Client, key: &str, n: usize) {
+    for i in 0..n {
+        ok(
+            client,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"n": i.to_string()}}),
+        )
+        .await;
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in files(from) {
+        std::fs::copy(&file, to.join(file.file_name().unwrap())).unwrap();
+    }
+}
+
+fn edit_lines(file: &Path, edit: impl FnOnce(&mut Vec<String>)) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    edit(&mut lines);
+    std::fs::write(file, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
+    let mut fx = Fixture::start_with(options(SMALL_FILES));
+    let client = fx.client();
+    let key = create_key(&client).await;
+    some_requests(&client, &key, 60).await;
+    let dir = audit_dir(&fx);
+    assert!(files(&dir).len() >= 4, "{:?}", files(&dir));
+    assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
+
+    // While kmsd runs: an edited record in an old file fails its MAC (online) and breaks
+    // the chain (offline); the newest file cut short is caught by kmsd's durable head.
+    let pristine = fx.dir.root.path().join("pristine");
+    copy_dir(&dir, &pristine);
+    let second = files(&dir)[1].clone();
+    edit_lines(&second, |lines| {
+        lines[1] = lines[1].replace("\"uid\":0", "\"uid\":1000")
+    });
+    let report = verify_online(&fx.kmsd.socket);
+    assert_eq!(report["problem"]["kind"], "macMismatch", "{report}");
+    assert_eq!(report["problem"]["line"], 2, "{report}");
+    let report = verify_offline(&dir);
+    assert_eq!(report["problem"]["kind"], "chainBroken", "{report}");
+    assert_eq!(report["problem"]["line"], 3, "{report}");
+    std::fs::copy(pristine.join(second.file_name().unwrap()), &second).unwrap();
+    assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
+    let newest = files(&dir).pop().unwrap();
+    let saved = std::fs::read(&newest).unwrap();
+    let cut = saved.len()
+        - saved[..saved.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap()
+        - 1;
+    std::fs::write(&newest, &saved[..saved.len() - cut]).unwrap();
+    let report = verify_online(&fx.kmsd.socket);
+    assert_eq!(report["problem"]["kind"], "truncated", "{report}");
+    std::fs::write(&newest, &saved).unwrap();
+    fx.kmsd.stop();
+    copy_dir(&dir, &pristine);
+    assert_eq!(verify_offline(&pristine)["ok"], true);
+
+    // Offline, on copies: each kind of damage is reported with the first bad record.
+    type Damage = Box<dyn Fn(&[PathBuf])>;
+    let cases: Vec<(&str, Damage, &[&str])> = vec![
+        (
+            "edited",
+            Box::new(|f: &[PathBuf]| {
+                edit_lines(&f[1], |l| l[2] = l[2].replace("Encrypt", "Decrypt"))
+            }),
+            &["chainBroken"],
+        ),
+        (
+            "deleted",
+            Box::new(|f: &[PathBuf]| {
+                edit_lines(&f[1], |l| {
+                    l.remove(2);
+                })
+            }),
+            &["missing"],
+        ),
+        (
+            "swapped",
+            Box::new(|f: &[PathBuf]| edit_lines(&f[1], |l| l.swap(1, 2))),
+            &["missing", "outOfOrder"],
+        ),
+        (
+            "truncated mid-record",
+            Box::new(|f: &[PathBuf]| {
+                let data = std::fs::read(&f[1]).unwrap();
+                std::fs::write(&f[1], &data[..data.len() / 2]).unwrap();
+            }),
+            &["truncated"],
+        ),
+        (
+            "truncated at a record boundary",
+            Box::new(|f: &[PathBuf]| {
+                edit_lines(&f[1], |l| {
+                    l.pop();
+                })
+            }),
+            &["missing"],
+        ),
+        (
+            "removed file",
+            Box::new(|f: &[PathBuf]| std::fs::remove_file(&f[2]).unwrap()),
+            &["missing"],
+        ),
+        (
+            "removed first file",
+            Box::new(|f: &[PathBuf]| std::fs::remove_file(&f[0]).unwrap()),
+            &["missing"],
+        ),
+    ];
+    for (name, damage, kinds) in cases {
+        let copy = fx.dir.root.path().join(name.replace(' ', "-"));
+        copy_dir(&pristine, &copy);
+        damage(&files(&copy));
+        let report = verify_offline(&copy);
+        assert_eq!(report["ok"], false, "{name}: {report}");
+        let kind = report["problem"]["kind"].as_str().unwrap();
+        assert!(kinds.contains(&kind), "{name}: {report}");
+        assert!(
+            report["problem"]["expectedSequence"].as_u64().is_some(),
+            "{name}: {report}"
+        );
+    }
+    // kmsctl's human report names the record and exits 1.
+    let copy = fx.dir.root.path().join("removed-file");
+    let out = kmsctl(&[
+        "--output",
+        "text",
+        "audit",
+        "verify",
+        "--offline",
+        "--audit-dir",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAILED") && text.contains("first broken or missing record: sequence"),
+        "{text}"
+    );
+
+    // A forger who re-chains every later record passes the offline check but not the MAC:
+    // kmsd refuses to continue such a trail.
+    let all = files(&dir);
+    let mut prev: Option<String> = None;
+    let mut edited = false;
+    for file in &all {
+        edit_lines(file, |lines| {
+            for line in lines.iter_mut() {
+                let mut record: serde_json::Map<String, Value> =
+                    serde_json::from_str(line).unwrap();
+                let mac = record.remove("mac").unwrap();
+                if let Some(hash) = &prev {
+                    record.insert("prevHash".into(), json!(hash));
+                }
+                if !edited && record["eventName"] == "Encrypt" {
+                    record.insert("eventName".into(), json!("Decrypt"));
+                    edited = true;
+                }
+                // Same layout as kmsd: body, then the mac field appended.
+                let body = serde_json::to_string(&record).unwrap();
+                use sha2::Digest;
+                prev = Some(hex(&sha2::Sha256::digest(body.as_bytes())));
+                *line = format!("{},\"mac\":{}}}", &body[..body.len() - 1], mac);
+            }
+        });
+    }
+    assert_eq!(
+        verify_offline(&dir)["ok"],
+        true,
+        "the forgery keeps the chain"
+    );
+    let refused = Kmsd::try_start(&fx.tpm, &fx.dir, options(SMALL_FILES))
+        .err()
+        .expect("kmsd must refuse a forged trail");
+    assert!(refused.contains("fails its MAC"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_continues_across_rotation_restarts_crashes_and_days() {
+    let mut fx = Fixture::start_with(options(SMALL_FILES));
+    let client = fx.client();
+    let key = create_key(&client).await;
+    some_requests(&client, &key, 20).await;
+    drop(client);
+    fx.kmsd.stop();
+    fx.kmsd = Kmsd::start_with(&fx.tpm, &fx.dir, options(SMALL_FILES));
+    some_requests(&fx.client(), &key, 5).await;
+    // A crash in the middle of a write leaves a torn line.
+    fx.kmsd.kill();
+    let dir = audit_dir(&fx);
+    let newest = files(&dir).pop().unwrap();
+    let valid = std::fs::metadata(&newest).unwrap().len();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"{\"eventVersion\":\"1.08\",\"eventTi").unwrap();
+    drop(file);
+    let report = verify_offline(&dir);
+    assert_eq!(report["problem"]["kind"], "truncated", "{report}");
+    fx.kmsd = Kmsd::start_with(&fx.tpm, &fx.dir, options(SMALL_FILES));
+    some_requests(&fx.client(), &key, 3).await;
+    // A new UTC day starts a new file.
+    fx.dir.set_clock_offset_secs(86_400);
+    some_requests(&fx.client(), &key, 3).await;
+
+    let report = verify_online(&fx.kmsd.socket);
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["checkpoints"].as_u64().unwrap() >= 4, "{report}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("incomplete record"), "{report}");
+    assert_eq!(verify_offline(&dir)["ok"], true);
+
+    let all = records(&dir);
+    let sequences: Vec<u64> = all
+        .iter()
+        .map(|r| r["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=all.len() as u64).collect::<Vec<_>>());
+    let starts: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["eventName"] == "AuditTrailStart")
+        .collect();
+    let kinds: Vec<&str> = starts
+        .iter()
+        .map(|r| r["serviceEventDetails"]["startKind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["genesis", "resumed", "recovered"]);
+    assert_eq!(
+        starts[2]["serviceEventDetails"]["tornFile"],
+        newest.file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(starts[2]["serviceEventDetails"]["validBytes"], valid);
+    // CreateKey, the Encrypts, and the KmsdAuditVerify request above.
+    assert_eq!(api_records(&dir).len(), 1 + 20 + 5 + 3 + 3 + 1);
+    // Every file holds one UTC day, and the trail spans two.
+    let mut days = std::collections::BTreeSet::new();
+    for file in files(&dir) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let file_days: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|r| r["eventTime"].as_str().unwrap()[..10].to_string())
+            .collect();
+        assert!(file_days.len() <= 1, "{file:?}: {file_days:?}");
+        days.extend(file_days);
+    }
+    assert_eq!(days.len(), 2, "{days:?}");
+    // Files and directory are private.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for file in files(&dir) {
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_closed_and_what_was_written_still_verifies() {
+    if !is_root() {
+        eprintln!("skipping: needs root to mount a tmpfs (CI runs as root)");
+        return;
+    }
+    let tpm = Swtpm::start();
+    let dir = KmsdDir::new();
+    let mount = dir.root.path().join("auditfs");
+    std::fs::create_dir(&mount).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount tmpfs");
+    let _tmpfs = Tmpfs(mount.clone());
+    let audit = mount.join("audit");
+    let config = format!("[audit]\ndir = \"{}\"\nto_log = true\n", audit.display());
+    let mut kmsd = Kmsd::start_with(&tpm, &dir, options(&config));
+    let client = kmsd.client();
+    let key = create_key(&client).await;
+    // Most of the space goes to a filler file, so the trail fills up quickly.
+    let filler = mount.join("filler");
+    std::fs::write(&filler, vec![0u8; 200 * 1024]).unwrap();
+
+    let description = "d".repeat(4000);
+    let mut refused = None;
+    for i in 0..200 {
+        let result = client
+            .call_json(
+                "UpdateKeyDescription",
+                &json!({"KeyId": key, "Description": format!("{i}{description}")}),
+            )
+            .await;
+        if let Err(err) = result {
+            refused = Some(err);
+            break;
+        }
+    }
+    let refused = refused.expect("the disk never filled up");
+    assert_eq!(
+        refused.exception(),
+        Some("KMSInternalException"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("audit trail"), "{refused}");
+    // Fail closed: the next request is refused before it runs.
+    let keys_before = std::fs::read_dir(dir.state_dir()).unwrap().count();
+    let next = client.call_json("CreateKey", &json!({})).await.unwrap_err();
+    assert_eq!(next.exception(), Some("KMSInternalException"));
+    assert_eq!(
+        std::fs::read_dir(dir.state_dir()).unwrap().count(),
+        keys_before
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let listed = poll(
+        "requests to be served again",
+        std::time::Duration::from_secs(30),
+        || {
+            let rt = tokio::runtime::Handle::current();
+            let answer = tokio::task::block_in_place(|| {
+                rt.block_on(client.call_json("ListKeys", &json!({})))
+            });
+            answer.ok()
+        },
+    );
+    assert_eq!(
+        listed["Keys"].as_array().unwrap().len(),
+        1,
+        "the refused CreateKey never ran"
+    );
+    let log = kmsd.log_text();
+    assert!(log.contains("AUDIT TRAIL WRITE FAILED"), "{log}");
+    assert!(
+        log.contains("request refused: the audit trail cannot be written"),
+        "{log}"
+    );
+    assert!(log.contains("kmsd::audit"), "to_log emits records: {log}");
+    // Everything written before (and after) the failure verifies, MACs included.
+    let report = verify_online(&kmsd.socket);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(verify_offline(&audit)["ok"], true);
+    kmsd.kill();
+}
