@@ -189,6 +189,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub fn operation_label(operation: &str) -> &'static str {
     OPERATIONS
         .iter()
+        .chain(crate::audit::OPERATIONS)
         .copied()
         .chain(std::iter::once(USAGE_OPERATION))
         .find(|known| *known == operation)
@@ -198,6 +199,7 @@ pub fn operation_label(operation: &str) -> &'static str {
 fn all_operation_labels() -> impl Iterator<Item = &'static str> {
     OPERATIONS
         .iter()
+        .chain(crate::audit::OPERATIONS)
         .copied()
         .chain([USAGE_OPERATION, UNKNOWN_OPERATION])
 }
