@@ -42,7 +42,11 @@ pub struct Config {
     pub maintenance_interval_secs: u64,
     /// tracing filter, e.g. "info" or "kmsd=debug".
     pub log_level: String,
+    /// Address of the Prometheus `/metrics` listener, e.g. "127.0.0.1:9745"; unset: none.
+    pub metrics_listen: Option<String>,
     pub tpm: TpmSection,
+    /// Prices for the usage cost estimates (AWS KMS list prices by default).
+    pub pricing: crate::metering::Pricing,
     /// The `[audit]` table (see docs/audit.md).
     pub audit: crate::audit::AuditConfig,
     pub access: AccessSection,
@@ -91,7 +95,9 @@ impl Default for Config {
             account_id: "000000000000".to_string(),
             maintenance_interval_secs: 60,
             log_level: "info".to_string(),
+            metrics_listen: None,
             tpm: TpmSection::default(),
+            pricing: crate::metering::Pricing::default(),
             audit: crate::audit::AuditConfig::default(),
             access: AccessSection::default(),
         }
@@ -155,6 +161,22 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        if let Err((field, value)) = self.pricing.validate() {
+            return Err(ConfigError::Invalid {
+                field,
+                value,
+                reason: "must be a non-negative number".into(),
+            });
+        }
+        if let Some(addr) = &self.metrics_listen {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "metrics_listen",
+                    value: addr.clone(),
+                    reason: "must be IP:port, e.g. \"127.0.0.1:9745\"".into(),
+                });
+            }
+        }
         if !["sha1", "sha256", "sha384"].contains(&self.tpm.pcr_bank.as_str()) {
             return Err(ConfigError::Invalid {
                 field: "tpm.pcr_bank",
@@ -213,6 +235,8 @@ mod tests {
             ("maintenance_interval_secs = 0", "maintenance_interval_secs"),
             ("[tpm]\npcr_bank = \"md5\"", "tpm.pcr_bank"),
             ("[tpm]\npcrs = [24]", "tpm.pcrs"),
+            ("metrics_listen = \"localhost\"", "metrics_listen"),
+            ("[pricing]\nkey_month_usd = -1.0", "pricing.key_month_usd"),
             ("[audit]\nrotate_bytes = 10", "audit.rotate_bytes"),
             (
                 "[audit]\nfsync_interval_ms = 5000",

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crypto::KeyMaterial;
 use crate::keystore::{Store, StoreError};
+use crate::metering::{exposition, Metering, MeteringError};
 use crate::reload::{apply_reload, ConfigSource, ReloadTargets};
 use crate::server::{self, ListenerError};
 use crate::service::{Kms, ServiceError, ServiceSettings};
@@ -39,6 +40,8 @@ pub enum DaemonError {
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
     BadBinding { dir: PathBuf, reason: String },
     #[error(transparent)]
+    Metering(#[from] MeteringError),
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("runtime: {0}")]
     Runtime(String),
@@ -50,6 +53,8 @@ pub struct Daemon {
     pub kms: Arc<Kms>,
     pub tpm: TpmHandle,
     pub config: Config,
+    /// Usage ledger, cost estimates and metrics.
+    pub metering: Arc<Metering>,
     /// The audit trail, unless `[audit] enabled = false`.
     pub audit: Option<Arc<AuditTrail>>,
 }
@@ -142,10 +147,14 @@ impl Daemon {
                 "start-up maintenance"
             );
         }
+        let kms = Arc::new(kms);
+        let metering = Metering::open(&config.state_dir, Arc::clone(&kms), config.pricing.clone())?;
+        metering.set_tpm(tpm.clone());
         Ok(Daemon {
-            kms: Arc::new(kms),
+            kms,
             tpm,
             config,
+            metering: Arc::new(metering),
             audit,
         })
     }
@@ -194,8 +203,22 @@ impl Daemon {
             live_rx.clone(),
             stop_rx.clone(),
         ));
+        let metrics_listener = match &self.config.metrics_listen {
+            Some(addr) => Some(exposition::bind_metrics(addr).await?),
+            None => None,
+        };
+        let metering_task = tokio::spawn(Arc::clone(&self.metering).run(stop_rx.clone()));
+        let metrics_task = metrics_listener.map(|listener| {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
+            tokio::spawn(exposition::serve_metrics(
+                listener,
+                Arc::clone(&self.metering),
+                stop_rx.clone(),
+            ))
+        });
         let (ready_tx, ready_rx) = oneshot::channel();
-        let mut app = server::App::new(Arc::clone(&self.kms));
+        let mut app =
+            server::App::new(Arc::clone(&self.kms)).with_metering(Arc::clone(&self.metering));
         app.audit = self.audit.clone();
         let mut serving = tokio::spawn(server::serve_notify(
             listener,
@@ -248,6 +271,8 @@ impl Daemon {
             serving,
             maintenance,
             watchdog,
+            metering_task,
+            metrics_task,
         })
         .await;
         Ok(())
@@ -264,6 +289,8 @@ impl Daemon {
             serving,
             maintenance,
             watchdog,
+            metering_task,
+            metrics_task,
         } = parts;
         notifier.stopping();
         // 1. Stop accepting. A socket we bound ourselves is unlinked first so new clients
@@ -283,14 +310,19 @@ impl Daemon {
         if let Err(err) = maintenance.await {
             tracing::error!(error = %err, "maintenance task failed during shutdown");
         }
+        metering_task.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         let Daemon {
             kms,
             tpm,
             audit,
+            metering,
             config: _,
         } = self;
         // 3. Flush observers (the audit trail and the usage ledger) once no request runs.
-        flush_observers(audit);
+        flush_observers(audit, metering).await;
         // 4. Zeroize keys: every other holder of the Kms is gone once the tasks ended.
         match Arc::try_unwrap(kms) {
             Ok(kms) => drop(kms),
@@ -306,11 +338,17 @@ impl Daemon {
 
 /// Flushes observers at shutdown, after the last request finished and before the keys are
 /// dropped. The usage ledger adds its flush here.
-fn flush_observers(audit: Option<Arc<AuditTrail>>) {
+async fn flush_observers(audit: Option<Arc<AuditTrail>>, metering: Arc<Metering>) {
     // Every audit record is durable before its response is sent, so nothing is pending
     // here; dropping the last handle lets the writer thread finish. (A closing record or
     // checkpoint at shutdown would be written here.)
     drop(audit);
+    // Last flush of the usage ledger: after the drain, so every answered request counts.
+    match tokio::task::spawn_blocking(move || metering.flush()).await {
+        Ok(Ok(())) => tracing::info!("usage ledger flushed"),
+        Ok(Err(err)) => tracing::error!(error = %err, "final usage ledger flush failed"),
+        Err(err) => tracing::error!(error = %err, "final usage ledger flush task failed"),
+    }
 }
 
 /// What [`Daemon::run_with`] needs besides the opened daemon.
@@ -341,6 +379,8 @@ struct ShutdownParts {
     serving: tokio::task::JoinHandle<()>,
     maintenance: tokio::task::JoinHandle<()>,
     watchdog: Option<tokio::task::JoinHandle<()>>,
+    metering_task: tokio::task::JoinHandle<()>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// SIGHUP: re-read, validate, apply what can change at run time. An invalid config keeps

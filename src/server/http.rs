@@ -3,6 +3,7 @@
 
 use crate::audit::{AuditError, AuditTrail};
 use crate::identity::Caller;
+use crate::metering::{exposition, Metering, MeteringError, USAGE_OPERATION};
 use crate::service::{Kms, ServiceError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -89,13 +90,25 @@ enum Work {
 #[derive(Debug)]
 pub struct App {
     pub kms: Arc<Kms>,
+    /// Usage metering and `/metrics`; None serves without them.
+    pub metering: Option<Arc<Metering>>,
     /// The audit trail: every request gets a durable record before its response.
     pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl App {
     pub fn new(kms: Arc<Kms>) -> Self {
-        App { kms, audit: None }
+        App {
+            kms,
+            audit: None,
+            metering: None,
+        }
+    }
+
+    /// Adds usage metering (counts every request; serves `GET /metrics` and KmsdGetUsage).
+    pub fn with_metering(mut self, metering: Arc<Metering>) -> Self {
+        self.metering = Some(metering);
+        self
     }
 }
 
@@ -144,6 +157,9 @@ pub async fn handle(
     app: Arc<App>,
     caller: Arc<Caller>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        return Ok(metrics(&app, &caller).await);
+    }
     let started = std::time::Instant::now();
     let event_time_ms = app.kms.clock().now_ms();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -191,6 +207,9 @@ pub async fn handle(
         duration: started.elapsed(),
     };
     // Observers (audit, metering) hook in here, before the response is sent.
+    if let Some(metering) = &app.metering {
+        metering.record(&event);
+    }
     let audited = match &app.audit {
         Some(audit) => audit.record(&event).durable().await,
         None => Ok(()),
@@ -316,6 +335,11 @@ async fn process(
     *key = kms
         .key_reference(&value)
         .map(|(key_id, alias)| KeyRef { key_id, alias });
+    if operation == USAGE_OPERATION {
+        let result = get_usage(app, caller, &value).await;
+        *parameters = redact(value);
+        return result;
+    }
     let result = if crate::audit::OPERATIONS.contains(&operation) {
         crate::audit::call(app.audit.as_ref(), &caller, operation, &value)
             .await
@@ -517,4 +541,65 @@ fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Respons
         headers.insert("x-amzn-requestid", value);
     }
     response
+}
+
+/// `GET /metrics` on the Unix socket: root and the daemon's own uid only (the text names
+/// every key); 404 when metering is off.
+async fn metrics(app: &App, caller: &Caller) -> Response<Full<Bytes>> {
+    let Some(metering) = app.metering.clone() else {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"metering is off\n")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    if !caller.is_root() && caller.uid != nix::unistd::geteuid().as_raw() {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"GET /metrics is for root and the daemon's user\n",
+        )));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        return response;
+    }
+    tokio::task::spawn_blocking(move || exposition::metrics_response(&metering))
+        .await
+        .unwrap_or_else(|_| {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        })
+}
+
+/// The kmsd extension `TrentService.KmsdGetUsage`: `{"Month": "YYYY-MM", "KeyId": "..."}`,
+/// both optional; answers a [`crate::metering::UsageReport`].
+async fn get_usage(
+    app: &App,
+    caller: Arc<Caller>,
+    value: &serde_json::Value,
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "PascalCase")]
+    struct UsageRequest {
+        month: Option<String>,
+        key_id: Option<String>,
+    }
+    let request: UsageRequest = parse_request(value)?;
+    let Some(metering) = app.metering.clone() else {
+        return Err(ApiError::client(
+            "UnsupportedOperationException",
+            "usage metering is not enabled in this kmsd",
+        ));
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        metering.usage(&caller, request.month.as_deref(), request.key_id.as_deref())
+    })
+    .await
+    .map_err(|_| ApiError::from(ServiceError::Internal("worker task failed".into())))?
+    .map_err(|err| match err {
+        MeteringError::Validation(message) => ApiError::client("ValidationException", message),
+        MeteringError::AccessDenied(message) => ApiError::client("AccessDeniedException", message),
+        other => {
+            tracing::error!(error = %other, "usage report failed");
+            ApiError::from(ServiceError::Internal("the usage ledger failed".into()))
+        }
+    })?;
+    serde_json::to_vec(&report)
+        .map_err(|_| ServiceError::Internal("response encoding failed".into()).into())
 }
