@@ -42,9 +42,34 @@ pub struct Config {
     pub maintenance_interval_secs: u64,
     /// tracing filter, e.g. "info" or "kmsd=debug".
     pub log_level: String,
+    /// Address of the Prometheus `/metrics` listener, e.g. "127.0.0.1:9745"; unset: none.
+    pub metrics_listen: Option<String>,
     pub tpm: TpmSection,
+    /// Prices for the usage cost estimates (AWS KMS list prices by default).
+    pub pricing: crate::metering::Pricing,
     /// The `[audit]` table (see docs/audit.md).
     pub audit: crate::audit::AuditConfig,
+    pub access: AccessSection,
+}
+
+/// The `[access]` table: who may call CreateKey, ListKeys, ListAliases and GenerateRandom
+/// (root always may). Key use is decided by each key's policy and grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// User names or numeric uids.
+    pub admin_users: Vec<String>,
+    /// Group names or numeric gids; members (primary or supplementary) are administrators.
+    pub admin_groups: Vec<String>,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            admin_users: Vec::new(),
+            admin_groups: vec!["kmsd-admins".to_string()],
+        }
+    }
 }
 
 /// The `[tpm]` table.
@@ -70,8 +95,11 @@ impl Default for Config {
             account_id: "000000000000".to_string(),
             maintenance_interval_secs: 60,
             log_level: "info".to_string(),
+            metrics_listen: None,
             tpm: TpmSection::default(),
+            pricing: crate::metering::Pricing::default(),
             audit: crate::audit::AuditConfig::default(),
+            access: AccessSection::default(),
         }
     }
 }
@@ -133,6 +161,22 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        if let Err((field, value)) = self.pricing.validate() {
+            return Err(ConfigError::Invalid {
+                field,
+                value,
+                reason: "must be a non-negative number".into(),
+            });
+        }
+        if let Some(addr) = &self.metrics_listen {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "metrics_listen",
+                    value: addr.clone(),
+                    reason: "must be IP:port, e.g. \"127.0.0.1:9745\"".into(),
+                });
+            }
+        }
         if !["sha1", "sha256", "sha384"].contains(&self.tpm.pcr_bank.as_str()) {
             return Err(ConfigError::Invalid {
                 field: "tpm.pcr_bank",
@@ -174,6 +218,12 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.tpm.tcti, "device:/dev/tpmrm0");
         assert_eq!(config.socket_mode_bits().unwrap(), 0o660);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(config.access.admin_users.is_empty());
+        let config = Config::from_toml("[access]\nadmin_users = [\"alice\", \"1001\"]").unwrap();
+        assert_eq!(config.access.admin_users, vec!["alice", "1001"]);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(Config::from_toml("[access]\nadmins = []").is_err());
     }
 
     #[test]
@@ -185,6 +235,8 @@ mod tests {
             ("maintenance_interval_secs = 0", "maintenance_interval_secs"),
             ("[tpm]\npcr_bank = \"md5\"", "tpm.pcr_bank"),
             ("[tpm]\npcrs = [24]", "tpm.pcrs"),
+            ("metrics_listen = \"localhost\"", "metrics_listen"),
+            ("[pricing]\nkey_month_usd = -1.0", "pricing.key_month_usd"),
             ("[audit]\nrotate_bytes = 10", "audit.rotate_bytes"),
             (
                 "[audit]\nfsync_interval_ms = 5000",

@@ -6,13 +6,16 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::crypto::KeyMaterial;
 use crate::keystore::{Store, StoreError};
+use crate::metering::{exposition, Metering, MeteringError};
+use crate::reload::{apply_reload, ConfigSource, ReloadTargets};
 use crate::server::{self, ListenerError};
 use crate::service::{Kms, ServiceError, ServiceSettings};
+use crate::systemd::{self, serving_status, Notifier};
 use crate::tpm::{PcrBank, PcrBinding, SealedRoot, TpmConfig, TpmError, TpmHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Name of the meta record holding the [`SealedRoot`] (JSON).
 pub const BINDING_META: &str = "tpm-binding";
@@ -37,6 +40,8 @@ pub enum DaemonError {
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
     BadBinding { dir: PathBuf, reason: String },
     #[error(transparent)]
+    Metering(#[from] MeteringError),
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("runtime: {0}")]
     Runtime(String),
@@ -48,6 +53,8 @@ pub struct Daemon {
     pub kms: Arc<Kms>,
     pub tpm: TpmHandle,
     pub config: Config,
+    /// Usage ledger, cost estimates and metrics.
+    pub metering: Arc<Metering>,
     /// The audit trail, unless `[audit] enabled = false`.
     pub audit: Option<Arc<AuditTrail>>,
 }
@@ -126,6 +133,10 @@ impl Daemon {
             ServiceSettings {
                 region: config.region.clone(),
                 account_id: config.account_id.clone(),
+                access: crate::service::AccessSettings {
+                    admin_users: config.access.admin_users.clone(),
+                    admin_groups: config.access.admin_groups.clone(),
+                },
             },
         )?;
         let report = kms.run_maintenance()?;
@@ -136,57 +147,287 @@ impl Daemon {
                 "start-up maintenance"
             );
         }
+        let kms = Arc::new(kms);
+        let metering = Metering::open(&config.state_dir, Arc::clone(&kms), config.pricing.clone())?;
+        metering.set_tpm(tpm.clone());
         Ok(Daemon {
-            kms: Arc::new(kms),
+            kms,
             tpm,
             config,
+            metering: Arc::new(metering),
             audit,
         })
     }
 
-    /// Binds the configured socket and serves until SIGTERM or SIGINT.
+    /// Binds the configured socket and serves until SIGTERM or SIGINT (no reload source:
+    /// SIGHUP re-validates nothing and keeps the running config).
     pub async fn run(self) -> Result<(), DaemonError> {
-        let listener = server::bind_socket(
-            &self.config.socket,
-            self.config.socket_mode_bits()?,
-            self.config.socket_group.as_deref(),
-        )?;
+        self.run_with(RunOptions::default()).await
+    }
+
+    /// Serves on the socket systemd passed (or binds the configured one), tells the
+    /// service manager when it is ready, reloads on SIGHUP and stops on SIGTERM/SIGINT.
+    pub async fn run_with(self, options: RunOptions) -> Result<(), DaemonError> {
+        // Handlers first: from READY=1 on, SIGHUP and SIGTERM must never hit the default
+        // action (which ends the process).
+        let mut signals = Signals::install()?;
+        let notifier = Notifier;
+        let activated = options.activated.is_some();
+        let mut socket = self.config.socket.clone();
+        let listener = match options.activated {
+            Some(listener) => {
+                if let Some(path) = listener
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(PathBuf::from))
+                {
+                    socket = path;
+                }
+                let io = |source| ListenerError::Io {
+                    path: self.config.socket.clone(),
+                    source,
+                };
+                listener.set_nonblocking(true).map_err(io)?;
+                tokio::net::UnixListener::from_std(listener).map_err(io)?
+            }
+            None => server::bind_socket(
+                &self.config.socket,
+                self.config.socket_mode_bits()?,
+                self.config.socket_group.as_deref(),
+            )?,
+        };
+        let (live_tx, live_rx) = watch::channel(Arc::new(self.config.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let maintenance = tokio::spawn(maintenance_loop(
             Arc::clone(&self.kms),
-            Duration::from_secs(self.config.maintenance_interval_secs),
+            live_rx.clone(),
             stop_rx.clone(),
         ));
-        let signals = tokio::spawn(wait_for_stop(stop_tx));
-        tracing::info!(socket = %self.config.socket.display(), keys = self.kms.key_count(), "kmsd serving");
-        let mut app = server::App::new(Arc::clone(&self.kms));
+        let metrics_listener = match &self.config.metrics_listen {
+            Some(addr) => Some(exposition::bind_metrics(addr).await?),
+            None => None,
+        };
+        let metering_task = tokio::spawn(Arc::clone(&self.metering).run(stop_rx.clone()));
+        let metrics_task = metrics_listener.map(|listener| {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
+            tokio::spawn(exposition::serve_metrics(
+                listener,
+                Arc::clone(&self.metering),
+                stop_rx.clone(),
+            ))
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let mut app =
+            server::App::new(Arc::clone(&self.kms)).with_metering(Arc::clone(&self.metering));
         app.audit = self.audit.clone();
-        server::serve(listener, Arc::new(app), stop_rx, DRAIN_TIME).await;
-        signals.abort();
-        maintenance.abort();
-        let _ = std::fs::remove_file(&self.config.socket);
-        tracing::info!("kmsd stopped");
+        let mut serving = tokio::spawn(server::serve_notify(
+            listener,
+            Arc::new(app),
+            stop_rx.clone(),
+            DRAIN_TIME,
+            Some(ready_tx),
+        ));
+        // READY=1 only once the accept loop runs on the listener.
+        if ready_rx.await.is_err() {
+            return Err(DaemonError::Runtime(
+                "the accept loop ended before it started".into(),
+            ));
+        }
+        tracing::info!(
+            socket = %socket.display(),
+            from = if activated { "systemd (socket activation)" } else { "bound by kmsd" },
+            keys = self.kms.key_count(),
+            "kmsd serving"
+        );
+        notifier.ready(&serving_status(self.kms.key_count()));
+        let watchdog = systemd::watchdog_interval().map(|every| {
+            tracing::info!(every_ms = every.as_millis() as u64, "watchdog enabled");
+            tokio::spawn(watchdog_loop(Arc::clone(&self.kms), every, stop_rx.clone()))
+        });
+
+        let source = options.source;
+        let targets = options.targets;
+        loop {
+            tokio::select! {
+                event = signals.next() => match event {
+                    SignalEvent::Reload => {
+                        reload(source.as_ref(), &targets, &live_tx, &self.kms, notifier);
+                    }
+                    SignalEvent::Stop(name) => {
+                        tracing::info!("{name}: stopping");
+                        break;
+                    }
+                },
+                // The serve task only ends on its own if it panicked.
+                result = &mut serving => {
+                    return Err(DaemonError::Runtime(format!("the server task ended: {result:?}")));
+                }
+            }
+        }
+        self.shutdown(ShutdownParts {
+            notifier,
+            activated,
+            stop_tx,
+            serving,
+            maintenance,
+            watchdog,
+            metering_task,
+            metrics_task,
+        })
+        .await;
         Ok(())
     }
-}
 
-async fn wait_for_stop(stop: watch::Sender<bool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    /// The shutdown sequence, in order: stop accepting, let in-flight requests finish
+    /// (bounded by [`DRAIN_TIME`]), flush what observers buffered, and drop the keys
+    /// (dropping the [`Kms`] zeroizes every unwrapped key and the root key).
+    async fn shutdown(self, parts: ShutdownParts) {
+        let ShutdownParts {
+            notifier,
+            activated,
+            stop_tx,
+            serving,
+            maintenance,
+            watchdog,
+            metering_task,
+            metrics_task,
+        } = parts;
+        notifier.stopping();
+        // 1. Stop accepting. A socket we bound ourselves is unlinked first so new clients
+        //    fail fast instead of queueing; a socket-activated one stays with systemd, which
+        //    keeps queued connections for the next start.
+        if !activated {
+            let _ = std::fs::remove_file(&self.config.socket);
+        }
+        let _ = stop_tx.send(true);
+        // 2. In-flight requests finish (serve drains up to DRAIN_TIME, then aborts).
+        if let Err(err) = serving.await {
+            tracing::error!(error = %err, "server task failed during shutdown");
+        }
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        if let Err(err) = maintenance.await {
+            tracing::error!(error = %err, "maintenance task failed during shutdown");
+        }
+        metering_task.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        let Daemon {
+            kms,
+            tpm,
+            audit,
+            metering,
+            config: _,
+        } = self;
+        // 3. Flush observers (the audit trail and the usage ledger) once no request runs.
+        flush_observers(audit, metering).await;
+        // 4. Zeroize keys: every other holder of the Kms is gone once the tasks ended.
+        match Arc::try_unwrap(kms) {
+            Ok(kms) => drop(kms),
+            Err(kms) => tracing::warn!(
+                holders = Arc::strong_count(&kms),
+                "key service still referenced at shutdown; keys are zeroized when the process exits"
+            ),
+        }
+        drop(tpm);
+        tracing::info!("kmsd stopped");
     }
-    let _ = stop.send(true);
 }
 
-async fn maintenance_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Flushes observers at shutdown, after the last request finished and before the keys are
+/// dropped. The usage ledger adds its flush here.
+async fn flush_observers(audit: Option<Arc<AuditTrail>>, metering: Arc<Metering>) {
+    // Every audit record is durable before its response is sent, so nothing is pending
+    // here; dropping the last handle lets the writer thread finish. (A closing record or
+    // checkpoint at shutdown would be written here.)
+    drop(audit);
+    // Last flush of the usage ledger: after the drain, so every answered request counts.
+    match tokio::task::spawn_blocking(move || metering.flush()).await {
+        Ok(Ok(())) => tracing::info!("usage ledger flushed"),
+        Ok(Err(err)) => tracing::error!(error = %err, "final usage ledger flush failed"),
+        Err(err) => tracing::error!(error = %err, "final usage ledger flush task failed"),
+    }
+}
+
+/// What [`Daemon::run_with`] needs besides the opened daemon.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The socket systemd passed ([`crate::systemd::take_activated_listener`]).
+    pub activated: Option<std::os::unix::net::UnixListener>,
+    /// Where the config came from; SIGHUP reads it again. None: SIGHUP keeps the config.
+    pub source: Option<ConfigSource>,
+    /// What a reload acts on (the log filter).
+    pub targets: ReloadTargets,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("activated", &self.activated.is_some())
+            .field("source", &self.source)
+            .field("targets", &self.targets)
+            .finish()
+    }
+}
+
+struct ShutdownParts {
+    notifier: Notifier,
+    activated: bool,
+    stop_tx: watch::Sender<bool>,
+    serving: tokio::task::JoinHandle<()>,
+    maintenance: tokio::task::JoinHandle<()>,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
+    metering_task: tokio::task::JoinHandle<()>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// SIGHUP: re-read, validate, apply what can change at run time. An invalid config keeps
+/// the running one; either way the daemon keeps serving.
+fn reload(
+    source: Option<&ConfigSource>,
+    targets: &ReloadTargets,
+    live: &watch::Sender<Arc<Config>>,
+    kms: &Kms,
+    notifier: Notifier,
+) {
+    notifier.reloading();
+    tracing::info!("SIGHUP: reloading the configuration");
+    let old = live.borrow().clone();
+    let loaded = match source {
+        Some(source) => source.load_valid(),
+        None => Ok((*old).clone()),
+    };
+    let status = match loaded.and_then(|new| apply_reload(&old, &new, targets)) {
+        Ok((effective, report)) => {
+            if !report.needs_restart.is_empty() {
+                tracing::warn!(
+                    settings = ?report.needs_restart,
+                    "changed settings need a restart to take effect; still running with the old values"
+                );
+            }
+            tracing::info!(applied = ?report.applied, "configuration reloaded");
+            live.send_replace(Arc::new(effective));
+            serving_status(kms.key_count())
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "reload failed; still serving with the previous configuration");
+            format!(
+                "{}; reload failed, running with the previous configuration: {err}",
+                serving_status(kms.key_count())
+            )
+        }
+    };
+    notifier.ready(&status);
+}
+
+/// Sends WATCHDOG=1 every `every` while the daemon is healthy: the ping is sent only when a
+/// blocking-pool task reads the key catalog within the interval, which proves the async
+/// runtime, the blocking pool and the catalog lock all make progress. The TPM is not asked:
+/// after start-up kmsd serves without it, and a watchdog restart while the TPM is away would
+/// turn a serving daemon into one that cannot start.
+async fn watchdog_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -195,10 +436,77 @@ async fn maintenance_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Recei
             _ = stop.changed() => return,
         }
         let kms = Arc::clone(&kms);
-        match tokio::task::spawn_blocking(move || kms.run_maintenance()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "maintenance pass failed"),
-            Err(err) => tracing::error!(error = %err, "maintenance task failed"),
+        let probe = tokio::task::spawn_blocking(move || kms.key_count());
+        match tokio::time::timeout(every, probe).await {
+            Ok(Ok(_)) => Notifier.watchdog(),
+            Ok(Err(err)) => tracing::error!(error = %err, "watchdog probe failed"),
+            Err(_) => tracing::error!("watchdog probe timed out; not pinging the watchdog"),
+        }
+    }
+}
+
+enum SignalEvent {
+    Reload,
+    Stop(&'static str),
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind| {
+            signal(kind).map_err(|err| {
+                DaemonError::Runtime(format!("cannot install signal handlers: {err}"))
+            })
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> SignalEvent {
+        tokio::select! {
+            _ = self.term.recv() => SignalEvent::Stop("SIGTERM"),
+            _ = self.int.recv() => SignalEvent::Stop("SIGINT"),
+            _ = self.hup.recv() => SignalEvent::Reload,
+        }
+    }
+}
+
+async fn maintenance_loop(
+    kms: Arc<Kms>,
+    mut live: watch::Receiver<Arc<Config>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let every = Duration::from_secs(live.borrow_and_update().maintenance_interval_secs.max(1));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                // A reload may change the interval: start over with the new one.
+                changed = live.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = stop.changed() => return,
+            }
+            let kms = Arc::clone(&kms);
+            match tokio::task::spawn_blocking(move || kms.run_maintenance()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "maintenance pass failed"),
+                Err(err) => tracing::error!(error = %err, "maintenance task failed"),
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //!                               ├─▶ keystore (SQLite records; material only wrapped)
 //!                               └─▶ crypto (ciphertext format, HKDF, AES-256-GCM)
 //!                         └─▶ audit (one hash-chained, MAC-ed record per request, fsynced before the reply)
+//! metering: every finished request is counted (usage ledger, cost model, Prometheus).
 //! tpm: one thread owns the TPM context; it seals and unseals the root key at start-up only.
 //! ```
 //!
@@ -26,6 +27,10 @@ pub mod crypto;
 pub mod daemon;
 pub mod identity;
 pub mod keystore;
+pub mod metering;
+pub mod policy;
+pub mod reload;
 pub mod server;
 pub mod service;
+pub mod systemd;
 pub mod tpm;

@@ -52,9 +52,18 @@ swtpm socket --tpm2 --tpmstate "dir=$dev_dir/tpm" \
 pids+=($!)
 wait_until 10 swtpm bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
 
-echo "==> starting kmsd (socket $socket, state dir $dev_dir/state)"
-"$kmsd" --state-dir "$dev_dir/state" --socket "$socket" \
-    --tcti "swtpm:host=127.0.0.1,port=$port" &
+# A development config: you (the user running this script) administer this kmsd.
+cat >"$dev_dir/kmsd.toml" <<TOML
+# Written by swtpm/kmsd-dev.sh for development; see packaging/kmsd.toml for every setting.
+socket_mode = "0600"
+[access]
+admin_users = ["$(id -u)"]
+[tpm]
+tcti = "swtpm:host=127.0.0.1,port=$port"
+TOML
+
+echo "==> starting kmsd (socket $socket, state dir $dev_dir/state, config $dev_dir/kmsd.toml)"
+"$kmsd" --config "$dev_dir/kmsd.toml" --state-dir "$dev_dir/state" --socket "$socket" &
 pids+=($!)
 kmsd_pid=$!
 wait_until 30 kmsd test -S "$socket" -a -d "/proc/$kmsd_pid"

@@ -172,7 +172,11 @@ async fn another_uid_is_denied_and_cannot_learn_key_existence() {
         eprintln!("skipping: needs root to switch uid (CI runs as root)");
         return;
     }
-    let fx = Fixture::start();
+    // uid 4242 may create keys (a daemon administrator); 4343 may not.
+    let fx = Fixture::start_with(KmsdOptions {
+        config: "[access]\nadmin_users = [\"4242\"]\n".into(),
+        ..Default::default()
+    });
     let client = fx.client();
     let key = create_key(&client).await;
     let encrypted = ok(

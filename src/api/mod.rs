@@ -238,3 +238,6 @@ response!(ListKeyRotationsResponse {
     next_marker: Option<String>,
     truncated: bool,
 });
+
+mod policy;
+pub use policy::*;

@@ -70,7 +70,11 @@ struct Args {
     #[arg(long, default_value = "unknown")]
     commit: String,
     /// Sections to run: throughput, scale, alternatives.
-    #[arg(long, value_delimiter = ',', default_value = "throughput,scale,alternatives")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,scale,alternatives"
+    )]
     sections: Vec<String>,
     /// Only the throughput operations whose name contains one of these (e.g. "Ping,4 KiB").
     #[arg(long, value_delimiter = ',')]
@@ -252,10 +256,11 @@ async fn run(args: &Args) -> Result<(), String> {
     };
     let plan = Plan {
         kmsd,
-        duration: Duration::from_millis(
-            args.duration_ms
-                .unwrap_or(if args.smoke { 300 } else { 3000 }),
-        ),
+        duration: Duration::from_millis(args.duration_ms.unwrap_or(if args.smoke {
+            300
+        } else {
+            3000
+        })),
         keys: args.keys.unwrap_or(if args.smoke { 200 } else { 10_000 }),
         keys_mid: args.keys_mid.unwrap_or(if args.smoke { 50 } else { 1000 }),
         startup_runs: if args.smoke { 1 } else { 3 },
@@ -358,7 +363,8 @@ impl Kmsd {
         );
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
         let log = dir.join(format!("{name}.log"));
-        let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let log_err = log_file
             .try_clone()
             .map_err(|e| format!("{}: {e}", log.display()))?;
@@ -379,7 +385,11 @@ impl Kmsd {
         };
         let deadline = started + Duration::from_secs(120);
         loop {
-            if let Some(status) = kmsd.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = kmsd
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 return Err(format!(
                     "kmsd exited during start-up ({status}); log {}:\n{}",
                     kmsd.log.display(),
@@ -541,7 +551,9 @@ async fn throughput(
     config: &str,
     extra_config: &str,
 ) -> Result<(), String> {
-    let dir = args.work_dir.join(format!("throughput-{}", config.replace(' ', "-")));
+    let dir = args
+        .work_dir
+        .join(format!("throughput-{}", config.replace(' ', "-")));
     let (kmsd, _) = Kmsd::start(plan, args, &dir, "kmsd", extra_config).await?;
     let client = Client::new(&kmsd.socket);
     let created = client
@@ -595,7 +607,9 @@ async fn throughput(
     ];
     let ops: Vec<(&str, Op)> = ops
         .into_iter()
-        .filter(|(name, _)| args.ops.is_empty() || args.ops.iter().any(|o| name.contains(o.as_str())))
+        .filter(|(name, _)| {
+            args.ops.is_empty() || args.ops.iter().any(|o| name.contains(o.as_str()))
+        })
         .collect();
     // Each request must work before it is timed.
     for (name, op) in &ops {
@@ -987,7 +1001,11 @@ fn time_commands(
     while started.elapsed() < time || samples.len() < 3 {
         let began = Instant::now();
         for mut command in op() {
-            match command.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+            match command
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+            {
                 Ok(out) if out.status.success() => {}
                 Ok(out) => {
                     note = format!(
@@ -1152,14 +1170,25 @@ fn alternatives(args: &Args, plan: &Plan) -> Vec<Alternative> {
         )],
         vec![cmd(
             "tpm2_evictcontrol",
-            &[s("-Q"), s("-C"), s("o"), s("-c"), path("primary.ctx"), s(PARENT)],
+            &[
+                s("-Q"),
+                s("-C"),
+                s("o"),
+                s("-c"),
+                path("primary.ctx"),
+                s(PARENT),
+            ],
         )],
         vec![cmd("tpm2_flushcontext", &[s("-t")])],
     ];
     let mut setup_note = String::new();
     for (i, mut commands) in setup.into_iter().enumerate() {
         for command in &mut commands {
-            match command.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+            match command
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+            {
                 // Step 1 removes a primary left by an earlier run, and may find none.
                 Ok(out) if out.status.success() || i == 1 => {}
                 Ok(out) => {
@@ -1217,7 +1246,10 @@ fn alternatives(args: &Args, plan: &Plan) -> Vec<Alternative> {
                 },
             ));
         }
-        let mut cleanup = cmd("tpm2_evictcontrol", &[s("-Q"), s("-C"), s("o"), s("-c"), s(PARENT)]);
+        let mut cleanup = cmd(
+            "tpm2_evictcontrol",
+            &[s("-Q"), s("-C"), s("o"), s("-c"), s(PARENT)],
+        );
         let _ = cleanup.stdout(Stdio::null()).stderr(Stdio::null()).status();
     } else {
         rows.push(Alternative {
@@ -1335,9 +1367,15 @@ fn markdown(results: &Results) -> String {
         meta["duration_ms"],
         meta["client_threads"],
     );
-    let _ = writeln!(out, "## Throughput and latency (Unix socket, keep-alive, one connection per client)\n");
+    let _ = writeln!(
+        out,
+        "## Throughput and latency (Unix socket, keep-alive, one connection per client)\n"
+    );
     let _ = writeln!(out, "| kmsd config | Operation | Conc. | req/s | vs ceiling | p50 µs | p99 µs | p99.9 µs | kmsd CPU µs/req | bench CPU µs/req | errors |");
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in &results.throughput {
         let _ = writeln!(
             out,
@@ -1360,7 +1398,10 @@ fn markdown(results: &Results) -> String {
     let _ = writeln!(out, "| Keys | median ms | runs ms | VmRSS after start |");
     let _ = writeln!(out, "|---:|---:|---|---:|");
     if let Some(first) = meta["first_start_new_state_dir_ms"].as_f64() {
-        let _ = writeln!(out, "| 0 (new state dir: root key created and sealed) | {first:.1} | | |");
+        let _ = writeln!(
+            out,
+            "| 0 (new state dir: root key created and sealed) | {first:.1} | | |"
+        );
     }
     for s in &results.startup {
         let runs: Vec<String> = s.runs_ms.iter().map(|r| format!("{r:.1}")).collect();
@@ -1374,8 +1415,14 @@ fn markdown(results: &Results) -> String {
                 .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
         );
     }
-    let _ = writeln!(out, "\n## Durable CreateKey (SQLite commit + audit record, both fsynced)\n");
-    let _ = writeln!(out, "| Conc. | keys | seconds | keys/s | p50 ms | p99 ms | errors |");
+    let _ = writeln!(
+        out,
+        "\n## Durable CreateKey (SQLite commit + audit record, both fsynced)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| Conc. | keys | seconds | keys/s | p50 ms | p99 ms | errors |"
+    );
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
     for c in &results.create_key {
         let _ = writeln!(
@@ -1416,17 +1463,26 @@ fn markdown(results: &Results) -> String {
             .throughput
             .iter()
             .find(|r| r.config == "default" && r.operation == "Encrypt 32 B" && r.concurrency == 1);
-        let _ = writeln!(out, "\n## The alternatives (same machine, same swtpm, one process per step)\n");
+        let _ = writeln!(
+            out,
+            "\n## The alternatives (same machine, same swtpm, one process per step)\n"
+        );
         let _ = writeln!(out, "| Method | one operation | iterations | median ms | p99 ms | ops/s | kmsd Encrypt 32 B (c=1) is faster by |");
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
         for a in &results.alternatives {
             if !a.available {
-                let _ = writeln!(out, "| {} | {} | unavailable: {} | | | | |", a.name, a.operation, a.note);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | unavailable: {} | | | | |",
+                    a.name, a.operation, a.note
+                );
                 continue;
             }
             let faster = reference
                 .filter(|r| r.p50_us > 0.0)
-                .map_or("-".into(), |r| format!("{:.0}x", a.median_ms * 1000.0 / r.p50_us));
+                .map_or("-".into(), |r| {
+                    format!("{:.0}x", a.median_ms * 1000.0 / r.p50_us)
+                });
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {} |",

@@ -4,8 +4,8 @@
 
 use clap::Parser;
 use kmsd::clock::Clock;
-use kmsd::config::Config;
-use kmsd::daemon::Daemon;
+use kmsd::daemon::{Daemon, RunOptions};
+use kmsd::reload::{ConfigOverrides, ConfigSource, LogLevelSetter, ReloadTargets};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,32 +42,32 @@ fn main() -> ExitCode {
     if std::env::var_os("TSS2_LOG").is_none() {
         std::env::set_var("TSS2_LOG", "all+NONE");
     }
-    let mut config = match &args.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(config) => config,
-            Err(err) => {
-                eprintln!("kmsd: {err}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    // Before any thread starts: taking the passed socket edits the environment.
+    let activated = match kmsd::systemd::take_activated_listener() {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("kmsd: {err}");
+            return ExitCode::FAILURE;
+        }
     };
-    if let Some(socket) = args.socket {
-        config.socket = socket;
-    }
-    if let Some(dir) = args.state_dir {
-        config.state_dir = dir;
-    }
-    if let Some(tcti) = args.tcti {
-        config.tpm.tcti = tcti;
-    }
-    if let Some(level) = args.log_level {
-        config.log_level = level;
-    }
-    if let Some(secs) = args.maintenance_interval_secs {
-        config.maintenance_interval_secs = secs;
-    }
-    init_logging(&config.log_level);
+    let source = ConfigSource {
+        path: args.config.clone(),
+        overrides: ConfigOverrides {
+            socket: args.socket,
+            state_dir: args.state_dir,
+            tcti: args.tcti,
+            log_level: args.log_level,
+            maintenance_interval_secs: args.maintenance_interval_secs,
+        },
+    };
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("kmsd: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let set_log_level = init_logging(&config.log_level);
     harden_process();
 
     let clock = match args.test_clock_file {
@@ -95,7 +95,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon.run()) {
+    match runtime.block_on(daemon.run_with(RunOptions {
+        activated,
+        source: Some(source),
+        targets: ReloadTargets {
+            set_log_level: Some(set_log_level),
+        },
+    })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
@@ -105,20 +111,35 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    // tss-esapi logs every context open and close at info; keep it to warnings unless asked.
-    let level = if level.contains("tss_esapi") {
+/// The filter kmsd runs with for a configured `log_level`: tss-esapi logs every context
+/// open and close at info, so it is kept to warnings unless the level names it.
+fn effective_filter(level: &str) -> String {
+    if level.contains("tss_esapi") {
         level.to_string()
     } else {
         format!("{level},tss_esapi=warn")
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+    }
+}
+
+/// Installs the log subscriber; returns the setter a reload uses to change the filter.
+fn init_logging(level: &str) -> LogLevelSetter {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_new(effective_filter(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+    std::sync::Arc::new(move |level: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(effective_filter(level))
+            .map_err(|err| err.to_string())?;
+        handle.reload(filter).map_err(|err| err.to_string())
+    })
 }
 
 /// No core dumps (they would hold unwrapped key material), no ptrace by other users, and

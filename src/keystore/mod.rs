@@ -1,6 +1,6 @@
 //! Durable records of kmsd in an embedded SQLite database under the state dir: key
 //! metadata, wrapped material versions, aliases, tags, and the TPM binding (the sealed root
-//! key and the pinned SRK name).
+//! key and the pinned SRK name), and grants.
 //!
 //! Every write is one transaction committed with `synchronous=FULL` in WAL mode, so an
 //! acknowledged change is on disk and a crash leaves the old or the new state. Key material
@@ -9,7 +9,10 @@
 
 mod records;
 
-pub use records::{AliasRecord, KeyRecord, KeyState, RotationType, VersionRecord};
+pub use records::{
+    AliasRecord, GrantConstraintsRecord, GrantRecord, KeyRecord, KeyState, RotationType,
+    VersionRecord,
+};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 /// File name of the database inside the state dir.
 pub const DB_FILE: &str = "kmsd.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -102,33 +105,47 @@ impl Store {
         if version == SCHEMA_VERSION {
             return Ok(());
         }
-        if version != 0 {
+        if !(0..=SCHEMA_VERSION).contains(&version) {
             return Err(StoreError::SchemaVersion { found: version });
         }
-        self.conn.execute_batch(&format!(
+        if version == 0 {
+            self.conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+                 CREATE TABLE IF NOT EXISTS keys (
+                     key_id TEXT PRIMARY KEY,
+                     record TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS key_versions (
+                     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+                     version INTEGER NOT NULL,
+                     created_ms INTEGER NOT NULL,
+                     rotation_type TEXT,
+                     wrapped BLOB NOT NULL,
+                     PRIMARY KEY (key_id, version)
+                 );
+                 CREATE TABLE IF NOT EXISTS aliases (
+                     name TEXT PRIMARY KEY,
+                     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+                     created_ms INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        // Version 2: grants (one JSON record per grant, indexed by key).
+        self.conn.execute_batch(
             "BEGIN;
-             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS keys (
-                 key_id TEXT PRIMARY KEY,
+             CREATE TABLE IF NOT EXISTS grants (
+                 grant_id TEXT PRIMARY KEY,
+                 key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
                  record TEXT NOT NULL
              );
-             CREATE TABLE IF NOT EXISTS key_versions (
-                 key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-                 version INTEGER NOT NULL,
-                 created_ms INTEGER NOT NULL,
-                 rotation_type TEXT,
-                 wrapped BLOB NOT NULL,
-                 PRIMARY KEY (key_id, version)
-             );
-             CREATE TABLE IF NOT EXISTS aliases (
-                 name TEXT PRIMARY KEY,
-                 key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-                 created_ms INTEGER NOT NULL,
-                 updated_ms INTEGER NOT NULL
-             );
-             PRAGMA user_version = {SCHEMA_VERSION};
-             COMMIT;"
-        ))?;
+             CREATE INDEX IF NOT EXISTS grants_by_key ON grants(key_id);
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
         Ok(())
     }
 
@@ -284,6 +301,7 @@ impl Store {
     pub fn delete_key(&mut self, key_id: &str) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM aliases WHERE key_id = ?1", params![key_id])?;
+        tx.execute("DELETE FROM grants WHERE key_id = ?1", params![key_id])?;
         tx.execute(
             "DELETE FROM key_versions WHERE key_id = ?1",
             params![key_id],
@@ -310,6 +328,43 @@ impl Store {
     pub fn delete_alias(&mut self, name: &str) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM aliases WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every grant.
+    pub fn load_grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT grant_id, record FROM grants")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut grants = Vec::new();
+        for row in rows {
+            let (grant_id, json) = row?;
+            grants.push(
+                serde_json::from_str(&json)
+                    .map_err(|err| StoreError::Corrupt(format!("grant {grant_id}: {err}")))?,
+            );
+        }
+        Ok(grants)
+    }
+
+    /// Stores a new grant.
+    pub fn insert_grant(&mut self, grant: &GrantRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(grant)
+            .map_err(|err| StoreError::Corrupt(format!("cannot encode grant record: {err}")))?;
+        self.conn.execute(
+            "INSERT INTO grants (grant_id, key_id, record) VALUES (?1, ?2, ?3)",
+            params![grant.grant_id, grant.key_id, json],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a grant (retire or revoke).
+    pub fn delete_grant(&mut self, grant_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM grants WHERE grant_id = ?1", params![grant_id])?;
         Ok(())
     }
 }
@@ -398,6 +453,49 @@ mod tests {
         assert_eq!(snapshot.keys[0].0.description, "changed");
         assert_eq!(snapshot.keys[0].1.len(), 2);
         assert!(snapshot.aliases.is_empty());
+    }
+
+    #[test]
+    fn grants_persist_and_version_1_databases_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let grant = GrantRecord {
+            grant_id: "g1".into(),
+            key_id: "k1".into(),
+            name: Some("n".into()),
+            grantee_principal: "uid:5".into(),
+            retiring_principal: None,
+            operations: vec!["Decrypt".into()],
+            constraints: None,
+            issuing_uid: 0,
+            created_ms: 1,
+            token: "t".into(),
+        };
+        {
+            let mut store = Store::open(&state).unwrap();
+            store.insert_key(&record("k1"), &version(1)).unwrap();
+            store.insert_grant(&grant).unwrap();
+            // Make it look like a version 1 database (no grants table).
+            store
+                .conn
+                .execute_batch("DROP TABLE grants; PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        {
+            let mut store = Store::open(&state).unwrap();
+            let version: i64 = store
+                .conn
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .unwrap();
+            assert_eq!(version, 2);
+            assert_eq!(store.load().unwrap().keys.len(), 1);
+            assert!(store.load_grants().unwrap().is_empty());
+            store.insert_grant(&grant).unwrap();
+        }
+        let mut store = Store::open(&state).unwrap();
+        assert_eq!(store.load_grants().unwrap(), vec![grant.clone()]);
+        store.delete_key("k1").unwrap();
+        assert!(store.load_grants().unwrap().is_empty());
     }
 
     #[test]

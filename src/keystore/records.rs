@@ -118,3 +118,29 @@ pub struct AliasRecord {
     pub created_ms: i64,
     pub updated_ms: i64,
 }
+
+/// A grant: permission for a Unix principal to use a key for some operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub grant_id: String,
+    pub key_id: String,
+    pub name: Option<String>,
+    /// `uid:1001`, `user:alice`, `gid:33`, `group:web`, `unit:x.service`, `exe:/path`.
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    /// Operation names, e.g. `Decrypt`.
+    pub operations: Vec<String>,
+    pub constraints: Option<GrantConstraintsRecord>,
+    /// The uid that created the grant.
+    pub issuing_uid: u32,
+    pub created_ms: i64,
+    /// The grant token returned by CreateGrant.
+    pub token: String,
+}
+
+/// EncryptionContextEquals / EncryptionContextSubset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GrantConstraintsRecord {
+    pub encryption_context_equals: Option<BTreeMap<String, String>>,
+    pub encryption_context_subset: Option<BTreeMap<String, String>>,
+}

@@ -3,6 +3,7 @@
 
 use crate::audit::{AuditError, AuditTrail};
 use crate::identity::Caller;
+use crate::metering::{exposition, Metering, MeteringError, USAGE_OPERATION};
 use crate::service::{Kms, ServiceError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -57,6 +58,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Tag(_) => "TagException",
             ServiceError::UnsupportedOperation(_) => "UnsupportedOperationException",
             ServiceError::DryRun => "DryRunOperationException",
+            ServiceError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
+            ServiceError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            ServiceError::InvalidGrantId(_) => "InvalidGrantIdException",
             ServiceError::Internal(_) => "KMSInternalException",
         };
         let status = if matches!(err, ServiceError::Internal(_)) {
@@ -86,13 +90,25 @@ enum Work {
 #[derive(Debug)]
 pub struct App {
     pub kms: Arc<Kms>,
+    /// Usage metering and `/metrics`; None serves without them.
+    pub metering: Option<Arc<Metering>>,
     /// The audit trail: every request gets a durable record before its response.
     pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl App {
     pub fn new(kms: Arc<Kms>) -> Self {
-        App { kms, audit: None }
+        App {
+            kms,
+            audit: None,
+            metering: None,
+        }
+    }
+
+    /// Adds usage metering (counts every request; serves `GET /metrics` and KmsdGetUsage).
+    pub fn with_metering(mut self, metering: Arc<Metering>) -> Self {
+        self.metering = Some(metering);
+        self
     }
 }
 
@@ -144,6 +160,9 @@ pub async fn handle(
     if request.uri().path() == PING_PATH {
         return Ok(ping(&request, &app));
     }
+    if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        return Ok(metrics(&app, &caller).await);
+    }
     let started = std::time::Instant::now();
     let event_time_ms = app.kms.clock().now_ms();
     let request_id = crate::crypto::random_id().to_string();
@@ -191,6 +210,9 @@ pub async fn handle(
         duration: started.elapsed(),
     };
     // Observers (audit, metering) hook in here, before the response is sent.
+    if let Some(metering) = &app.metering {
+        metering.record(&event);
+    }
     let audited = match &app.audit {
         Some(audit) => audit.record(&event).durable().await,
         None => Ok(()),
@@ -316,6 +338,11 @@ async fn process(
     *key = kms
         .key_reference(&value)
         .map(|(key_id, alias)| KeyRef { key_id, alias });
+    if operation == USAGE_OPERATION {
+        let result = get_usage(app, caller, &value).await;
+        *parameters = redact(value);
+        return result;
+    }
     let result = if crate::audit::OPERATIONS.contains(&operation) {
         crate::audit::call(app.audit.as_ref(), &caller, operation, &value)
             .await
@@ -408,6 +435,14 @@ pub const OPERATIONS: &[&str] = &[
     "GetKeyRotationStatus",
     "RotateKeyOnDemand",
     "ListKeyRotations",
+    "PutKeyPolicy",
+    "GetKeyPolicy",
+    "ListKeyPolicies",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
 ];
 
 async fn dispatch(
@@ -444,6 +479,14 @@ async fn dispatch(
         "GetKeyRotationStatus" => get_key_rotation_status, Inline;
         "RotateKeyOnDemand" => rotate_key_on_demand, Blocking;
         "ListKeyRotations" => list_key_rotations, Inline;
+        "PutKeyPolicy" => put_key_policy, Blocking;
+        "GetKeyPolicy" => get_key_policy, Inline;
+        "ListKeyPolicies" => list_key_policies, Inline;
+        "CreateGrant" => create_grant, Blocking;
+        "ListGrants" => list_grants, Inline;
+        "ListRetirableGrants" => list_retirable_grants, Inline;
+        "RetireGrant" => retire_grant, Blocking;
+        "RevokeGrant" => revoke_grant, Blocking;
     )
 }
 
@@ -503,28 +546,88 @@ fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Respons
     response
 }
 
+/// `GET /metrics` on the Unix socket: root and the daemon's own uid only (the text names
+/// every key); 404 when metering is off.
+async fn metrics(app: &App, caller: &Caller) -> Response<Full<Bytes>> {
+    let Some(metering) = app.metering.clone() else {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"metering is off\n")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    if !caller.is_root() && caller.uid != nix::unistd::geteuid().as_raw() {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"GET /metrics is for root and the daemon's user\n",
+        )));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        return response;
+    }
+    tokio::task::spawn_blocking(move || exposition::metrics_response(&metering))
+        .await
+        .unwrap_or_else(|_| {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        })
+}
+
+/// The kmsd extension `TrentService.KmsdGetUsage`: `{"Month": "YYYY-MM", "KeyId": "..."}`,
+/// both optional; answers a [`crate::metering::UsageReport`].
+async fn get_usage(
+    app: &App,
+    caller: Arc<Caller>,
+    value: &serde_json::Value,
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "PascalCase")]
+    struct UsageRequest {
+        month: Option<String>,
+        key_id: Option<String>,
+    }
+    let request: UsageRequest = parse_request(value)?;
+    let Some(metering) = app.metering.clone() else {
+        return Err(ApiError::client(
+            "UnsupportedOperationException",
+            "usage metering is not enabled in this kmsd",
+        ));
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        metering.usage(&caller, request.month.as_deref(), request.key_id.as_deref())
+    })
+    .await
+    .map_err(|_| ApiError::from(ServiceError::Internal("worker task failed".into())))?
+    .map_err(|err| match err {
+        MeteringError::Validation(message) => ApiError::client("ValidationException", message),
+        MeteringError::AccessDenied(message) => ApiError::client("AccessDeniedException", message),
+        other => {
+            tracing::error!(error = %other, "usage report failed");
+            ApiError::from(ServiceError::Internal("the usage ledger failed".into()))
+        }
+    })?;
+    serde_json::to_vec(&report)
+        .map_err(|_| ServiceError::Internal("response encoding failed".into()).into())
+}
+
 /// The health endpoint: `GET /ping` answers `200 ok` while kmsd serves requests and `503`
 /// while it refuses them (the audit trail cannot be written). It touches no key, so it does
 /// no JSON, crypto, audit or metering: it is also the transport ceiling of the benchmarks.
 pub const PING_PATH: &str = "/ping";
 
 fn ping(request: &Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
-    let (status, body): (StatusCode, &'static [u8]) = if request.method() != Method::GET
-        && request.method() != Method::HEAD
-    {
-        (StatusCode::METHOD_NOT_ALLOWED, b"use GET /ping\n")
-    } else if app
-        .audit
-        .as_ref()
-        .is_some_and(|audit| audit.admit().is_err())
-    {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            b"refusing requests: the audit trail cannot be written\n",
-        )
-    } else {
-        (StatusCode::OK, b"ok\n")
-    };
+    let (status, body): (StatusCode, &'static [u8]) =
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            (StatusCode::METHOD_NOT_ALLOWED, b"use GET /ping\n")
+        } else if app
+            .audit
+            .as_ref()
+            .is_some_and(|audit| audit.admit().is_err())
+        {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                b"refusing requests: the audit trail cannot be written\n",
+            )
+        } else {
+            (StatusCode::OK, b"ok\n")
+        };
     let mut response = Response::new(Full::new(Bytes::from_static(body)));
     *response.status_mut() = status;
     response

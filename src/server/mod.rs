@@ -1,5 +1,5 @@
 //! The listener: accepts connections on the Unix socket, reads each peer's kernel
-//! credentials once, and serves HTTP/1.1 with keep-alive on every connection until shutdown.
+//! credentials once (and the facts `identity` derives from them), and serves HTTP/1.1 with keep-alive on every connection until shutdown.
 
 pub mod http;
 mod listener;
@@ -24,10 +24,25 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(
     listener: UnixListener,
     app: Arc<App>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    serve_notify(listener, app, shutdown, drain, None).await
+}
+
+/// [`serve`], sending on `ready` as the accept loop starts (for the service manager's
+/// READY=1).
+pub async fn serve_notify(
+    listener: UnixListener,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let mut connections = JoinSet::new();
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -60,14 +75,19 @@ pub async fn serve(
 }
 
 async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let caller = match stream.peer_cred() {
-        Ok(cred) => Arc::new(Caller {
-            pid: cred.pid(),
-            uid: cred.uid(),
-            gid: cred.gid(),
-        }),
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
         Err(err) => {
             tracing::warn!(error = %err, "cannot read peer credentials; closing connection");
+            return;
+        }
+    };
+    // Exe, unit, groups and names: /proc (verified through a pidfd) and NSS, which may block.
+    let (pid, uid, gid) = (cred.pid(), cred.uid(), cred.gid());
+    let caller = match tokio::task::spawn_blocking(move || Caller::resolve(pid, uid, gid)).await {
+        Ok(caller) => Arc::new(caller),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot resolve the caller; closing connection");
             return;
         }
     };

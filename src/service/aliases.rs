@@ -146,6 +146,7 @@ impl Kms {
         caller: &Caller,
         request: ListAliasesRequest,
     ) -> Result<ListAliasesResponse, ServiceError> {
+        self.require_admin(caller, "kms:ListAliases")?;
         let limit = int_in_range("Limit", request.limit, 1, 100, 50)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
         let only_key = match &request.key_id {

@@ -2,6 +2,7 @@
 //! GenerateDataKeyWithoutPlaintext and GenerateRandom. None of them touches the disk or
 //! the TPM.
 
+use super::access::Access;
 use super::validate::{
     self, int_in_range, required, required_key_id, MAX_CIPHERTEXT, MAX_PLAINTEXT,
 };
@@ -41,10 +42,10 @@ impl Kms {
             ));
         }
         validate::symmetric_algorithm("EncryptionAlgorithm", &request.encryption_algorithm)?;
-        validate::grant_tokens(&request.grant_tokens)?;
+        self.check_grant_tokens(&request.grant_tokens)?;
         let context = request.encryption_context.unwrap_or_default();
         validate::encryption_context("EncryptionContext", &context)?;
-        let entry = self.usable_key(caller, key_id, "kms:Encrypt")?;
+        let entry = self.usable_key(caller, key_id, "kms:Encrypt", &context)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
@@ -65,7 +66,7 @@ impl Kms {
     ) -> Result<DecryptResponse, ServiceError> {
         let blob = required("CiphertextBlob", &request.ciphertext_blob)?;
         validate::symmetric_algorithm("EncryptionAlgorithm", &request.encryption_algorithm)?;
-        validate::grant_tokens(&request.grant_tokens)?;
+        self.check_grant_tokens(&request.grant_tokens)?;
         let context = request.encryption_context.unwrap_or_default();
         validate::encryption_context("EncryptionContext", &context)?;
         let opened = self.open(
@@ -103,7 +104,7 @@ impl Kms {
             "DestinationEncryptionAlgorithm",
             &request.destination_encryption_algorithm,
         )?;
-        validate::grant_tokens(&request.grant_tokens)?;
+        self.check_grant_tokens(&request.grant_tokens)?;
         let source_context = request.source_encryption_context.unwrap_or_default();
         validate::encryption_context("SourceEncryptionContext", &source_context)?;
         let destination_context = request.destination_encryption_context.unwrap_or_default();
@@ -116,8 +117,13 @@ impl Kms {
             "SourceKeyId",
             "kms:ReEncryptFrom",
         )?;
-        let target =
-            self.usable_key_named(caller, "DestinationKeyId", destination, "kms:ReEncryptTo")?;
+        let target = self.usable_key_named(
+            caller,
+            "DestinationKeyId",
+            destination,
+            "kms:ReEncryptTo",
+            &destination_context,
+        )?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
@@ -185,10 +191,10 @@ impl Kms {
             }
             (None, Some(n)) => int_in_range("NumberOfBytes", Some(n), 1, 1024, 32)? as usize,
         };
-        validate::grant_tokens(&request.grant_tokens)?;
+        self.check_grant_tokens(&request.grant_tokens)?;
         let context = request.encryption_context.unwrap_or_default();
         validate::encryption_context("EncryptionContext", &context)?;
-        let entry = self.usable_key(caller, key_id, action)?;
+        let entry = self.usable_key(caller, key_id, action, &context)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
@@ -204,9 +210,10 @@ impl Kms {
     /// GenerateRandom: NumberOfBytes 1–1024 (API reference, GenerateRandom).
     pub fn generate_random(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         request: GenerateRandomRequest,
     ) -> Result<GenerateRandomResponse, ServiceError> {
+        self.require_admin(caller, "kms:GenerateRandom")?;
         if request.custom_key_store_id.is_some() {
             return Err(ServiceError::UnsupportedOperation(
                 "custom key stores are not supported by kmsd".into(),
@@ -227,8 +234,9 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         action: &str,
+        context: &EncryptionContext,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
-        self.usable_key_named(caller, "KeyId", key_id, action)
+        self.usable_key_named(caller, "KeyId", key_id, action, context)
     }
 
     fn usable_key_named(
@@ -237,9 +245,20 @@ impl Kms {
         field: &str,
         key_id: &str,
         action: &str,
+        context: &EncryptionContext,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
-        let entry = self.resolve(field, key_id)?.entry;
-        self.authorize(caller, &entry, action)?;
+        let resolved = self.resolve(field, key_id)?;
+        let entry = resolved.entry;
+        self.authorize_access(
+            caller,
+            &entry,
+            &Access {
+                action,
+                context: Some(context),
+                request_alias: resolved.alias.as_deref(),
+                ..Default::default()
+            },
+        )?;
         require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
         Ok(entry)
     }
@@ -297,7 +316,12 @@ impl Kms {
             }
         }
         let entry = found.ok_or_else(|| ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into()))?;
-        if self.authorize(caller, &entry, action).is_err() {
+        let access = Access {
+            action,
+            context: Some(context),
+            ..Default::default()
+        };
+        if self.authorize_access(caller, &entry, &access).is_err() {
             return Err(ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into()));
         }
         require_usable(&entry, &self.key_arn(&entry.record.key_id))?;

@@ -35,6 +35,12 @@ pub enum ServiceError {
     Tag(String),
     #[error("{0}")]
     UnsupportedOperation(String),
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    #[error("{0}")]
+    InvalidGrantId(String),
     #[error("the request would have succeeded, but DryRun was set")]
     DryRun,
     /// A fault of the daemon; details are logged, not returned.

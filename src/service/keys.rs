@@ -120,20 +120,28 @@ impl Kms {
                 "custom key stores are not supported by kmsd".into(),
             ));
         }
-        if request.policy.is_some() || request.bypass_policy_lockout_safety_check.is_some() {
-            return Err(ServiceError::UnsupportedOperation(
-                "key policies are not supported yet: a key is usable by its creator's uid and root"
-                    .into(),
-            ));
-        }
+        self.require_admin(caller, "kms:CreateKey")?;
         let description = request.description.unwrap_or_default();
         validate::description(&description)?;
         let tags = request.tags.unwrap_or_default();
         validate_tags(&tags)?;
 
         let key_id = uuid::Uuid::new_v4().to_string();
+        let policy = match request.policy {
+            Some(text) => {
+                self.check_new_policy(
+                    caller,
+                    &key_id,
+                    &text,
+                    request.bypass_policy_lockout_safety_check == Some(true),
+                )?;
+                text
+            }
+            None => crate::policy::default_policy_text(caller.uid),
+        };
         let now = self.now();
         let mut record = KeyRecord::new(key_id.clone(), now, caller.uid, description);
+        record.policy = Some(policy);
         for tag in tags {
             record.tags.insert(tag.tag_key, tag.tag_value);
         }
@@ -146,15 +154,15 @@ impl Kms {
             wrapped,
         };
         self.lock_store().insert_key(&record, &first)?;
-        let entry = self.publish(KeyEntry {
+        let entry = self.publish(KeyEntry::new(
             record,
-            versions: Arc::new(vec![Arc::new(LoadedVersion {
+            Arc::new(vec![Arc::new(LoadedVersion {
                 version: 1,
                 created_ms: now,
                 rotation_type: None,
                 material,
             })]),
-        });
+        ));
         Ok(CreateKeyResponse {
             key_metadata: Some(self.metadata(&entry)),
         })
@@ -166,7 +174,7 @@ impl Kms {
         caller: &Caller,
         request: DescribeKeyRequest,
     ) -> Result<DescribeKeyResponse, ServiceError> {
-        validate::grant_tokens(&request.grant_tokens)?;
+        self.check_grant_tokens(&request.grant_tokens)?;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let resolved = self.resolve("KeyId", key_id)?;
         self.authorize(caller, &resolved.entry, "kms:DescribeKey")?;
@@ -182,6 +190,7 @@ impl Kms {
         caller: &Caller,
         request: ListRequest,
     ) -> Result<ListKeysResponse, ServiceError> {
+        self.require_admin(caller, "kms:ListKeys")?;
         let limit = int_in_range("Limit", request.limit, 1, 1000, 100)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
         let catalog = self.read_catalog();

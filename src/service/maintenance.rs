@@ -41,6 +41,7 @@ impl Kms {
                 let mut catalog = self.write_catalog();
                 catalog.keys.remove(&key_id);
                 catalog.aliases.retain(|_, alias| alias.key_id != key_id);
+                catalog.grants.remove_key(&key_id);
                 drop(catalog);
                 tracing::info!(key_id = %key_id, "deletion window passed: key material and record destroyed");
                 report.deleted.push(key_id);

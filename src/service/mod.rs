@@ -6,15 +6,19 @@
 //! mutex: check against the catalog, commit to disk, then publish to the catalog — so an
 //! acknowledged change is durable, and the catalog never shows an uncommitted one.
 
+mod access;
 mod aliases;
 mod crypto_ops;
 mod error;
+mod grants;
 mod keys;
 mod maintenance;
+mod policy_ops;
 mod rotation;
 mod tags;
 mod validate;
 
+pub use access::{AccessSettings, MAX_GRANTS_PER_KEY};
 pub use error::ServiceError;
 
 use crate::clock::{Clock, UnixMillis};
@@ -32,6 +36,8 @@ pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
 pub struct ServiceSettings {
     pub region: String,
     pub account_id: String,
+    /// Who may call the daemon-level operations.
+    pub access: AccessSettings,
 }
 
 /// One unwrapped material version.
@@ -49,14 +55,32 @@ pub(crate) struct KeyEntry {
     pub record: KeyRecord,
     /// Ordered by version, starting at 1, without gaps.
     pub versions: Arc<Vec<Arc<LoadedVersion>>>,
+    /// The key policy, parsed on first use (None when the stored text does not parse).
+    /// A change of policy publishes a new entry, so the cache never goes stale.
+    parsed_policy: std::sync::OnceLock<Option<Arc<crate::policy::PolicyDocument>>>,
 }
 
 impl KeyEntry {
-    fn with_record(&self, record: KeyRecord) -> KeyEntry {
+    pub(crate) fn new(record: KeyRecord, versions: Arc<Vec<Arc<LoadedVersion>>>) -> KeyEntry {
         KeyEntry {
             record,
-            versions: Arc::clone(&self.versions),
+            versions,
+            parsed_policy: std::sync::OnceLock::new(),
         }
+    }
+
+    fn with_record(&self, record: KeyRecord) -> KeyEntry {
+        KeyEntry::new(record, Arc::clone(&self.versions))
+    }
+
+    /// The parsed policy, parsing `text` only the first time.
+    pub(crate) fn policy_with(
+        &self,
+        text: impl FnOnce() -> String,
+    ) -> Option<Arc<crate::policy::PolicyDocument>> {
+        self.parsed_policy
+            .get_or_init(|| crate::policy::parse(&text()).ok().map(Arc::new))
+            .clone()
     }
 
     fn latest(&self) -> Option<&Arc<LoadedVersion>> {
@@ -73,6 +97,7 @@ impl KeyEntry {
 pub(crate) struct Catalog {
     pub keys: HashMap<String, Arc<KeyEntry>>,
     pub aliases: BTreeMap<String, AliasRecord>,
+    pub grants: access::GrantIndex,
 }
 
 /// The service: every operation goes through one of its methods.
@@ -131,15 +156,13 @@ impl Kms {
                 .collect::<Result<Vec<_>, _>>()?;
             catalog.keys.insert(
                 record.key_id.clone(),
-                Arc::new(KeyEntry {
-                    record,
-                    versions: Arc::new(loaded),
-                }),
+                Arc::new(KeyEntry::new(record, Arc::new(loaded))),
             );
         }
         for alias in snapshot.aliases {
             catalog.aliases.insert(alias.name.clone(), alias);
         }
+        catalog.grants = access::GrantIndex::from_records(store.load_grants()?);
         Ok(Kms {
             store: Mutex::new(store),
             catalog: RwLock::new(catalog),
@@ -300,22 +323,16 @@ impl Kms {
             .collect()
     }
 
-    /// Whether `caller` may perform `action` on the key. Until key policies exist, the
-    /// creator's uid and root may do everything with a key and nobody else anything.
+    /// Whether `caller` may perform `action` on the key: the key policy and the key's
+    /// grants decide (see `access`); root may do everything.
     pub(crate) fn authorize(
         &self,
         caller: &Caller,
         entry: &KeyEntry,
         action: &str,
     ) -> Result<(), ServiceError> {
-        if caller.is_root() || caller.uid == entry.record.owner_uid {
-            Ok(())
-        } else {
-            Err(ServiceError::AccessDenied(format!(
-                "{caller} is not authorized to perform {action} on key {}",
-                self.key_arn(&entry.record.key_id)
-            )))
-        }
+        self.authorize_access(caller, entry, &access::Access::new(action))
+            .map(|_| ())
     }
 
     /// Whether a key list entry is visible to the caller.
@@ -400,10 +417,7 @@ impl Kms {
             rotation_type: Some(rotation_type),
             material,
         }));
-        Ok(self.publish(KeyEntry {
-            record,
-            versions: Arc::new(versions),
-        }))
+        Ok(self.publish(KeyEntry::new(record, Arc::new(versions))))
     }
 }
 

@@ -70,8 +70,8 @@ pub fn symmetric_algorithm(field: &str, value: &Option<String>) -> Result<(), Se
     }
 }
 
-/// GrantTokens: at most 10, each 1–8192 characters. Grants are accepted but none exist
-/// until the grants feature lands, so tokens grant nothing.
+/// GrantTokens: at most 10, each 1–8192 characters (whether each names a live grant is
+/// checked by `Kms::check_grant_tokens`).
 pub fn grant_tokens(value: &Option<Vec<String>>) -> Result<(), ServiceError> {
     let Some(tokens) = value else { return Ok(()) };
     if tokens.len() > MAX_GRANT_TOKENS {

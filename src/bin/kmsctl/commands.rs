@@ -2,6 +2,8 @@
 //! subcommand the operation it calls and the request it sends. Options are the kebab-case
 //! spelling of the AWS request fields (`--pending-window-in-days` is `PendingWindowInDays`).
 
+mod policy;
+
 use crate::params::{Inputs, ParamError};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
@@ -113,6 +115,8 @@ pub enum KmsCommand {
     /// Lists a key's completed rotations (ListKeyRotations); all pages unless --limit or
     /// --marker.
     ListKeyRotations(KeyListArgs),
+    #[command(flatten)]
+    Policy(policy::PolicyCommand),
 }
 
 impl KmsCommand {
@@ -266,6 +270,7 @@ impl KmsCommand {
             C::GetKeyRotationStatus(a) => a.call("GetKeyRotationStatus"),
             C::RotateKeyOnDemand(a) => a.call("RotateKeyOnDemand"),
             C::ListKeyRotations(a) => a.apply("ListKeyRotations", "Rotations"),
+            C::Policy(p) => p.call(inputs)?,
         })
     }
 }

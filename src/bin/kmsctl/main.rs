@@ -61,9 +61,10 @@ struct GlobalArgs {
     /// kmsd's Unix socket (an empty value means the default).
     #[arg(long, global = true, env = SOCKET_ENV, default_value = DEFAULT_SOCKET, value_name = "PATH")]
     socket: OsString,
-    /// json: the response as kmsd sent it; text: aws cli's tab-separated layout.
-    #[arg(long, global = true, value_enum, default_value_t)]
-    output: OutputFormat,
+    /// json (default): the response as kmsd sent it; text: aws cli's tab-separated
+    /// layout; table: `kmsctl usage` only (its default).
+    #[arg(long, global = true, value_enum)]
+    output: Option<OutputFormat>,
     /// Show part of the response: a field (Plaintext), a path (KeyMetadata.KeyId), an index
     /// (Keys[0]) or a projection (Keys[].KeyId). With --output text, strings print bare.
     #[arg(long, global = true, value_name = "EXPRESSION")]
@@ -87,11 +88,22 @@ enum Command {
     /// The request is JSON text, file://PATH, or read from stdin when absent or `-` (an
     /// empty stdin, or a terminal, sends {}). The response is shown as for any subcommand.
     Raw(RawArgs),
+    /// kmsd extension: requests and estimated cost per key for a month, plus host totals
+    /// (`--output table`, the default, or `--output json`).
+    Usage(UsageArgs),
     /// The audit trail: `audit verify` proves it intact, `audit query` shows who used a key.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    // Subcommands to come (`usage`) are variants here with their own Args struct,
-    // and an arm in `run`.
+}
+
+#[derive(Debug, Args)]
+struct UsageArgs {
+    /// The billing month (UTC), YYYY-MM; default: the current month.
+    #[arg(long, value_name = "YYYY-MM")]
+    month: Option<String>,
+    /// Only this key (key id); the totals stay the host's.
+    #[arg(long, value_name = "KEY_ID")]
+    key_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -206,17 +218,46 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
     let call = match &cli.command {
         Command::Kms(command) => command.call(&mut inputs)?,
         Command::Raw(raw) => raw.call(&mut inputs, stdin_is_terminal)?,
+        Command::Usage(args) => return usage(&cli.global, args).await,
         Command::Audit(command) => {
-            return audit::run(command, &socket_path(&cli.global.socket), cli.global.output).await
+            return audit::run(
+                command,
+                &socket_path(&cli.global.socket),
+                cli.global.output.unwrap_or_default(),
+            )
+            .await
         }
     };
+    let format = cli.global.output.unwrap_or_default();
     let client = Client::new(socket_path(&cli.global.socket));
     let response = send(&client, call, !cli.global.no_paginate).await?;
     let shown = match &query {
         Some(query) => query.apply(&response),
         None => response,
     };
-    write_stdout(&render(&shown, cli.global.output))
+    write_stdout(&render(&shown, format))
+}
+
+/// `kmsctl usage`: the logic lives in `kmsd::metering::report`.
+async fn usage(global: &GlobalArgs, args: &UsageArgs) -> Result<(), Failure> {
+    use kmsd::metering::{report, Month, USAGE_OPERATION};
+    if let Some(month) = args.month.as_deref() {
+        if Month::parse(month).is_none() {
+            return Err(ParamError::new("--month", format!("'{month}' is not YYYY-MM")).into());
+        }
+    }
+    let client = Client::new(socket_path(&global.socket));
+    let usage = report::fetch(&client, args.month.as_deref(), args.key_id.as_deref())
+        .await
+        .map_err(|err| Failure::from_client(USAGE_OPERATION, err))?;
+    let text = match global.output {
+        None | Some(OutputFormat::Table) => report::render_table(&usage),
+        Some(OutputFormat::Json) => report::to_json(&usage),
+        Some(OutputFormat::Text) => {
+            return Err(ParamError::new("--output", "usage prints table or json").into())
+        }
+    };
+    write_stdout(&text)
 }
 
 /// The socket to use; an empty `--socket` or `KMSD_SOCKET` means the default.
@@ -320,7 +361,8 @@ mod tests {
         }
         for sub in cli.get_subcommands() {
             let name = sub.get_name();
-            if name == "raw" || name == "help" || name == "audit" {
+            // raw, help, and kmsd extensions (usage, audit)
+            if ["raw", "help", "usage", "audit"].contains(&name) {
                 continue;
             }
             assert!(
@@ -338,6 +380,7 @@ mod tests {
         let call = match &cli.command {
             Command::Kms(command) => command.call(&mut inputs),
             Command::Raw(raw) => raw.call(&mut inputs, false),
+            Command::Usage(_) => Err(ParamError::new("usage", "not a plain call")),
             Command::Audit(_) => return Err("audit sends no kms call".into()),
         }
         .map_err(|e| e.to_string())?;
@@ -668,7 +711,7 @@ mod tests {
             b"",
         )
         .unwrap();
-        assert_eq!(cli.global.output, OutputFormat::Text);
+        assert_eq!(cli.global.output, Some(OutputFormat::Text));
         assert_eq!(cli.global.query.as_deref(), Some("Keys[].KeyId"));
         assert_eq!(socket_path(&cli.global.socket), PathBuf::from("/s"));
         assert_eq!(socket_path(OsStr::new("")), PathBuf::from(DEFAULT_SOCKET));

@@ -1,0 +1,460 @@
+//! The cost model: KMS-style list prices (`[pricing]` in the config), which requests are
+//! billed in which price class, and the month-to-date and projected cost of a key and of
+//! the host. Pure functions, table-tested below.
+
+use super::month::Month;
+use crate::clock::UnixMillis;
+use serde::{Deserialize, Serialize};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The `[pricing]` table. Defaults are AWS KMS list prices in USD (see `prices_as_of`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pricing {
+    /// Price of one key for a whole month, prorated hourly.
+    pub key_month_usd: f64,
+    /// Added per month for each billed rotation (prorated hourly).
+    pub rotation_month_usd: f64,
+    /// Rotations beyond this many add nothing (AWS: the first and second rotation are billed).
+    pub max_billed_rotations: u32,
+    /// Price of 10,000 symmetric and management requests.
+    pub symmetric_usd_per_10k_requests: f64,
+    /// Requests per month that are free, host-wide.
+    pub free_tier_requests: u64,
+    /// When the defaults were taken from AWS's price list (informational).
+    pub prices_as_of: String,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Pricing {
+            key_month_usd: 1.0,
+            rotation_month_usd: 1.0,
+            max_billed_rotations: 2,
+            symmetric_usd_per_10k_requests: 0.03,
+            free_tier_requests: 20_000,
+            prices_as_of: "2025-01-15".to_string(),
+        }
+    }
+}
+
+impl Pricing {
+    /// Checks that every price is a finite, non-negative number; returns the bad field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let prices = [
+            ("pricing.key_month_usd", self.key_month_usd),
+            ("pricing.rotation_month_usd", self.rotation_month_usd),
+            (
+                "pricing.symmetric_usd_per_10k_requests",
+                self.symmetric_usd_per_10k_requests,
+            ),
+        ];
+        for (field, value) in prices {
+            if !value.is_finite() || value < 0.0 {
+                return Err((field, value.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn per_request_usd(&self) -> f64 {
+        self.symmetric_usd_per_10k_requests / 10_000.0
+    }
+
+    /// Extra material versions that are billed, for a key with `versions` versions.
+    pub fn billed_rotations(&self, versions: u32) -> u32 {
+        versions.saturating_sub(1).min(self.max_billed_rotations)
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    /// Rejected because of the request (4xx other than AccessDenied).
+    ClientError,
+    /// AccessDeniedException.
+    Denied,
+    /// 5xx.
+    ServerError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::ClientError,
+        Outcome::Denied,
+        Outcome::ServerError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::Denied => "denied",
+            Outcome::ServerError => "server_error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+
+    /// Classifies a finished request from its HTTP status and exception name.
+    pub fn classify(status: Option<u16>, exception: Option<&str>) -> Outcome {
+        match (status, exception) {
+            (None, _) => Outcome::Success,
+            (Some(status), _) if status >= 500 => Outcome::ServerError,
+            (_, Some("AccessDeniedException")) => Outcome::Denied,
+            _ => Outcome::ClientError,
+        }
+    }
+}
+
+/// The price class of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceClass {
+    /// Symmetric cryptographic and key-management requests ($0.03 per 10,000).
+    Symmetric,
+    /// Not an AWS KMS request (kmsd extensions, unknown operations): counted, never priced.
+    Unpriced,
+}
+
+impl PriceClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceClass::Symmetric => "symmetric",
+            PriceClass::Unpriced => "unpriced",
+        }
+    }
+
+    /// Every AWS operation kmsd serves is priced as a symmetric request: kmsd keys are
+    /// all SYMMETRIC_DEFAULT, and AWS prices management calls (CreateKey, DescribeKey,
+    /// ListKeys, ...) and GenerateRandom at the symmetric request rate.
+    pub fn of(operation: &str) -> PriceClass {
+        if crate::server::http::OPERATIONS.contains(&operation) {
+            PriceClass::Symmetric
+        } else {
+            PriceClass::Unpriced
+        }
+    }
+}
+
+/// Whether a request with this class and outcome is billed: successful priced requests only.
+pub fn is_billable(class: PriceClass, outcome: Outcome) -> bool {
+    class == PriceClass::Symmetric && outcome == Outcome::Success
+}
+
+/// What one key used in one month (the ledger's view).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KeyUsage {
+    /// Milliseconds the key existed and was not pending deletion (Enabled or Disabled).
+    pub billable_ms: i64,
+    /// Sum over time of billed rotations (0 to max) × milliseconds.
+    pub rotation_ms: i64,
+    /// Billable (successful, priced) requests.
+    pub billable_requests: u64,
+}
+
+/// How a key is billed from now on (for projections).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyRate {
+    /// Enabled or Disabled now (a key pending deletion or destroyed is not billed).
+    pub billed: bool,
+    /// Rotations billed now (0 to max).
+    pub billed_rotations: u32,
+}
+
+/// A cost split by component, in USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyCost {
+    pub storage: f64,
+    pub rotation: f64,
+    pub requests: f64,
+    pub total: f64,
+}
+
+impl KeyCost {
+    fn new(storage: f64, rotation: f64, requests: f64) -> KeyCost {
+        KeyCost {
+            storage,
+            rotation,
+            requests,
+            total: storage + rotation + requests,
+        }
+    }
+}
+
+/// Month-to-date cost of a key (gross: the free tier applies to the host only).
+pub fn key_cost(pricing: &Pricing, month: Month, usage: &KeyUsage) -> KeyCost {
+    let month_ms = month.len_ms() as f64;
+    KeyCost::new(
+        usage.billable_ms as f64 / month_ms * pricing.key_month_usd,
+        usage.rotation_ms as f64 / month_ms * pricing.rotation_month_usd,
+        usage.billable_requests as f64 * pricing.per_request_usd(),
+    )
+}
+
+/// The factor by which the month's requests so far are scaled to a whole month: month
+/// length / elapsed time (elapsed counted as at least one hour, so the first minutes of a
+/// month do not explode the projection); 1 once the month is over.
+pub fn request_projection_factor(month: Month, now: UnixMillis) -> f64 {
+    if now >= month.end_ms() {
+        return 1.0;
+    }
+    let elapsed = (now - month.start_ms()).max(HOUR_MS);
+    month.len_ms() as f64 / elapsed as f64
+}
+
+/// Projected end-of-month cost of a key: what it used so far, plus the rest of the month at
+/// its current rate (`rate`), plus requests at the month's rate so far.
+pub fn projected_key_cost(
+    pricing: &Pricing,
+    month: Month,
+    now: UnixMillis,
+    usage: &KeyUsage,
+    rate: KeyRate,
+) -> KeyCost {
+    let remaining = (month.end_ms() - now.max(month.start_ms())).max(0);
+    let mut projected = *usage;
+    if rate.billed {
+        projected.billable_ms += remaining;
+        projected.rotation_ms += remaining * i64::from(rate.billed_rotations);
+    }
+    let mut cost = key_cost(pricing, month, &projected);
+    cost.requests *= request_projection_factor(month, now);
+    cost.total = cost.storage + cost.rotation + cost.requests;
+    cost
+}
+
+/// The host's bill: gross components, the free-tier credit, and the net.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostCost {
+    pub storage: f64,
+    pub rotation: f64,
+    /// Requests before the free tier.
+    pub requests_gross: f64,
+    /// Value of the free requests (≤ requests_gross), as a positive number.
+    pub free_tier_credit: f64,
+    pub net: f64,
+}
+
+/// Sums per-key costs and applies the free tier to the host's billable requests.
+pub fn host_cost(pricing: &Pricing, keys: &[KeyCost], billable_requests: f64) -> HostCost {
+    let storage: f64 = keys.iter().map(|k| k.storage).sum();
+    let rotation: f64 = keys.iter().map(|k| k.rotation).sum();
+    let requests_gross = billable_requests * pricing.per_request_usd();
+    let free_tier_credit =
+        billable_requests.min(pricing.free_tier_requests as f64) * pricing.per_request_usd();
+    HostCost {
+        storage,
+        rotation,
+        requests_gross,
+        free_tier_credit,
+        net: storage + rotation + requests_gross - free_tier_credit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn outcomes_are_classified() {
+        let cases = [
+            (None, None, Outcome::Success),
+            (Some(400), Some("ValidationException"), Outcome::ClientError),
+            (Some(400), Some("AccessDeniedException"), Outcome::Denied),
+            (
+                Some(500),
+                Some("KMSInternalException"),
+                Outcome::ServerError,
+            ),
+            (
+                Some(405),
+                Some("UnknownOperationException"),
+                Outcome::ClientError,
+            ),
+            (
+                Some(413),
+                Some("RequestEntityTooLargeException"),
+                Outcome::ClientError,
+            ),
+        ];
+        for (status, exception, want) in cases {
+            assert_eq!(Outcome::classify(status, exception), want, "{exception:?}");
+            assert_eq!(Outcome::parse(want.as_str()), Some(want));
+        }
+    }
+
+    #[test]
+    fn price_classes() {
+        for op in [
+            "Encrypt",
+            "CreateKey",
+            "DescribeKey",
+            "ListKeys",
+            "GenerateRandom",
+        ] {
+            assert_eq!(PriceClass::of(op), PriceClass::Symmetric, "{op}");
+        }
+        for op in ["KmsdGetUsage", "", "unknown"] {
+            assert_eq!(PriceClass::of(op), PriceClass::Unpriced, "{op}");
+        }
+        assert!(is_billable(PriceClass::Symmetric, Outcome::Success));
+        assert!(!is_billable(PriceClass::Symmetric, Outcome::Denied));
+        assert!(!is_billable(PriceClass::Unpriced, Outcome::Success));
+    }
+
+    #[test]
+    fn key_costs_follow_the_formula() {
+        let p = Pricing::default();
+        let june = Month::parse("2025-06").unwrap(); // 30 days = 720 h
+        let feb = Month::parse("2025-02").unwrap(); // 28 days = 672 h
+        let h = HOUR_MS;
+        // (month, billable hours, rotation-hours, requests, storage, rotation, requests $)
+        let cases = [
+            // a whole month is exactly the monthly price
+            (june, 720, 0, 0, 1.0, 0.0, 0.0),
+            // hourly proration
+            (june, 36, 0, 0, 36.0 / 720.0, 0.0, 0.0),
+            (feb, 36, 0, 0, 36.0 / 672.0, 0.0, 0.0),
+            // two billed rotations for the whole month: +$2
+            (june, 720, 2 * 720, 0, 1.0, 2.0, 0.0),
+            // requests: $0.03 per 10,000 (gross per key)
+            (june, 0, 0, 10_000, 0.0, 0.0, 0.03),
+            (june, 0, 0, 1, 0.0, 0.0, 0.000003),
+        ];
+        for (month, hours, rot_hours, requests, storage, rotation, req) in cases {
+            let cost = key_cost(
+                &p,
+                month,
+                &KeyUsage {
+                    billable_ms: hours * h,
+                    rotation_ms: rot_hours * h,
+                    billable_requests: requests,
+                },
+            );
+            assert!(close(cost.storage, storage), "{month} {hours}: {cost:?}");
+            assert!(close(cost.rotation, rotation), "{cost:?}");
+            assert!(close(cost.requests, req), "{cost:?}");
+            assert!(close(cost.total, storage + rotation + req), "{cost:?}");
+        }
+    }
+
+    #[test]
+    fn rotation_charge_is_capped_at_the_second_rotation() {
+        let p = Pricing::default();
+        let cases = [(1, 0), (2, 1), (3, 2), (4, 2), (26, 2)];
+        for (versions, billed) in cases {
+            assert_eq!(p.billed_rotations(versions), billed, "{versions}");
+        }
+        let p = Pricing {
+            max_billed_rotations: 0,
+            ..Pricing::default()
+        };
+        assert_eq!(p.billed_rotations(5), 0);
+    }
+
+    #[test]
+    fn projections() {
+        let p = Pricing::default();
+        let june = Month::parse("2025-06").unwrap();
+        let h = HOUR_MS;
+        let day10 = june.start_ms() + 240 * h; // a third of the month
+        let usage = KeyUsage {
+            billable_ms: 240 * h,
+            rotation_ms: 0,
+            billable_requests: 30_000,
+        };
+        // (now, rate, storage, rotation, requests)
+        let cases = [
+            // enabled key: whole month of storage; requests ×3
+            (
+                day10,
+                KeyRate {
+                    billed: true,
+                    billed_rotations: 0,
+                },
+                1.0,
+                0.0,
+                0.27,
+            ),
+            // rotated once now: the rest of the month adds 480 h of one rotation
+            (
+                day10,
+                KeyRate {
+                    billed: true,
+                    billed_rotations: 1,
+                },
+                1.0,
+                480.0 / 720.0,
+                0.27,
+            ),
+            // pending deletion: no more storage
+            (day10, KeyRate::default(), 240.0 / 720.0, 0.0, 0.27),
+            // month over: projection = month-to-date
+            (
+                june.end_ms() + h,
+                KeyRate {
+                    billed: true,
+                    billed_rotations: 2,
+                },
+                240.0 / 720.0,
+                0.0,
+                0.09,
+            ),
+        ];
+        for (now, rate, storage, rotation, requests) in cases {
+            let cost = projected_key_cost(&p, june, now, &usage, rate);
+            assert!(close(cost.storage, storage), "{rate:?} {cost:?}");
+            assert!(close(cost.rotation, rotation), "{rate:?} {cost:?}");
+            assert!(close(cost.requests, requests), "{rate:?} {cost:?}");
+        }
+        // the first minutes of a month count as one hour
+        assert!(close(
+            request_projection_factor(june, june.start_ms() + 1000),
+            720.0
+        ));
+    }
+
+    #[test]
+    fn free_tier_applies_to_the_host_total() {
+        let p = Pricing::default();
+        let keys = [KeyCost::new(1.0, 0.0, 0.045), KeyCost::new(0.5, 1.0, 0.03)];
+        // (billable requests, credit, net)
+        let cases = [
+            (0.0, 0.0, 2.5),
+            (15_000.0, 0.045, 2.5),
+            (20_000.0, 0.06, 2.5),
+            (25_000.0, 0.06, 2.5 + 0.015),
+        ];
+        for (requests, credit, net) in cases {
+            let host = host_cost(&p, &keys, requests);
+            assert!(close(host.storage, 1.5));
+            assert!(close(host.rotation, 1.0));
+            assert!(close(host.requests_gross, requests * 0.000003), "{host:?}");
+            assert!(close(host.free_tier_credit, credit), "{requests}: {host:?}");
+            assert!(close(host.net, net), "{requests}: {host:?}");
+        }
+    }
+
+    #[test]
+    fn pricing_validation_names_the_field() {
+        let bad = Pricing {
+            key_month_usd: -1.0,
+            ..Pricing::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "pricing.key_month_usd");
+        assert!(Pricing::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,304 @@
+//! Prometheus exposition: the metric families (documented in docs/metering.md), rendered
+//! in the text format for `GET /metrics` on the Unix socket and on `metrics_listen`, and
+//! the small HTTP server behind `metrics_listen`.
+
+use super::{Metering, MeteringError};
+use crate::keystore::KeyState;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const KEY_STATES: [KeyState; 3] = [
+    KeyState::Enabled,
+    KeyState::Disabled,
+    KeyState::PendingDeletion,
+];
+
+fn metrics_err(err: prometheus::Error) -> MeteringError {
+    MeteringError::Metrics(err.to_string())
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MeteringError> {
+    IntCounterVec::new(Opts::new(name, help), labels).map_err(metrics_err)
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, MeteringError> {
+    GaugeVec::new(Opts::new(name, help), labels).map_err(metrics_err)
+}
+
+impl Metering {
+    /// Every metric family, in the Prometheus text format.
+    pub fn render_metrics(&self) -> Result<Vec<u8>, MeteringError> {
+        let mut families = self.registry.gather();
+        families.extend(
+            self.dynamic_families()?
+                .into_iter()
+                .filter(|family| !family.get_metric().is_empty()),
+        );
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .map_err(metrics_err)?;
+        Ok(out)
+    }
+
+    fn dynamic_families(&self) -> Result<Vec<MetricFamily>, MeteringError> {
+        let report = self.live_report();
+        // Key states now (the sampler's may be up to a second old).
+        let summaries = self.kms.key_summaries();
+        let mut families = Vec::new();
+
+        let requests = counter_vec(
+            "kmsd_requests_total",
+            "Requests this billing month (UTC), by key, operation and outcome; resets when a month starts.",
+            &["key_id", "operation", "outcome"],
+        )?;
+        for key in &report.keys {
+            for (operation, outcomes) in &key.requests.by_operation {
+                for (outcome, count) in outcomes {
+                    requests
+                        .with_label_values(&[&key.key_id, operation, outcome])
+                        .inc_by(*count);
+                }
+            }
+        }
+        families.extend(requests.collect());
+
+        let keys = IntGaugeVec::new(
+            Opts::new("kmsd_keys", "Keys by state and key spec."),
+            &["state", "key_spec"],
+        )
+        .map_err(metrics_err)?;
+        let specs: BTreeSet<&str> = summaries
+            .iter()
+            .map(|k| k.key_spec.as_str())
+            .chain(["SYMMETRIC_DEFAULT"])
+            .collect();
+        for state in KEY_STATES {
+            for spec in &specs {
+                keys.with_label_values(&[state.as_str(), spec]);
+            }
+        }
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "kmsd_key_info",
+                "Always 1: one series per existing key, to join key ids with their first alias, spec and state.",
+            ),
+            &["key_id", "alias", "key_spec", "state"],
+        )
+        .map_err(metrics_err)?;
+        for key in &summaries {
+            keys.with_label_values(&[key.state.as_str(), &key.key_spec])
+                .inc();
+            let alias = key.aliases.iter().min().map(String::as_str).unwrap_or("");
+            info.with_label_values(&[&key.key_id, alias, &key.key_spec, key.state.as_str()])
+                .set(1);
+        }
+        families.extend(keys.collect());
+        families.extend(info.collect());
+
+        let mtd = gauge_vec(
+            "kmsd_cost_month_to_date_usd",
+            "Estimated gross cost of a key this billing month in USD, by component (storage, rotation, requests).",
+            &["key_id", "component"],
+        )?;
+        let projected = gauge_vec(
+            "kmsd_cost_projected_usd",
+            "Projected gross cost of a key for the whole billing month in USD, by component.",
+            &["key_id", "component"],
+        )?;
+        for key in &report.keys {
+            for (gauge, cost) in [(&mtd, &key.month_to_date), (&projected, &key.projected)] {
+                for (component, value) in [
+                    ("storage", cost.storage),
+                    ("rotation", cost.rotation),
+                    ("requests", cost.requests),
+                ] {
+                    gauge
+                        .with_label_values(&[&key.key_id, component])
+                        .set(value);
+                }
+            }
+        }
+        families.extend(mtd.collect());
+        families.extend(projected.collect());
+
+        let host_mtd = gauge_vec(
+            "kmsd_host_cost_month_to_date_usd",
+            "Estimated bill of this host this billing month in USD by component; free_tier_credit is negative, so the sum over components is the net bill.",
+            &["component"],
+        )?;
+        let host_projected = gauge_vec(
+            "kmsd_host_cost_projected_usd",
+            "Projected bill of this host for the whole billing month in USD by component; the sum over components is the net bill.",
+            &["component"],
+        )?;
+        for (gauge, cost) in [
+            (&host_mtd, &report.totals.month_to_date),
+            (&host_projected, &report.totals.projected),
+        ] {
+            for (component, value) in [
+                ("storage", cost.storage),
+                ("rotation", cost.rotation),
+                ("requests", cost.requests_gross),
+                ("free_tier_credit", -cost.free_tier_credit),
+            ] {
+                gauge.with_label_values(&[component]).set(value);
+            }
+        }
+        families.extend(host_mtd.collect());
+        families.extend(host_projected.collect());
+
+        let billable = prometheus::IntGauge::new(
+            "kmsd_billable_requests_month_to_date",
+            "Billable requests of this host this billing month (before the free tier).",
+        )
+        .map_err(metrics_err)?;
+        billable.set(report.totals.requests.billable as i64);
+        families.extend(billable.collect());
+
+        if let Some(stats) = self.tpm_stats() {
+            let up = prometheus::IntGauge::new(
+                "kmsd_tpm_up",
+                "1 if the TPM answered the last command or ping (pinged every 15 s), else 0.",
+            )
+            .map_err(metrics_err)?;
+            up.set(i64::from(stats.up));
+            families.extend(up.collect());
+            let commands = prometheus::IntCounter::new(
+                "kmsd_tpm_commands_total",
+                "Commands sent to the TPM thread since kmsd started.",
+            )
+            .map_err(metrics_err)?;
+            commands.inc_by(stats.commands_total);
+            families.extend(commands.collect());
+            let errors = prometheus::IntCounter::new(
+                "kmsd_tpm_errors_total",
+                "TPM commands that failed since kmsd started.",
+            )
+            .map_err(metrics_err)?;
+            errors.inc_by(stats.errors_total);
+            families.extend(errors.collect());
+            if let Some(last) = stats.last_unseal_unix {
+                let unseal = prometheus::Gauge::new(
+                    "kmsd_tpm_last_unseal_timestamp_seconds",
+                    "Unix time of the last successful unseal of the root key.",
+                )
+                .map_err(metrics_err)?;
+                unseal.set(last as f64);
+                families.extend(unseal.collect());
+            }
+        }
+
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "kmsd_build_info",
+                "Always 1; the labels name the kmsd build.",
+            ),
+            &["version"],
+        )
+        .map_err(metrics_err)?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        families.extend(build.collect());
+        Ok(families)
+    }
+}
+
+/// The `GET /metrics` answer (200 with the text format, or 500 naming the failure).
+pub fn metrics_response(metering: &Metering) -> Response<Full<Bytes>> {
+    match metering.render_metrics() {
+        Ok(body) => {
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(prometheus::TEXT_FORMAT),
+            );
+            response
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot render metrics");
+            let mut response = Response::new(Full::new(Bytes::from(format!("{err}\n"))));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// Binds `metrics_listen` (e.g. "127.0.0.1:9745").
+pub async fn bind_metrics(addr: &str) -> Result<TcpListener, MeteringError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MeteringError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Serves `GET /metrics` (404 elsewhere, 405 for other methods) until `stop` turns true.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metering: Arc<Metering>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let metering = Arc::clone(&metering);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<_>| {
+                let metering = Arc::clone(&metering);
+                async move {
+                    Ok::<_, Infallible>(match (request.method(), request.uri().path()) {
+                        (&Method::GET, "/metrics") => {
+                            tokio::task::spawn_blocking(move || metrics_response(&metering))
+                                .await
+                                .unwrap_or_else(|_| {
+                                    plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics failed\n")
+                                })
+                        }
+                        (&Method::GET, _) => plain(StatusCode::NOT_FOUND, "try /metrics\n"),
+                        _ => plain(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics only\n"),
+                    })
+                }
+            });
+            let result = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "metrics connection ended with an error");
+            }
+        });
+    }
+}

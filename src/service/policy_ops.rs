@@ -1,0 +1,116 @@
+//! Key policy operations: PutKeyPolicy, GetKeyPolicy, ListKeyPolicies, and the checks a
+//! new policy must pass (size, syntax, lockout safety) shared with CreateKey.
+
+use super::validate::{self, required_key_id};
+use super::{require_not_pending_deletion, Kms, ServiceError};
+use crate::api::*;
+use crate::identity::Caller;
+use crate::policy::{self, Decision, MAX_POLICY_BYTES};
+
+/// The only policy name a key has.
+const POLICY_NAME: &str = "default";
+
+impl Kms {
+    /// Checks a policy document before it is attached to key `key_id`: at most 32 KB,
+    /// well-formed, and (unless bypassed) still letting the caller change the policy later.
+    pub(crate) fn check_new_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        text: &str,
+        bypass_lockout_check: bool,
+    ) -> Result<(), ServiceError> {
+        if text.is_empty() || text.len() > MAX_POLICY_BYTES {
+            return Err(super::error::invalid(
+                "Policy",
+                format!("<{} bytes>", text.len()),
+                "Member must have length between 1 and 32768",
+            ));
+        }
+        let document = policy::parse(text)
+            .map_err(|err| ServiceError::MalformedPolicyDocument(err.to_string()))?;
+        if bypass_lockout_check {
+            return Ok(());
+        }
+        let arn = self.key_arn(key_id);
+        let request = policy::Request {
+            action: "kms:PutKeyPolicy",
+            resource: &arn,
+            key_spec: "SYMMETRIC_DEFAULT",
+            ..Default::default()
+        };
+        if policy::evaluate(&document, caller, &request) != Decision::Allow {
+            return Err(ServiceError::MalformedPolicyDocument(format!(
+                "The new key policy will not allow you ({caller}) to update the key policy in the future (lockout safety check). Allow kms:PutKeyPolicy for yourself, or set BypassPolicyLockoutSafetyCheck"
+            )));
+        }
+        Ok(())
+    }
+
+    /// PutKeyPolicy.
+    pub fn put_key_policy(
+        &self,
+        caller: &Caller,
+        request: PutKeyPolicyRequest,
+    ) -> Result<EmptyResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        check_policy_name(request.policy_name.as_deref())?;
+        let text = validate::required("Policy", &request.policy)?;
+        let mut store = self.lock_store();
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:PutKeyPolicy")?;
+        require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
+        self.check_new_policy(
+            caller,
+            &entry.record.key_id,
+            text,
+            request.bypass_policy_lockout_safety_check == Some(true),
+        )?;
+        let mut record = entry.record.clone();
+        record.policy = Some(text.clone());
+        store.update_key(&record)?;
+        self.publish(entry.with_record(record));
+        Ok(EmptyResponse {})
+    }
+
+    /// GetKeyPolicy: the document as it was given.
+    pub fn get_key_policy(
+        &self,
+        caller: &Caller,
+        request: GetKeyPolicyRequest,
+    ) -> Result<GetKeyPolicyResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        check_policy_name(request.policy_name.as_deref())?;
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:GetKeyPolicy")?;
+        Ok(GetKeyPolicyResponse {
+            policy: self.key_policy_text(&entry),
+            policy_name: POLICY_NAME.into(),
+        })
+    }
+
+    /// ListKeyPolicies: always `["default"]`.
+    pub fn list_key_policies(
+        &self,
+        caller: &Caller,
+        request: ListKeyPoliciesRequest,
+    ) -> Result<ListKeyPoliciesResponse, ServiceError> {
+        let key_id = required_key_id("KeyId", &request.key_id)?;
+        validate::int_in_range("Limit", request.limit, 1, 1000, 100)?;
+        let entry = self.resolve("KeyId", key_id)?.entry;
+        self.authorize(caller, &entry, "kms:ListKeyPolicies")?;
+        Ok(ListKeyPoliciesResponse {
+            policy_names: vec![POLICY_NAME.into()],
+            truncated: false,
+        })
+    }
+}
+
+fn check_policy_name(name: Option<&str>) -> Result<(), ServiceError> {
+    match name {
+        None | Some(POLICY_NAME) => Ok(()),
+        Some(other) => Err(ServiceError::NotFound(format!(
+            "PolicyName '{other}' does not exist; the only key policy name is 'default'"
+        ))),
+    }
+}
