@@ -1121,13 +1121,12 @@ fn alternatives(args: &Args, plan: &Plan) -> Vec<Alternative> {
         s("encrypt"),
         s("--with-key=tpm2"),
         device.clone(),
-        s("--tpm2-pcrs="),
         s("--name=bench"),
         path("plain"),
         path("tpm.cred"),
     ];
     rows.push(time_commands(
-        "systemd-creds encrypt (TPM)",
+        "systemd-creds encrypt (TPM, PCR 7 default)",
         "encrypt 32 B",
         time,
         || vec![cmd("systemd-creds", &tpm_encrypt)],
@@ -1141,7 +1140,7 @@ fn alternatives(args: &Args, plan: &Plan) -> Vec<Alternative> {
     ];
     if rows.last().is_some_and(|r| r.available) {
         rows.push(time_commands(
-            "systemd-creds decrypt (TPM)",
+            "systemd-creds decrypt (TPM, PCR 7 default)",
             "decrypt 32 B",
             time,
             || vec![cmd("systemd-creds", &tpm_decrypt)],
