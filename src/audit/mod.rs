@@ -77,7 +77,7 @@ impl Default for AuditConfig {
         AuditConfig {
             enabled: true,
             dir: None,
-            fsync_interval_ms: 2,
+            fsync_interval_ms: 0,
             rotate_bytes: 16 * 1024 * 1024,
             rotate_daily: true,
             checkpoint_every: 1000,
