@@ -138,7 +138,7 @@ async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
         eprintln!("skipping: needs root to switch uid (CI runs as root)");
         return;
     }
-    // uid 4242 is a daemon administrator (may create keys; see docs/policies.md).
+    // uid 4242 is a daemon administrator (may create keys; see the README, "Daemon-level access").
     let fx = Fixture::start_with(options("[access]\nadmin_users = [\"4242\"]\n"));
     let client = fx.client();
     let socket = fx.kmsd.socket.clone();

@@ -1,4 +1,4 @@
-//! Prometheus exposition: the metric families (documented in docs/metering.md), rendered
+//! Prometheus exposition: the metric families (documented in the README, "Prometheus metrics"), rendered
 //! in the text format for `GET /metrics` on the Unix socket and on `metrics_listen`, and
 //! the small HTTP server behind `metrics_listen`.
 
