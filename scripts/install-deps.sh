@@ -4,7 +4,7 @@
 # checks) and the build helpers. Installs only what is missing. Needs root or sudo.
 set -euo pipefail
 
-packages=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config prometheus curl util-linux systemd)
+packages=(swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config prometheus curl util-linux systemd python3)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

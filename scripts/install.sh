@@ -13,7 +13,7 @@
 #   /usr/lib/tmpfiles.d/kmsd.conf          /var/lib/kmsd (0700), /run/kmsd
 #   /etc/kmsd/kmsd.toml                    commented default config; an existing file is
 #                                          kept and the new default goes to kmsd.toml.default
-#   /usr/share/doc/kmsd/                   systemd.md, examples/metrics.conf (drop-in)
+#   /usr/share/doc/kmsd/                   README.md, docs/*.md, examples/metrics.conf (drop-in)
 #   /usr/share/kmsd/monitoring/            the shipped Prometheus and Grafana files
 #
 # Without DESTDIR, it then creates the user and directories (systemd-sysusers,
@@ -39,7 +39,8 @@ install -m 0755 "$KMSD_BIN_DIR/kmsd" "$KMSD_BIN_DIR/kmsctl" "$(dest /usr/bin)/"
 install -m 0644 systemd/kmsd.service systemd/kmsd.socket "$(dest /usr/lib/systemd/system)/"
 install -m 0644 systemd/kmsd.sysusers "$(dest /usr/lib/sysusers.d/kmsd.conf)"
 install -m 0644 systemd/kmsd.tmpfiles "$(dest /usr/lib/tmpfiles.d/kmsd.conf)"
-install -m 0644 docs/systemd.md "$(dest /usr/share/doc/kmsd/systemd.md)"
+install -m 0644 README.md "$(dest /usr/share/doc/kmsd/README.md)"
+install -m 0644 docs/*.md "$(dest /usr/share/doc/kmsd)"
 install -m 0644 systemd/metrics.conf "$(dest /usr/share/doc/kmsd/examples/metrics.conf)"
 
 # The config is the operator's: never overwrite it.

@@ -47,7 +47,7 @@ pub struct Config {
     pub tpm: TpmSection,
     /// Prices for the usage cost estimates (AWS KMS list prices by default).
     pub pricing: crate::metering::Pricing,
-    /// The `[audit]` table (see docs/audit.md).
+    /// The `[audit]` table (see the README, "Audit trail").
     pub audit: crate::audit::AuditConfig,
     pub access: AccessSection,
 }

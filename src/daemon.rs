@@ -150,6 +150,9 @@ impl Daemon {
         let kms = Arc::new(kms);
         let metering = Metering::open(&config.state_dir, Arc::clone(&kms), config.pricing.clone())?;
         metering.set_tpm(tpm.clone());
+        if let Some(audit) = &audit {
+            metering.set_audit(Arc::clone(audit));
+        }
         Ok(Daemon {
             kms,
             tpm,

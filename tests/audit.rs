@@ -138,7 +138,7 @@ async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
         eprintln!("skipping: needs root to switch uid (CI runs as root)");
         return;
     }
-    // uid 4242 is a daemon administrator (may create keys; see docs/policies.md).
+    // uid 4242 is a daemon administrator (may create keys; see the README, "Daemon-level access").
     let fx = Fixture::start_with(options("[access]\nadmin_users = [\"4242\"]\n"));
     let client = fx.client();
     let socket = fx.kmsd.socket.clone();
@@ -736,6 +736,24 @@ async fn a_full_disk_fails_closed_and_what_was_written_still_verifies() {
         "{refused}"
     );
     assert!(refused.to_string().contains("audit trail"), "{refused}");
+    // The refusal shows in the metrics.
+    let scrape = client
+        .send(
+            hyper::Request::get("/metrics")
+                .header("host", "kmsd")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&scrape.body).to_string();
+    assert!(text.contains("\nkmsd_audit_healthy 0\n"), "{text}");
+    let failures: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("kmsd_audit_write_failures_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("kmsd_audit_write_failures_total");
+    assert!(failures >= 1.0, "{text}");
     // Fail closed: the next request is refused before it runs.
     let keys_before = std::fs::read_dir(dir.state_dir()).unwrap().count();
     let next = client.call_json("CreateKey", &json!({})).await.unwrap_err();

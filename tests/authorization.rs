@@ -913,14 +913,14 @@ os._exit(0)
     );
 }
 
-/// The kmsctl commands of docs/policies.md, run as written there (with the doc's example
+/// The kmsctl commands of the README ("Access control"), run as written there (with the doc's example
 /// file and a real key id).
 #[tokio::test(flavor = "multi_thread")]
 async fn kmsctl_policy_commands_from_the_docs() {
     let fx = Fixture::start();
     let root = fx.client();
     let key = create_key(&root).await;
-    let doc = include_str!("../docs/policies.md");
+    let doc = include_str!("../README.md");
     let example = doc
         .split("```json")
         .skip(1)

@@ -88,11 +88,7 @@ fn install_stages_every_file_into_destdir() {
             Some("systemd/kmsd.tmpfiles"),
         ),
         ("/etc/kmsd/kmsd.toml", 0o644, Some("packaging/kmsd.toml")),
-        (
-            "/usr/share/doc/kmsd/systemd.md",
-            0o644,
-            Some("docs/systemd.md"),
-        ),
+        ("/usr/share/doc/kmsd/README.md", 0o644, Some("README.md")),
         (
             "/usr/share/doc/kmsd/examples/metrics.conf",
             0o644,

@@ -886,3 +886,59 @@ async fn prometheus_evaluates_every_dashboard_and_rule_expression() {
     }
     assert!(checked >= 25, "only {checked} expressions checked");
 }
+
+/// The ledger's crash bound: counts flushed before a SIGKILL survive it, exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_keeps_flushed_counts_exactly_once() {
+    let mut fx = Fixture::start();
+    let client = fx.client();
+    let key = create_key(&client).await;
+    const N: i64 = 9;
+    for _ in 0..N {
+        ok(
+            &client,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x")}),
+        )
+        .await;
+    }
+    // The ledger flushes at least once a second: wait until the counts are on disk.
+    let ledger = fx.dir.state_dir().join("usage.db");
+    poll(
+        "the usage ledger flush",
+        std::time::Duration::from_secs(30),
+        || {
+            let conn = rusqlite::Connection::open_with_flags(
+                &ledger,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .ok()?;
+            let stored: i64 = conn
+                .query_row(
+                    "SELECT COALESCE(SUM(count), 0) FROM requests
+                     WHERE key_id = ?1 AND operation = 'Encrypt' AND outcome = 'success'",
+                    [&key],
+                    |row| row.get(0),
+                )
+                .ok()?;
+            (stored == N).then_some(())
+        },
+    );
+    drop(client);
+    fx.kmsd.kill();
+    fx.kmsd = Kmsd::start(&fx.tpm, &fx.dir);
+    let client = fx.client();
+    for _ in 0..N {
+        ok(
+            &client,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x")}),
+        )
+        .await;
+    }
+    let report = usage(&client, None).await;
+    assert_eq!(
+        key_of(&report, &key)["Requests"]["ByOperation"]["Encrypt"]["success"],
+        2 * N
+    );
+}

@@ -6,7 +6,7 @@
 //!
 //! Layout: [`record`] builds records, [`chain`] seals and parses lines, [`writer`] is the
 //! group-commit writer thread, [`verify`] checks files, [`query`] filters them for
-//! `kmsctl audit query`. Formats: docs/audit-format.md; operator guide: docs/audit.md.
+//! `kmsctl audit query`. Formats: docs/audit-format.md; operator guide: the README, "Audit trail".
 
 pub mod chain;
 pub mod query;

@@ -1,4 +1,4 @@
-//! Prometheus exposition: the metric families (documented in docs/metering.md), rendered
+//! Prometheus exposition: the metric families (documented in the README, "Prometheus metrics"), rendered
 //! in the text format for `GET /metrics` on the Unix socket and on `metrics_listen`, and
 //! the small HTTP server behind `metrics_listen`.
 
@@ -169,6 +169,30 @@ impl Metering {
                 unseal.set(last as f64);
                 families.extend(unseal.collect());
             }
+        }
+
+        if let Some((written, failures, healthy)) = self.audit_stats() {
+            let records = prometheus::IntCounter::new(
+                "kmsd_audit_records_total",
+                "Audit records written since kmsd started.",
+            )
+            .map_err(metrics_err)?;
+            records.inc_by(written);
+            families.extend(records.collect());
+            let failed = prometheus::IntCounter::new(
+                "kmsd_audit_write_failures_total",
+                "Audit writes that failed since kmsd started (requests were refused: fail closed).",
+            )
+            .map_err(metrics_err)?;
+            failed.inc_by(failures);
+            families.extend(failed.collect());
+            let up = prometheus::IntGauge::new(
+                "kmsd_audit_healthy",
+                "1 while the audit trail accepts records, 0 while requests are refused.",
+            )
+            .map_err(metrics_err)?;
+            up.set(i64::from(healthy));
+            families.extend(up.collect());
         }
 
         let build = IntGaugeVec::new(

@@ -169,6 +169,7 @@ pub struct Metering {
     state: Mutex<State>,
     ledger: Mutex<Ledger>,
     tpm: Mutex<Option<TpmHandle>>,
+    audit: Mutex<Option<Arc<crate::audit::AuditTrail>>>,
 }
 
 impl std::fmt::Debug for Metering {
@@ -286,6 +287,7 @@ impl Metering {
             state: Mutex::new(state),
             ledger: Mutex::new(ledger),
             tpm: Mutex::new(None),
+            audit: Mutex::new(None),
         })
     }
 
@@ -296,6 +298,22 @@ impl Metering {
 
     pub fn pricing(&self) -> &Pricing {
         &self.pricing
+    }
+
+    /// The audit trail whose health is exported.
+    pub fn set_audit(&self, audit: Arc<crate::audit::AuditTrail>) {
+        *lock(&self.audit) = Some(audit);
+    }
+
+    /// (records written, write failures, healthy) of the audit trail, when there is one.
+    fn audit_stats(&self) -> Option<(u64, u64, bool)> {
+        lock(&self.audit).as_ref().map(|audit| {
+            (
+                audit.records_written(),
+                audit.write_failures(),
+                audit.is_healthy(),
+            )
+        })
     }
 
     fn tpm_stats(&self) -> Option<TpmStats> {

@@ -1,7 +1,7 @@
 //! Key policies for Unix principals: the policy document (AWS key-policy shape, with
 //! `{"Unix": {...}}` principals and `kmsd:Caller*` condition keys), its strict parser, and
 //! its evaluation (explicit Deny, then Allow, else implicit deny; missing facts fail
-//! closed). Pure functions, no I/O; the service layer applies them. See `docs/policies.md`.
+//! closed). Pure functions, no I/O; the service layer applies them. See the README, "Access control".
 
 mod document;
 mod eval;
@@ -18,13 +18,13 @@ pub use eval::{
 
 #[cfg(test)]
 mod doc_examples {
-    //! The worked examples of `docs/policies.md`, parsed and evaluated as written there.
+    //! The worked examples of the README ("Access control"), parsed and evaluated as written there.
 
     use super::*;
     use crate::crypto::EncryptionContext;
     use crate::identity::Caller;
 
-    const DOC: &str = include_str!("../../docs/policies.md");
+    const DOC: &str = include_str!("../../README.md");
 
     fn examples() -> Vec<PolicyDocument> {
         DOC.split("```json")

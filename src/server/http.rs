@@ -18,6 +18,9 @@ use zeroize::Zeroize;
 
 /// Largest request body accepted; larger ones get 413 without being buffered.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// An oversized body up to this size is read and thrown away before the 413 is sent, so
+/// that clients that write the whole body first still see the answer.
+const MAX_DISCARD_BYTES: u64 = 1024 * 1024;
 const JSON_11: &str = "application/x-amz-json-1.1";
 const TARGET_PREFIX: &str = "TrentService.";
 
@@ -296,6 +299,11 @@ async fn process(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        // Not buffered: a moderately oversized body is read and discarded so the client
+        // (still sending) reliably receives the 413; a huge one closes the connection.
+        if declared.is_some_and(|len| len <= MAX_DISCARD_BYTES) {
+            discard(request.into_body()).await;
+        }
         return Err(too_large());
     }
     let mut body: Vec<u8> = Limited::new(request.into_body(), MAX_BODY_BYTES)
@@ -381,6 +389,19 @@ fn created_key_id(operation: &str, body: &[u8]) -> Option<String> {
     }
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value["KeyMetadata"]["KeyId"].as_str().map(str::to_string)
+}
+
+/// Reads and drops up to [`MAX_DISCARD_BYTES`] of a body, keeping nothing.
+async fn discard(mut body: Incoming) {
+    let mut seen = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen += data.len() as u64;
+        }
+        if seen > MAX_DISCARD_BYTES {
+            break;
+        }
+    }
 }
 
 fn too_large() -> ApiError {

@@ -1,4 +1,4 @@
-//! Subcommands of key policies and grants (docs/policies.md): put/get/list-key-policies,
+//! Subcommands of key policies and grants (README, "Access control"): put/get/list-key-policies,
 //! create/list/retire/revoke grants.
 
 use super::{flag, DryRunArgs, PagingArgs, Request, KEY_ID_HELP};
