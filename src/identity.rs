@@ -30,6 +30,8 @@ pub struct Caller {
     pub groups: Option<Vec<u32>>,
     /// User name of `uid` (NSS).
     pub user: Option<String>,
+    /// Name of the primary group `gid` (NSS).
+    pub group: Option<String>,
     /// Names of the primary and supplementary groups that NSS knows.
     pub group_names: Option<Vec<String>>,
     /// Path of the executable (`/proc/<pid>/exe`).
@@ -47,6 +49,7 @@ impl Caller {
             gid,
             groups: None,
             user: None,
+            group: None,
             group_names: None,
             exe: None,
             unit: None,
@@ -60,6 +63,10 @@ impl Caller {
             .ok()
             .flatten()
             .map(|user| user.name);
+        caller.group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map(|group| group.name);
         if let Some(pid) = pid.filter(|pid| *pid > 0) {
             let pidfd = rustix::process::Pid::from_raw(pid).and_then(|pid| {
                 rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()

@@ -258,6 +258,16 @@ async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
         assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
         assert!(record["eventID"].as_str().unwrap().len() == 36);
         assert!(record["userIdentity"]["pid"].as_i64().unwrap() > 0);
+        // The caller facts kmsd learnt from the kernel, /proc and NSS.
+        let identity = &record["userIdentity"];
+        if *uid == 0 {
+            assert_eq!(identity["user"], "root", "{record}");
+            assert_eq!(identity["group"], "root", "{record}");
+            let exe = identity["exe"].as_str().unwrap_or_default();
+            assert!(exe.contains("audit"), "the test binary: {record}");
+        } else {
+            assert_eq!(identity["exe"], "/usr/bin/curl", "{record}");
+        }
         assert!(record["sequence"].as_u64().unwrap() > 0);
         assert_eq!(record["mac"].as_str().unwrap().len(), 64);
         if error.is_some() {
@@ -448,15 +458,22 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
     let pristine = fx.dir.root.path().join("pristine");
     copy_dir(&dir, &pristine);
     let second = files(&dir)[1].clone();
+    // The first request record of the file that is followed by another line.
+    let text = std::fs::read_to_string(&second).unwrap();
+    let target = text
+        .lines()
+        .enumerate()
+        .position(|(i, line)| line.contains("\"uid\":0") && i + 1 < text.lines().count())
+        .expect("a request record followed by another line");
     edit_lines(&second, |lines| {
-        lines[1] = lines[1].replace("\"uid\":0", "\"uid\":1000")
+        lines[target] = lines[target].replace("\"uid\":0", "\"uid\":1000")
     });
     let report = verify_online(&fx.kmsd.socket);
     assert_eq!(report["problem"]["kind"], "macMismatch", "{report}");
-    assert_eq!(report["problem"]["line"], 2, "{report}");
+    assert_eq!(report["problem"]["line"], target + 1, "{report}");
     let report = verify_offline(&dir);
     assert_eq!(report["problem"]["kind"], "chainBroken", "{report}");
-    assert_eq!(report["problem"]["line"], 3, "{report}");
+    assert_eq!(report["problem"]["line"], target + 2, "{report}");
     std::fs::copy(pristine.join(second.file_name().unwrap()), &second).unwrap();
     assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
     let newest = files(&dir).pop().unwrap();

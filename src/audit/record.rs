@@ -78,12 +78,12 @@ impl UserIdentity {
         UserIdentity {
             kind: "UnixProcess",
             uid: caller.uid,
-            user: None,
+            user: caller.user.clone(),
             gid: caller.gid,
-            group: None,
+            group: caller.group.clone(),
             pid: caller.pid,
-            exe: None,
-            unit: None,
+            exe: caller.exe.clone(),
+            unit: caller.unit.clone(),
         }
     }
 }
