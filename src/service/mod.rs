@@ -287,13 +287,24 @@ impl Kms {
                 .ok()
                 .map(|resolved| (resolved.entry.record.key_id.clone(), resolved.alias));
         }
-        let blob = request.get("CiphertextBlob")?.as_str()?;
+        // Only the first 24 base64 characters (18 bytes: format and key id) are decoded; the
+        // blob itself is checked by the operation. A key id that names no key is dropped, so
+        // a damaged or forged blob adds nothing to the records.
+        let blob = request.get("CiphertextBlob")?.as_str()?.trim_start();
         use base64::Engine;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(blob.trim())
+        let prefix = base64::engine::general_purpose::STANDARD
+            .decode(blob.get(..24)?)
             .ok()?;
-        let header = crypto::parse_header(&bytes).ok()?;
-        Some((uuid::Uuid::from_bytes(header.key_id).to_string(), None))
+        if prefix.first() != Some(&crypto::FORMAT_V1) {
+            return None;
+        }
+        let key_id = uuid::Uuid::from_slice(prefix.get(1..1 + crypto::KEY_ID_LEN)?)
+            .ok()?
+            .to_string();
+        self.read_catalog()
+            .keys
+            .contains_key(&key_id)
+            .then_some((key_id, None))
     }
 
     /// A summary of every key (id, state, spec, aliases, creation), for metrics.
