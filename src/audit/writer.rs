@@ -137,35 +137,31 @@ fn resume(dir: &Path, key: &MacKey) -> Result<Resume, AuditError> {
                 ),
             });
         }
-        let details = match &torn {
-            Some((file, valid, torn_bytes)) => json!({
-                "startKind": "recovered",
-                "tornFile": file,
-                "validBytes": valid,
-                "tornBytes": torn_bytes,
-            }),
-            None => json!({"startKind": "resumed"}),
-        };
         return Ok(Resume {
             next_sequence: sealed.sequence + 1,
             prev_hash: sealed.hash,
-            details,
+            details: start_details(torn.as_ref(), "resumed"),
         });
     }
-    let details = match &torn {
+    Ok(Resume {
+        next_sequence: 1,
+        prev_hash: GENESIS_HASH.to_string(),
+        details: start_details(torn.as_ref(), "genesis"),
+    })
+}
+
+/// The details of the start record: a recovery names the torn file and its valid length;
+/// otherwise `kind` says whether the chain resumed or begins.
+fn start_details(torn: Option<&(String, u64, u64)>, kind: &str) -> serde_json::Value {
+    match torn {
         Some((file, valid, torn_bytes)) => json!({
             "startKind": "recovered",
             "tornFile": file,
             "validBytes": valid,
             "tornBytes": torn_bytes,
         }),
-        None => json!({"startKind": "genesis"}),
-    };
-    Ok(Resume {
-        next_sequence: 1,
-        prev_hash: GENESIS_HASH.to_string(),
-        details,
-    })
+        None => json!({ "startKind": kind }),
+    }
 }
 
 /// Opens (creating, 0600) the file whose first record will be `first_sequence`. An empty
