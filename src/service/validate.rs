@@ -91,9 +91,9 @@ pub fn grant_tokens(value: &Option<Vec<String>>) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// EncryptionContext keys and values must be non-empty... AWS allows empty values; keys
-/// must be non-empty. The encoded context is capped at 8 KiB so a request cannot make the
-/// AAD arbitrarily large (the request body limit bounds it anyway).
+/// EncryptionContext: keys must be non-empty, values may be empty (as in AWS). Keys and
+/// values together are capped at 8 KiB, so a request cannot make the AAD arbitrarily large
+/// (the request body limit bounds it anyway).
 pub fn encryption_context(field: &str, context: &EncryptionContext) -> Result<(), ServiceError> {
     if context.keys().any(|k| k.is_empty()) {
         return Err(invalid(
