@@ -22,7 +22,7 @@ pub const CHECKPOINT_EVENT: &str = "AuditTrailCheckpoint";
 
 /// Request fields that never reach a record, whatever the operation (defence in depth: the
 /// HTTP layer already removes them).
-const NEVER_LOGGED: &[&str] = &["Plaintext", "CiphertextBlob"];
+use crate::server::http::SECRET_FIELDS as NEVER_LOGGED;
 
 /// Operations that change state; every other operation is `readOnly` (as in CloudTrail,
 /// where Encrypt, Decrypt and GenerateDataKey are read-only).

@@ -143,7 +143,7 @@ pub struct RequestEvent<'a> {
 }
 
 /// Fields never passed to observers (they carry plaintext or ciphertext).
-const SECRET_FIELDS: &[&str] = &["Plaintext", "CiphertextBlob"];
+pub const SECRET_FIELDS: &[&str] = &["Plaintext", "CiphertextBlob"];
 /// Operations whose responses carry secret material (never shown to observers).
 const SECRET_RESPONSES: &[&str] = &[
     "Encrypt",

@@ -228,10 +228,9 @@ impl Kms {
 
     /// Resolves a KeyId parameter: key id, alias name, or the ARN of either.
     pub(crate) fn resolve(&self, field: &str, key_id: &str) -> Result<Resolved, ServiceError> {
-        let reference = if let Some(rest) = key_id.strip_prefix("arn:") {
+        let reference = if key_id.starts_with("arn:") {
             let prefix = self.arn_prefix();
             let Some(resource) = key_id.strip_prefix(prefix.as_str()) else {
-                let _ = rest;
                 return Err(ServiceError::NotFound(format!(
                     "{field} '{key_id}' is not a key of this kmsd (ARNs here start with '{prefix}')"
                 )));
