@@ -139,6 +139,9 @@ impl Daemon {
                 },
             },
         )?;
+        if let Some(audit) = &audit {
+            kms.set_change_gate(Arc::clone(audit) as Arc<dyn crate::request::ChangeGate>);
+        }
         let report = kms.run_maintenance()?;
         if !report.deleted.is_empty() || !report.rotated.is_empty() {
             tracing::info!(
@@ -151,7 +154,7 @@ impl Daemon {
         let metering = Metering::open(&config.state_dir, Arc::clone(&kms), config.pricing.clone())?;
         metering.set_tpm(tpm.clone());
         if let Some(audit) = &audit {
-            metering.set_audit(Arc::clone(audit));
+            metering.set_audit(Arc::clone(audit) as Arc<dyn crate::request::TrailHealth>);
         }
         Ok(Daemon {
             kms,
@@ -220,9 +223,9 @@ impl Daemon {
             ))
         });
         let (ready_tx, ready_rx) = oneshot::channel();
-        let mut app =
-            server::App::new(Arc::clone(&self.kms)).with_metering(Arc::clone(&self.metering));
-        app.audit = self.audit.clone();
+        let app = server::App::new(Arc::clone(&self.kms))
+            .with_metering(Arc::clone(&self.metering))
+            .with_audit(self.audit.clone());
         let mut serving = tokio::spawn(server::serve_notify(
             listener,
             Arc::new(app),

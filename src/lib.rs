@@ -30,6 +30,7 @@ pub mod keystore;
 pub mod metering;
 pub mod policy;
 pub mod reload;
+pub mod request;
 pub mod server;
 pub mod service;
 pub mod systemd;

@@ -5,6 +5,7 @@
 //! value exactly; the service layer checks the bounds.
 
 mod blob;
+pub mod operations;
 
 pub use blob::Blob;
 

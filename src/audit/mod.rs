@@ -16,13 +16,13 @@ mod writer;
 
 pub use chain::MacKey;
 pub use record::{AuditRecord, UserIdentity};
-pub use verify::{Head, Problem, ProblemKind, VerifyOptions, VerifyReport};
+pub use verify::{Head, Problem, ProblemKind, UnresolvedChange, VerifyOptions, VerifyReport};
 
 use crate::clock::Clock;
 use crate::config::ConfigError;
-use crate::identity::Caller;
-use crate::server::http::RequestEvent;
-use crate::service::ServiceError;
+use crate::request::{
+    Call, ChangeGate, Observed, Observer, RequestEvent, ServiceEvent, TrailHealth,
+};
 use record::ArnContext;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -31,10 +31,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Operations served by the audit module (root only).
-pub const OPERATIONS: &[&str] = &[VERIFY_OPERATION];
-/// Verifies the trail with MACs and the durable head; returns a [`VerifyReport`].
-pub const VERIFY_OPERATION: &str = "KmsdAuditVerify";
+/// How long a change waits for its intent record to be durable before it is refused.
+const INTENT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What to do when a record cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -266,7 +264,10 @@ impl AuditTrail {
     pub fn record(&self, event: &RequestEvent<'_>) -> PendingRecord {
         let record = AuditRecord::from_event(event, &self.arns);
         let (done, receiver) = oneshot::channel();
-        let receiver = match self.jobs.send(writer::Job { record, done }) {
+        let receiver = match self.jobs.send(writer::Job {
+            record,
+            done: writer::Done::Async(done),
+        }) {
             Ok(()) => Some(receiver),
             Err(_) => None,
         };
@@ -274,6 +275,29 @@ impl AuditTrail {
             receiver,
             on_failure: self.settings.on_failure,
             shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Writes `record` and blocks until it is durable (or the deadline passes); returns
+    /// its sequence number. For changes, which must be on the trail before they commit:
+    /// a failure here refuses the change whatever `on_failure` says.
+    fn write_blocking(&self, record: AuditRecord) -> Result<u64, String> {
+        self.admit().map_err(|err| err.to_string())?;
+        let (done, receiver) = mpsc::channel();
+        self.jobs
+            .send(writer::Job {
+                record,
+                done: writer::Done::Blocking(done),
+            })
+            .map_err(|_| "the audit writer stopped".to_string())?;
+        match receiver.recv_timeout(INTENT_DEADLINE) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "the audit record was not durable within {INTENT_DEADLINE:?}"
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err("the audit writer stopped".to_string())
+            }
         }
     }
 
@@ -308,8 +332,12 @@ impl AuditTrail {
 
     /// Verifies the whole directory (MACs, chain, durable head), or the given files (MACs and
     /// chain). Blocking: reads files.
-    pub fn verify(&self, files: Option<Vec<PathBuf>>) -> VerifyReport {
-        match files {
+    pub fn verify(
+        &self,
+        files: Option<Vec<PathBuf>>,
+        committed: &dyn Fn(u64) -> Option<bool>,
+    ) -> VerifyReport {
+        let mut report = match files {
             Some(files) => verify::verify_files(
                 &files,
                 &VerifyOptions {
@@ -330,7 +358,9 @@ impl AuditTrail {
                     },
                 )
             }
-        }
+        };
+        report.resolve_changes(committed);
+        report
     }
 }
 
@@ -346,20 +376,22 @@ pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, Aud
     } else {
         (files.to_vec(), false)
     };
-    Ok(verify::verify_files(
+    let mut report = verify::verify_files(
         &files,
         &VerifyOptions {
             key: None,
             from_genesis,
             head: None,
         },
-    ))
+    );
+    report.resolve_changes(&|_| None);
+    Ok(report)
 }
 
 /// A record on its way to the disk.
 #[derive(Debug)]
 pub struct PendingRecord {
-    receiver: Option<oneshot::Receiver<Result<(), String>>>,
+    receiver: Option<oneshot::Receiver<Result<u64, String>>>,
     on_failure: OnFailure,
     shared: Arc<Shared>,
 }
@@ -389,37 +421,49 @@ impl PendingRecord {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct VerifyRequest {
-    /// Files to verify, in order; none = the whole audit directory.
-    #[serde(default)]
-    files: Vec<PathBuf>,
+impl Observer for AuditTrail {
+    fn admit(&self) -> Result<(), String> {
+        AuditTrail::admit(self).map_err(|err| err.to_string())
+    }
+
+    fn observe(&self, event: &RequestEvent<'_>) -> Observed {
+        let pending = self.record(event);
+        Box::pin(async move { pending.durable().await.map_err(|err| err.to_string()) })
+    }
 }
 
-/// Serves the audit module's operations ([`OPERATIONS`]); root only.
-pub async fn call(
-    audit: Option<&Arc<AuditTrail>>,
-    caller: &Caller,
-    operation: &str,
-    request: &serde_json::Value,
-) -> Result<Vec<u8>, ServiceError> {
-    if !caller.is_root() {
-        return Err(ServiceError::AccessDenied(format!(
-            "{caller} is not authorized to perform {operation}: only root may"
-        )));
+impl ChangeGate for AuditTrail {
+    fn request_intent(&self, call: &Call) -> Result<u64, String> {
+        self.write_blocking(AuditRecord::intent(call, &self.arns))
     }
-    let Some(audit) = audit else {
-        return Err(ServiceError::UnsupportedOperation(
-            "the audit trail is disabled ([audit] enabled = false)".into(),
-        ));
-    };
-    let request: VerifyRequest = serde_json::from_value(request.clone())
-        .map_err(|err| ServiceError::Validation(format!("1 validation error detected: {err}")))?;
-    let files = (!request.files.is_empty()).then_some(request.files);
-    let audit = Arc::clone(audit);
-    let report = tokio::task::spawn_blocking(move || audit.verify(files))
-        .await
-        .map_err(|_| ServiceError::Internal("verification task failed".into()))?;
-    serde_json::to_vec(&report).map_err(|_| ServiceError::Internal("report encoding failed".into()))
+
+    fn service_event(&self, event: &ServiceEvent) -> Result<u64, String> {
+        self.write_blocking(AuditRecord::for_service_event(event, &self.arns))
+    }
+
+    fn service_outcome(
+        &self,
+        intent_sequence: u64,
+        event: &ServiceEvent,
+        outcome: Result<(), &str>,
+    ) {
+        let record = AuditRecord::service_outcome(intent_sequence, event, outcome, &self.arns);
+        if let Err(reason) = self.write_blocking(record) {
+            tracing::error!(key_id = %event.key_id, event = event.name, intent_sequence, error = %reason, "the outcome of a service event could not be recorded; `kmsctl audit verify` reports it as unresolved");
+        }
+    }
+}
+
+impl TrailHealth for AuditTrail {
+    fn records_written(&self) -> u64 {
+        AuditTrail::records_written(self)
+    }
+
+    fn write_failures(&self) -> u64 {
+        AuditTrail::write_failures(self)
+    }
+
+    fn is_healthy(&self) -> bool {
+        AuditTrail::is_healthy(self)
+    }
 }

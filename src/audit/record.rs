@@ -3,9 +3,9 @@
 //! recovery, checkpoints). Never holds plaintext, ciphertext, data keys or random bytes.
 
 use crate::identity::Caller;
-use crate::server::http::RequestEvent;
+use crate::request::{Call, RequestEvent, ServiceEvent};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Version of the record layout (see docs/audit-format.md).
 pub const EVENT_VERSION: &str = "1.08";
@@ -20,36 +20,10 @@ pub const START_EVENT: &str = "AuditTrailStart";
 /// `eventName` of a checkpoint record.
 pub const CHECKPOINT_EVENT: &str = "AuditTrailCheckpoint";
 
-/// Request fields that never reach a record, whatever the operation (defence in depth: the
-/// HTTP layer already removes them).
-use crate::server::http::SECRET_FIELDS as NEVER_LOGGED;
-
-/// Operations that change state; every other operation is `readOnly` (as in CloudTrail,
-/// where Encrypt, Decrypt and GenerateDataKey are read-only).
-const MUTATING: &[&str] = &[
-    "CreateKey",
-    "EnableKey",
-    "DisableKey",
-    "UpdateKeyDescription",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "CreateAlias",
-    "UpdateAlias",
-    "DeleteAlias",
-    "TagResource",
-    "UntagResource",
-    "EnableKeyRotation",
-    "DisableKeyRotation",
-    "RotateKeyOnDemand",
-];
-
-/// Operations whose response CloudTrail logs as `responseElements` (all others: null).
-const LOGGED_RESPONSES: &[&str] = &[
-    "CreateKey",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "RotateKeyOnDemand",
-];
+/// `eventName` of the record a change writes before it is committed.
+pub const INTENT_EVENT: &str = "KmsdChangeIntent";
+/// `eventName` of the record that closes a service event's change.
+pub const OUTCOME_EVENT: &str = "KmsdChangeOutcome";
 
 /// Who made the request. Fields the kernel or the caller lookup did not provide are left out;
 /// new identity fields are added here and in [`UserIdentity::from_caller`].
@@ -125,6 +99,9 @@ pub struct AuditRecord {
     pub event_id: String,
     pub read_only: bool,
     pub resources: Vec<Resource>,
+    /// CloudTrail's `additionalEventData`: a mutation's `intentSequence`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub additional_event_data: Option<Value>,
     /// Details of a service event (start, recovery, checkpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_event_details: Option<Value>,
@@ -165,11 +142,48 @@ pub fn format_time(ms: i64) -> String {
 }
 
 impl AuditRecord {
-    /// The record of one request.
+    /// The record of one finished request. Its parameters come from the operation's
+    /// allow-list (built by the dispatcher); a mutation's record names its intent record.
     pub fn from_event(event: &RequestEvent<'_>, arns: &ArnContext) -> AuditRecord {
-        let operation = event.operation;
+        let call = event.call;
+        let response_elements = match event.response_body {
+            Some(body) => serde_json::from_slice::<Value>(body)
+                .map(camel_case)
+                .unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        let name = event.unknown_target.unwrap_or(call.operation.name);
+        let mut record =
+            AuditRecord::for_call(call, arns, if name.is_empty() { "Unknown" } else { name });
+        let request_parameters = call.logged_parameters.clone();
+        record.request_parameters = request_parameters;
+        record.response_elements = response_elements;
+        record.error_code = event.error.map(|err| err.exception.to_string());
+        record.error_message = event.error.map(|err| err.message.clone());
+        record.read_only = !call.operation.mutating;
+        record.additional_event_data = call
+            .intent_sequence()
+            .map(|sequence| serde_json::json!({ "intentSequence": sequence }));
+        record
+    }
+
+    /// The intent record of a change `call` is about to commit: who, what and which key,
+    /// durable before the key database has the change.
+    pub fn intent(call: &Call, arns: &ArnContext) -> AuditRecord {
+        let mut record = AuditRecord::for_call(call, arns, INTENT_EVENT);
+        record.event_type = SERVICE_EVENT;
+        record.request_parameters = call.logged_parameters.clone();
+        record.read_only = false;
+        record.service_event_details = Some(serde_json::json!({
+            "operation": call.operation.name,
+            "phase": "intent",
+        }));
+        record
+    }
+
+    fn for_call(call: &Call, arns: &ArnContext, name: &str) -> AuditRecord {
         let mut resources = Vec::new();
-        if let Some(key) = event.key {
+        for key in call.keys() {
             resources.push(Resource {
                 arn: arns.arn(&format!("key/{}", key.key_id)),
                 account_id: arns.account_id.clone(),
@@ -183,39 +197,63 @@ impl AuditRecord {
                 });
             }
         }
-        let response_elements = match event.response_body {
-            Some(body) if LOGGED_RESPONSES.contains(&operation) => {
-                serde_json::from_slice::<Value>(body)
-                    .map(|value| camel_case(value, false))
-                    .unwrap_or(Value::Null)
-            }
-            _ => Value::Null,
-        };
         AuditRecord {
             event_version: EVENT_VERSION,
-            event_time: format_time(event.event_time_ms),
+            event_time: format_time(call.event_time_ms),
             event_source: EVENT_SOURCE,
-            event_name: if operation.is_empty() {
-                "Unknown".to_string()
-            } else {
-                operation.to_string()
-            },
+            event_name: name.to_string(),
             event_type: API_CALL,
-            user_identity: Some(UserIdentity::from_caller(event.caller)),
+            user_identity: Some(UserIdentity::from_caller(&call.caller)),
             aws_region: Some(arns.region.clone()),
-            request_parameters: request_parameters(event.request_parameters),
-            response_elements,
-            error_code: event.error.map(|err| err.exception.to_string()),
-            error_message: event.error.map(|err| err.message.clone()),
-            request_id: Some(event.request_id.to_string()),
+            request_parameters: Value::Null,
+            response_elements: Value::Null,
+            error_code: None,
+            error_message: None,
+            request_id: Some(call.request_id.clone()),
             event_id: crate::crypto::random_id().to_string(),
-            read_only: !MUTATING.contains(&operation),
+            read_only: true,
             resources,
+            additional_event_data: None,
             service_event_details: None,
             sequence: 0,
             prev_hash: String::new(),
-            time_ms: event.event_time_ms,
+            time_ms: call.event_time_ms,
         }
+    }
+
+    /// The record of a change kmsd makes by itself (CloudTrail's service events such as
+    /// `RotateKey` and `DeleteKey`), written before the change is committed.
+    pub fn for_service_event(event: &ServiceEvent, arns: &ArnContext) -> AuditRecord {
+        let mut record =
+            AuditRecord::service_event(event.name, event.time_ms, event.details.clone());
+        record.aws_region = Some(arns.region.clone());
+        record.read_only = false;
+        record.resources.push(Resource {
+            arn: arns.arn(&format!("key/{}", event.key_id)),
+            account_id: arns.account_id.clone(),
+            kind: "AWS::KMS::Key",
+        });
+        record
+    }
+
+    /// The record closing a service event's change: committed, or why not.
+    pub fn service_outcome(
+        intent_sequence: u64,
+        event: &ServiceEvent,
+        outcome: Result<(), &str>,
+        arns: &ArnContext,
+    ) -> AuditRecord {
+        let details = serde_json::json!({
+            "event": event.name,
+            "intentSequence": intent_sequence,
+            "committed": outcome.is_ok(),
+        });
+        let mut record = AuditRecord::for_service_event(event, arns);
+        record.event_name = OUTCOME_EVENT.to_string();
+        record.service_event_details = Some(details);
+        record.error_message = outcome.err().map(str::to_string);
+        record.time_ms = event.time_ms;
+        record
     }
 
     /// A record the trail writes about itself.
@@ -236,6 +274,7 @@ impl AuditRecord {
             event_id: crate::crypto::random_id().to_string(),
             read_only: true,
             resources: Vec::new(),
+            additional_event_data: None,
             service_event_details: Some(details),
             sequence: 0,
             prev_hash: String::new(),
@@ -244,41 +283,26 @@ impl AuditRecord {
     }
 }
 
-/// Request parameters with CloudTrail's camelCase keys, without secret fields. Encryption
-/// contexts are kept verbatim (they are not secret; CloudTrail logs them in plaintext).
-fn request_parameters(parameters: &Value) -> Value {
-    match parameters {
-        Value::Object(map) => {
-            let mut kept = Map::new();
-            for (name, value) in map {
-                if NEVER_LOGGED.contains(&name.as_str()) {
-                    continue;
-                }
-                kept.insert(name.clone(), value.clone());
-            }
-            camel_case(Value::Object(kept), false)
-        }
-        // Missing or unparsable bodies log no parameters.
-        _ => Value::Null,
-    }
+/// Lower-cases the first letter of every object key (CloudTrail's camelCase), except
+/// inside encryption contexts, whose keys are the caller's data.
+pub fn camel_case(value: Value) -> Value {
+    camel_case_inner(value, false)
 }
 
-/// Lower-cases the first letter of every object key, except inside encryption contexts
-/// (whose keys are the caller's data).
-fn camel_case(value: Value, verbatim: bool) -> Value {
+fn camel_case_inner(value: Value, verbatim: bool) -> Value {
     match value {
         Value::Object(map) if !verbatim => Value::Object(
             map.into_iter()
                 .map(|(name, value)| {
-                    let keep = name.ends_with("EncryptionContext");
-                    (lower_first(&name), camel_case(value, keep))
+                    let keep = name.contains("EncryptionContext");
+                    (lower_first(&name), camel_case_inner(value, keep))
                 })
                 .collect(),
         ),
         Value::Array(items) if !verbatim => Value::Array(
             items
                 .into_iter()
-                .map(|item| camel_case(item, false))
+                .map(|item| camel_case_inner(item, false))
                 .collect(),
         ),
         other => other,
@@ -299,26 +323,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn parameters_are_camel_cased_and_secret_free() {
+    fn camel_case_keeps_context_keys() {
         let cases = [
             (
-                json!({"KeyId": "k", "Plaintext": "c2VjcmV0", "EncryptionContext": {"Dept": "A", "x": "y"}}),
-                json!({"keyId": "k", "encryptionContext": {"Dept": "A", "x": "y"}}),
+                json!({"KeyId": "k", "EncryptionContext": {"Dept": "A"}}),
+                json!({"keyId": "k", "encryptionContext": {"Dept": "A"}}),
             ),
             (
-                json!({"CiphertextBlob": "AAAA", "SourceEncryptionContext": {"K": "v"}, "DestinationKeyId": "d"}),
-                json!({"sourceEncryptionContext": {"K": "v"}, "destinationKeyId": "d"}),
+                json!({"Constraints": {"EncryptionContextEquals": {"K": "v"}}}),
+                json!({"constraints": {"encryptionContextEquals": {"K": "v"}}}),
             ),
-            (
-                json!({"KeyId": "k", "Tags": [{"TagKey": "a", "TagValue": "b"}], "GrantTokens": ["t"]}),
-                json!({"keyId": "k", "tags": [{"tagKey": "a", "tagValue": "b"}], "grantTokens": ["t"]}),
-            ),
-            (json!({"NumberOfBytes": 32}), json!({"numberOfBytes": 32})),
-            (Value::Null, Value::Null),
-            (json!([1, 2]), Value::Null),
+            (json!([{"TagKey": "a"}]), json!([{"tagKey": "a"}])),
         ];
         for (input, expected) in cases {
-            assert_eq!(request_parameters(&input), expected, "{input}");
+            assert_eq!(camel_case(input.clone()), expected, "{input}");
         }
     }
 

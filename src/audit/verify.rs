@@ -72,6 +72,91 @@ pub struct VerifyReport {
     /// verification that does not start at the first record).
     pub warnings: Vec<String>,
     pub problem: Option<Problem>,
+    /// Changes whose intent record has no outcome record (a crash between the two): for
+    /// each, whether the key database has the change, when that could be checked.
+    #[serde(default)]
+    pub unresolved_changes: Vec<UnresolvedChange>,
+}
+
+/// A change that was recorded as about to be committed, with no outcome on the trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnresolvedChange {
+    /// Sequence number of the intent record.
+    pub intent_sequence: u64,
+    /// The operation or service event.
+    pub operation: String,
+    /// The request, for a client's change.
+    pub request_id: Option<String>,
+    /// Whether the key database committed it (None: not checked, e.g. offline).
+    pub committed: Option<bool>,
+}
+
+/// Notes intent records and removes them again when their outcome record follows.
+fn track_change(sealed: &SealedLine, report: &mut VerifyReport) {
+    use super::record::{INTENT_EVENT, OUTCOME_EVENT, SERVICE_EVENT};
+    let record = &sealed.record;
+    let name = record["eventName"].as_str().unwrap_or("");
+    let intent_of = |value: &serde_json::Value| value["intentSequence"].as_u64();
+    let opened = if name == INTENT_EVENT {
+        Some(
+            record["serviceEventDetails"]["operation"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    } else if record["eventType"] == SERVICE_EVENT
+        && record["readOnly"] == false
+        && name != OUTCOME_EVENT
+    {
+        Some(name.to_string())
+    } else {
+        None
+    };
+    if let Some(operation) = opened {
+        report.unresolved_changes.push(UnresolvedChange {
+            intent_sequence: sealed.sequence,
+            operation,
+            request_id: record["requestID"].as_str().map(str::to_string),
+            committed: None,
+        });
+        return;
+    }
+    let closed = intent_of(&record["additionalEventData"]).or_else(|| {
+        (name == OUTCOME_EVENT)
+            .then(|| intent_of(&record["serviceEventDetails"]))
+            .flatten()
+    });
+    if let Some(sequence) = closed {
+        report
+            .unresolved_changes
+            .retain(|change| change.intent_sequence != sequence);
+    }
+}
+
+impl VerifyReport {
+    /// Says, for every unresolved change, whether the key database has it (`committed`
+    /// answers for one intent sequence), and adds a warning line for each.
+    pub fn resolve_changes(&mut self, committed: &dyn Fn(u64) -> Option<bool>) {
+        for change in &mut self.unresolved_changes {
+            change.committed = committed(change.intent_sequence);
+            let state = match change.committed {
+                Some(true) => "the key database HAS the change (committed; its outcome record was lost in a crash)",
+                Some(false) => "the key database does NOT have the change (not committed; the client was never told it succeeded)",
+                None => "whether it was committed was not checked (verify through kmsd to know)",
+            };
+            self.warnings.push(format!(
+                "change {} (intent record {}{}) has no outcome record: {state}",
+                change.operation,
+                change.intent_sequence,
+                change
+                    .request_id
+                    .as_deref()
+                    .map(|id| format!(", request {id}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
 }
 
 /// The audit files of a directory, oldest first (names sort by their first sequence number).
@@ -132,6 +217,7 @@ pub fn verify_files(files: &[PathBuf], options: &VerifyOptions<'_>) -> VerifyRep
         last_hash: None,
         warnings: Vec::new(),
         problem: None,
+        unresolved_changes: Vec::new(),
     };
     match check(files, options, &mut report) {
         Ok(()) => report.ok = true,
@@ -286,6 +372,7 @@ fn check(
             if sealed.record["eventName"] == super::record::CHECKPOINT_EVENT {
                 report.checkpoints += 1;
             }
+            track_change(&sealed, report);
             report.records_checked += 1;
             report.first_sequence.get_or_insert(seq);
             report.last_sequence = Some(seq);

@@ -27,10 +27,30 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 4096;
 const DAY_MS: i64 = 86_400_000;
 
-/// One record waiting to be written, and who to tell when it is durable.
+/// One record waiting to be written, and who to tell when it is durable (with its
+/// sequence number).
 pub(super) struct Job {
     pub record: AuditRecord,
-    pub done: oneshot::Sender<Result<(), String>>,
+    pub done: Done,
+}
+
+/// Who waits for a record: a request (asynchronously) or a change (on a blocking thread).
+pub(super) enum Done {
+    Async(oneshot::Sender<Result<u64, String>>),
+    Blocking(mpsc::Sender<Result<u64, String>>),
+}
+
+impl Done {
+    fn send(self, result: Result<u64, String>) {
+        match self {
+            Done::Async(sender) => {
+                let _ = sender.send(result);
+            }
+            Done::Blocking(sender) => {
+                let _ = sender.send(result);
+            }
+        }
+    }
 }
 
 pub(super) struct Writer {
@@ -272,7 +292,7 @@ impl Writer {
             let result = self.append(records);
             last_sync = Instant::now();
             match &result {
-                Ok(()) => {
+                Ok(_) => {
                     self.shared.broken.store(false, Ordering::SeqCst);
                     self.shared
                         .written
@@ -280,8 +300,8 @@ impl Writer {
                 }
                 Err(reason) => self.failed(count, reason),
             }
-            for waiter in waiters {
-                let _ = waiter.send(result.clone());
+            for (index, waiter) in waiters.into_iter().enumerate() {
+                waiter.send(result.clone().map(|first| first + index as u64));
             }
         }
     }
@@ -308,9 +328,10 @@ impl Writer {
                 || self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval)
     }
 
-    /// Seals and durably appends `records` (plus a checkpoint first, when one is due).
-    /// On error nothing of the batch counts: the file is cut back to its last whole record.
-    fn append(&mut self, mut records: Vec<AuditRecord>) -> Result<(), String> {
+    /// Seals and durably appends `records` (plus a checkpoint first, when one is due);
+    /// returns the sequence number of the first of `records`. On error nothing of the
+    /// batch counts: the file is cut back to its last whole record.
+    fn append(&mut self, mut records: Vec<AuditRecord>) -> Result<u64, String> {
         if let Some(reason) = &self.poisoned {
             return Err(reason.clone());
         }
@@ -335,6 +356,7 @@ impl Writer {
                 AuditRecord::service_event(CHECKPOINT_EVENT, now, details),
             );
         }
+        let first_of_batch = self.next_sequence + u64::from(checkpoint);
         let mut buffer = Vec::new();
         let mut sequence = self.next_sequence;
         let mut prev_hash = self.prev_hash.clone();
@@ -413,7 +435,7 @@ impl Writer {
                 log_record(record, seq, &line);
             }
         }
-        Ok(())
+        Ok(first_of_batch)
     }
 
     /// Starts the next file; the chain simply continues into it.

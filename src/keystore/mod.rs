@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 /// File name of the database inside the state dir.
 pub const DB_FILE: &str = "kmsd.db";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,38 @@ pub struct Snapshot {
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
+}
+
+/// The audit record a change is committed with: the sequence number of its intent record
+/// (see `request::ChangeGate`), stored in the same transaction as the change so that a
+/// crash between the record and the commit can be told apart afterwards. Every mutation
+/// takes one, so no change can be made without deciding how it is audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent(Option<u64>);
+
+impl Intent {
+    /// The change whose intent record has this sequence number.
+    pub fn recorded(sequence: u64) -> Intent {
+        Intent(Some(sequence))
+    }
+
+    /// A change made while no audit trail is kept (`[audit] enabled = false`).
+    pub fn unaudited() -> Intent {
+        Intent(None)
+    }
+
+    fn note(self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if let Some(sequence) = self.0 {
+            let sequence = i64::try_from(sequence).map_err(|_| {
+                StoreError::Corrupt(format!("audit sequence {sequence} out of range"))
+            })?;
+            tx.execute(
+                "INSERT OR IGNORE INTO audit_intents (sequence) VALUES (?1)",
+                params![sequence],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl Store {
@@ -144,6 +176,13 @@ impl Store {
              );
              CREATE INDEX IF NOT EXISTS grants_by_key ON grants(key_id);
              PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+        // Version 3: the audit intent records of committed changes.
+        self.conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS audit_intents (sequence INTEGER PRIMARY KEY);
+             PRAGMA user_version = 3;
              COMMIT;",
         )?;
         Ok(())
@@ -266,10 +305,12 @@ impl Store {
     /// Stores a new key with its first material version.
     pub fn insert_key(
         &mut self,
+        intent: Intent,
         record: &KeyRecord,
         first: &VersionRecord,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
         upsert_key(&tx, record)?;
         insert_version(&tx, &record.key_id, first)?;
         tx.commit()?;
@@ -277,8 +318,9 @@ impl Store {
     }
 
     /// Replaces a key's metadata.
-    pub fn update_key(&mut self, record: &KeyRecord) -> Result<(), StoreError> {
+    pub fn update_key(&mut self, intent: Intent, record: &KeyRecord) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
         upsert_key(&tx, record)?;
         tx.commit()?;
         Ok(())
@@ -287,10 +329,12 @@ impl Store {
     /// Adds a material version (rotation) and the updated metadata in one transaction.
     pub fn add_version(
         &mut self,
+        intent: Intent,
         record: &KeyRecord,
         version: &VersionRecord,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
         upsert_key(&tx, record)?;
         insert_version(&tx, &record.key_id, version)?;
         tx.commit()?;
@@ -298,8 +342,9 @@ impl Store {
     }
 
     /// Destroys a key: its record, every material version, and its aliases.
-    pub fn delete_key(&mut self, key_id: &str) -> Result<(), StoreError> {
+    pub fn delete_key(&mut self, intent: Intent, key_id: &str) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
         tx.execute("DELETE FROM aliases WHERE key_id = ?1", params![key_id])?;
         tx.execute("DELETE FROM grants WHERE key_id = ?1", params![key_id])?;
         tx.execute(
@@ -315,19 +360,24 @@ impl Store {
     }
 
     /// Creates or repoints an alias.
-    pub fn put_alias(&mut self, alias: &AliasRecord) -> Result<(), StoreError> {
-        self.conn.execute(
+    pub fn put_alias(&mut self, intent: Intent, alias: &AliasRecord) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
+        tx.execute(
             "INSERT INTO aliases (name, key_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(name) DO UPDATE SET key_id = excluded.key_id, updated_ms = excluded.updated_ms",
             params![alias.name, alias.key_id, alias.created_ms, alias.updated_ms],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
     /// Deletes an alias.
-    pub fn delete_alias(&mut self, name: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM aliases WHERE name = ?1", params![name])?;
+    pub fn delete_alias(&mut self, intent: Intent, name: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
+        tx.execute("DELETE FROM aliases WHERE name = ?1", params![name])?;
+        tx.commit()?;
         Ok(())
     }
 }
@@ -351,21 +401,42 @@ impl Store {
     }
 
     /// Stores a new grant.
-    pub fn insert_grant(&mut self, grant: &GrantRecord) -> Result<(), StoreError> {
+    pub fn insert_grant(&mut self, intent: Intent, grant: &GrantRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(grant)
             .map_err(|err| StoreError::Corrupt(format!("cannot encode grant record: {err}")))?;
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
+        tx.execute(
             "INSERT INTO grants (grant_id, key_id, record) VALUES (?1, ?2, ?3)",
             params![grant.grant_id, grant.key_id, json],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
     /// Deletes a grant (retire or revoke).
-    pub fn delete_grant(&mut self, grant_id: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM grants WHERE grant_id = ?1", params![grant_id])?;
+    pub fn delete_grant(&mut self, intent: Intent, grant_id: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
+        tx.execute("DELETE FROM grants WHERE grant_id = ?1", params![grant_id])?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Whether the change of the intent record `sequence` was committed.
+    pub fn intent_committed(&self, sequence: u64) -> Result<bool, StoreError> {
+        let Ok(sequence) = i64::try_from(sequence) else {
+            return Ok(false);
+        };
+        let found: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT sequence FROM audit_intents WHERE sequence = ?1",
+                params![sequence],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
     }
 }
 
@@ -423,20 +494,29 @@ mod tests {
         {
             let mut store = Store::open(&state).unwrap();
             store.set_meta("binding", b"abc").unwrap();
-            store.insert_key(&record("k1"), &version(1)).unwrap();
+            store
+                .insert_key(Intent::recorded(7), &record("k1"), &version(1))
+                .unwrap();
             let mut rec = record("k1");
             rec.description = "changed".into();
-            store.add_version(&rec, &version(2)).unwrap();
-            store.insert_key(&record("k2"), &version(1)).unwrap();
             store
-                .put_alias(&AliasRecord {
-                    name: "alias/a".into(),
-                    key_id: "k2".into(),
-                    created_ms: 1,
-                    updated_ms: 1,
-                })
+                .add_version(Intent::recorded(7), &rec, &version(2))
                 .unwrap();
-            store.delete_key("k2").unwrap();
+            store
+                .insert_key(Intent::recorded(7), &record("k2"), &version(1))
+                .unwrap();
+            store
+                .put_alias(
+                    Intent::recorded(7),
+                    &AliasRecord {
+                        name: "alias/a".into(),
+                        key_id: "k2".into(),
+                        created_ms: 1,
+                        updated_ms: 1,
+                    },
+                )
+                .unwrap();
+            store.delete_key(Intent::recorded(7), "k2").unwrap();
         }
         let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
@@ -473,8 +553,10 @@ mod tests {
         };
         {
             let mut store = Store::open(&state).unwrap();
-            store.insert_key(&record("k1"), &version(1)).unwrap();
-            store.insert_grant(&grant).unwrap();
+            store
+                .insert_key(Intent::recorded(7), &record("k1"), &version(1))
+                .unwrap();
+            store.insert_grant(Intent::recorded(7), &grant).unwrap();
             // Make it look like a version 1 database (no grants table).
             store
                 .conn
@@ -487,14 +569,14 @@ mod tests {
                 .conn
                 .pragma_query_value(None, "user_version", |row| row.get(0))
                 .unwrap();
-            assert_eq!(version, 2);
+            assert_eq!(version, SCHEMA_VERSION);
             assert_eq!(store.load().unwrap().keys.len(), 1);
             assert!(store.load_grants().unwrap().is_empty());
-            store.insert_grant(&grant).unwrap();
+            store.insert_grant(Intent::recorded(7), &grant).unwrap();
         }
         let mut store = Store::open(&state).unwrap();
         assert_eq!(store.load_grants().unwrap(), vec![grant.clone()]);
-        store.delete_key("k1").unwrap();
+        store.delete_key(Intent::recorded(7), "k1").unwrap();
         assert!(store.load_grants().unwrap().is_empty());
     }
 

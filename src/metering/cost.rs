@@ -113,34 +113,11 @@ impl Outcome {
     }
 }
 
-/// The price class of an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PriceClass {
-    /// Symmetric cryptographic and key-management requests ($0.03 per 10,000).
-    Symmetric,
-    /// Not an AWS KMS request (kmsd extensions, unknown operations): counted, never priced.
-    Unpriced,
-}
+pub use crate::api::operations::PriceClass;
 
-impl PriceClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PriceClass::Symmetric => "symmetric",
-            PriceClass::Unpriced => "unpriced",
-        }
-    }
-
-    /// Every AWS operation kmsd serves is priced as a symmetric request: kmsd keys are
-    /// all SYMMETRIC_DEFAULT, and AWS prices management calls (CreateKey, DescribeKey,
-    /// ListKeys, ...) and GenerateRandom at the symmetric request rate.
-    pub fn of(operation: &str) -> PriceClass {
-        if crate::server::http::OPERATIONS.contains(&operation) {
-            PriceClass::Symmetric
-        } else {
-            PriceClass::Unpriced
-        }
-    }
+/// The price class of an operation, from the operation table (unknown names are unpriced).
+pub fn price_class(operation: &str) -> PriceClass {
+    crate::api::operations::find(operation).map_or(PriceClass::Unpriced, |op| op.price)
 }
 
 /// Whether a request with this class and outcome is billed: successful priced requests only.
@@ -305,10 +282,10 @@ mod tests {
             "ListKeys",
             "GenerateRandom",
         ] {
-            assert_eq!(PriceClass::of(op), PriceClass::Symmetric, "{op}");
+            assert_eq!(price_class(op), PriceClass::Symmetric, "{op}");
         }
         for op in ["KmsdGetUsage", "", "unknown"] {
-            assert_eq!(PriceClass::of(op), PriceClass::Unpriced, "{op}");
+            assert_eq!(price_class(op), PriceClass::Unpriced, "{op}");
         }
         assert!(is_billable(PriceClass::Symmetric, Outcome::Success));
         assert!(!is_billable(PriceClass::Symmetric, Outcome::Denied));

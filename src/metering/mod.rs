@@ -23,10 +23,11 @@ pub use cost::{Outcome, PriceClass, Pricing};
 pub use month::Month;
 pub use report::UsageReport;
 
+use crate::api::operations::{self as ops, OPERATIONS};
 use crate::clock::UnixMillis;
 use crate::identity::Caller;
 use crate::keystore::KeyState;
-use crate::server::http::{RequestEvent, OPERATIONS};
+use crate::request::{Observed, Observer, RequestEvent, TrailHealth};
 use crate::service::{KeySummary, Kms};
 use crate::tpm::{TpmHandle, TpmStats};
 use ledger::{Accrual, CountRow, Ledger};
@@ -43,7 +44,7 @@ use tokio::sync::watch;
 /// Number of counter maps; requests for different keys or operations rarely share one.
 pub const SHARDS: usize = 16;
 /// The kmsd extension operation that returns a month's usage report.
-pub const USAGE_OPERATION: &str = "KmsdGetUsage";
+pub const USAGE_OPERATION: &str = ops::KMSD_GET_USAGE.name;
 /// How often counts are flushed and key states sampled.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the TPM is pinged for `kmsd_tpm_up`.
@@ -169,7 +170,7 @@ pub struct Metering {
     state: Mutex<State>,
     ledger: Mutex<Ledger>,
     tpm: Mutex<Option<TpmHandle>>,
-    audit: Mutex<Option<Arc<crate::audit::AuditTrail>>>,
+    audit: Mutex<Option<Arc<dyn TrailHealth>>>,
 }
 
 impl std::fmt::Debug for Metering {
@@ -188,21 +189,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The bounded operation label: a known operation name, or [`UNKNOWN_OPERATION`].
 pub fn operation_label(operation: &str) -> &'static str {
-    OPERATIONS
-        .iter()
-        .chain(crate::audit::OPERATIONS)
-        .copied()
-        .chain(std::iter::once(USAGE_OPERATION))
-        .find(|known| *known == operation)
-        .unwrap_or(UNKNOWN_OPERATION)
+    ops::find(operation).map_or(UNKNOWN_OPERATION, |op| op.name)
 }
 
 fn all_operation_labels() -> impl Iterator<Item = &'static str> {
     OPERATIONS
         .iter()
-        .chain(crate::audit::OPERATIONS)
-        .copied()
-        .chain([USAGE_OPERATION, UNKNOWN_OPERATION])
+        .map(|op| op.name)
+        .chain([UNKNOWN_OPERATION])
 }
 
 fn shard_index(key_id: &str, operation: &str) -> usize {
@@ -301,7 +295,7 @@ impl Metering {
     }
 
     /// The audit trail whose health is exported.
-    pub fn set_audit(&self, audit: Arc<crate::audit::AuditTrail>) {
+    pub fn set_audit(&self, audit: Arc<dyn TrailHealth>) {
         *lock(&self.audit) = Some(audit);
     }
 
@@ -322,13 +316,14 @@ impl Metering {
 
     /// Counts one finished request (the hot path; see the module doc).
     pub fn record(&self, event: &RequestEvent<'_>) {
-        let operation = operation_label(event.operation);
+        let operation = operation_label(event.call.operation.name);
         let outcome = Outcome::classify(
-            event.error.map(|e| e.status.as_u16()),
+            event.error.map(|e| e.status),
             event.error.map(|e| e.exception),
         );
-        let month = Month::containing(event.event_time_ms);
-        let key_id = event.key.map(|k| k.key_id.as_str()).unwrap_or("");
+        let month = Month::containing(event.call.event_time_ms);
+        let keys = event.call.keys();
+        let key_id = keys.first().map(|k| k.key_id.as_str()).unwrap_or("");
         self.count(month, key_id, operation, outcome);
         if let Some(histogram) = self.durations.get(operation) {
             histogram.observe(event.duration.as_secs_f64());
@@ -654,5 +649,12 @@ mod tests {
         assert_eq!(operation_label(USAGE_OPERATION), USAGE_OPERATION);
         assert_eq!(operation_label(""), UNKNOWN_OPERATION);
         assert_eq!(operation_label("Bogus'\"{}"), UNKNOWN_OPERATION);
+    }
+}
+
+impl Observer for Metering {
+    fn observe(&self, event: &RequestEvent<'_>) -> Observed {
+        self.record(event);
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -2,7 +2,7 @@
 //! returned by the `KmsdGetUsage` operation, printed by `kmsctl usage`, and exported as
 //! Prometheus gauges.
 
-use super::cost::{self, HostCost, KeyCost, KeyRate, KeyUsage, Outcome, PriceClass, Pricing};
+use super::cost::{self, HostCost, KeyCost, KeyRate, KeyUsage, Outcome, Pricing};
 use super::ledger::{Accrual, CountRow};
 use super::month::Month;
 use crate::clock::UnixMillis;
@@ -29,7 +29,7 @@ pub struct RequestCounts {
 
 impl RequestCounts {
     fn add(&mut self, operation: &str, outcome: &str, count: u64) {
-        let class = PriceClass::of(operation);
+        let class = cost::price_class(operation);
         self.total += count;
         if Outcome::parse(outcome).is_some_and(|o| cost::is_billable(class, o)) {
             self.billable += count;

@@ -1,13 +1,18 @@
 //! The listener: accepts connections on the Unix socket, reads each peer's kernel
 //! credentials once (and the facts `identity` derives from them), and serves HTTP/1.1 with keep-alive on every connection until shutdown.
 
-pub mod http;
+pub mod dispatch;
 mod listener;
+pub mod protocol;
+pub mod transport;
 
 pub use listener::{bind_socket, ListenerError};
 
+use crate::audit::AuditTrail;
 use crate::identity::Caller;
-pub use http::App;
+use crate::metering::Metering;
+use crate::request::{ChangeGate, Observer};
+use crate::service::Kms;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
@@ -15,6 +20,63 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+/// What the server needs to answer requests: the service, and the observers of every
+/// request (the audit trail, usage metering) once they are configured.
+#[derive(Debug)]
+pub struct App {
+    /// The key service.
+    pub kms: Arc<Kms>,
+    /// Usage metering and `/metrics`; None serves without them.
+    pub metering: Option<Arc<Metering>>,
+    /// The audit trail: every request gets a durable record before its response, every
+    /// change an intent record before its commit.
+    pub audit: Option<Arc<AuditTrail>>,
+}
+
+impl App {
+    /// A server for `kms` with no observers.
+    pub fn new(kms: Arc<Kms>) -> Self {
+        App {
+            kms,
+            audit: None,
+            metering: None,
+        }
+    }
+
+    /// Adds usage metering (counts every request; serves `GET /metrics` and KmsdGetUsage).
+    pub fn with_metering(mut self, metering: Arc<Metering>) -> Self {
+        self.metering = Some(metering);
+        self
+    }
+
+    /// Adds the audit trail.
+    pub fn with_audit(mut self, audit: Option<Arc<AuditTrail>>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Observers in the order they see each request: the trail first (it may refuse),
+    /// then metering (which so never counts a request the client is told failed as a
+    /// success).
+    fn observers(&self) -> impl Iterator<Item = &dyn Observer> {
+        let audit = self.audit.iter().map(|a| a.as_ref() as &dyn Observer);
+        let metering = self.metering.iter().map(|m| m.as_ref() as &dyn Observer);
+        audit.chain(metering)
+    }
+
+    /// Whether a request may run at all.
+    fn admit(&self) -> Result<(), String> {
+        self.observers().try_for_each(|observer| observer.admit())
+    }
+
+    /// Where changes are recorded before they are committed.
+    fn change_gate(&self) -> Option<Arc<dyn ChangeGate>> {
+        self.audit
+            .as_ref()
+            .map(|audit| Arc::clone(audit) as Arc<dyn ChangeGate>)
+    }
+}
 
 /// How long a client may take to send request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,8 +153,9 @@ async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch
             return;
         }
     };
-    let service =
-        service_fn(move |request| http::handle(request, Arc::clone(&app), Arc::clone(&caller)));
+    let service = service_fn(move |request| {
+        transport::handle(request, Arc::clone(&app), Arc::clone(&caller))
+    });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

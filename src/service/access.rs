@@ -3,7 +3,7 @@
 //! policy wins over everything; then an Allow of the policy or a matching grant; anything
 //! else is denied. root is always allowed (it administers the daemon).
 
-use super::{KeyEntry, Kms, ServiceError};
+use super::{Catalog, KeyEntry, Kms, ServiceError};
 use crate::crypto::EncryptionContext;
 use crate::identity::Caller;
 use crate::keystore::GrantRecord;
@@ -74,6 +74,13 @@ impl<'a> Access<'a> {
     }
 }
 
+/// What a decision about one key needs beyond the key itself: its grants, and (only when
+/// the policy asks for `kms:ResourceAliases`) its aliases.
+pub(crate) struct KeyFacts<'a> {
+    pub grants: &'a [Arc<Grant>],
+    pub aliases: &'a dyn Fn() -> Vec<String>,
+}
+
 /// How a request was allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Allowed {
@@ -83,11 +90,27 @@ pub(crate) enum Allowed {
     Grant(Vec<String>),
 }
 
+/// A stored grant with its grantee principal parsed once, when it entered the index.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    pub record: GrantRecord,
+    /// None when the stored principal does not parse (such a grant allows nothing).
+    pub grantee: Option<UnixPrincipal>,
+}
+
+impl std::ops::Deref for Grant {
+    type Target = GrantRecord;
+
+    fn deref(&self) -> &GrantRecord {
+        &self.record
+    }
+}
+
 /// The grants of every key, indexed for the request path.
 #[derive(Debug, Default)]
 pub(crate) struct GrantIndex {
-    pub by_key: HashMap<String, Vec<Arc<GrantRecord>>>,
-    pub by_token: HashMap<String, Arc<GrantRecord>>,
+    pub by_key: HashMap<String, Vec<Arc<Grant>>>,
+    pub by_token: HashMap<String, Arc<Grant>>,
 }
 
 impl GrantIndex {
@@ -100,7 +123,8 @@ impl GrantIndex {
     }
 
     pub fn insert(&mut self, record: GrantRecord) {
-        let record = Arc::new(record);
+        let grantee = UnixPrincipal::parse_grant_principal(&record.grantee_principal);
+        let record = Arc::new(Grant { record, grantee });
         self.by_token
             .insert(record.token.clone(), Arc::clone(&record));
         self.by_key
@@ -126,14 +150,14 @@ impl GrantIndex {
         }
     }
 
-    pub fn of_key(&self, key_id: &str) -> &[Arc<GrantRecord>] {
+    pub fn of_key(&self, key_id: &str) -> &[Arc<Grant>] {
         self.by_key.get(key_id).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
 /// Whether a grant lets `caller` do `operation` with this encryption context.
 pub(crate) fn grant_allows(
-    grant: &GrantRecord,
+    grant: &Grant,
     caller: &Caller,
     operation: &str,
     context: Option<&EncryptionContext>,
@@ -141,10 +165,10 @@ pub(crate) fn grant_allows(
     if !grant.operations.iter().any(|op| op == operation) {
         return false;
     }
-    let Some(grantee) = UnixPrincipal::parse_grant_principal(&grant.grantee_principal) else {
+    let Some(grantee) = &grant.grantee else {
         return false;
     };
-    if policy::principal_matches(&grantee, caller) != Truth::True {
+    if policy::principal_matches(grantee, caller) != Truth::True {
         return false;
     }
     constraints_hold(grant, context)
@@ -204,11 +228,37 @@ impl Kms {
         ))
     }
 
-    /// The decision for one request on one key.
+    /// The decision for one request on one key, against a catalog snapshot the caller
+    /// holds (no lock is taken here).
     pub(crate) fn authorize_access(
+        &self,
+        catalog: &Catalog,
+        caller: &Caller,
+        entry: &KeyEntry,
+        access: &Access<'_>,
+    ) -> Result<Allowed, ServiceError> {
+        let key_id = entry.record.key_id.as_str();
+        let facts = KeyFacts {
+            grants: catalog.grants.of_key(key_id),
+            aliases: &|| {
+                catalog
+                    .aliases
+                    .values()
+                    .filter(|a| a.key_id == key_id)
+                    .map(|a| a.name.clone())
+                    .collect()
+            },
+        };
+        self.decide(caller, entry, &facts, access)
+    }
+
+    /// The decision for one request on one key, a pure function of the key, its grants and
+    /// its aliases. An explicit Deny wins; then an Allow of the policy or a matching grant.
+    pub(crate) fn decide(
         &self,
         caller: &Caller,
         entry: &KeyEntry,
+        facts: &KeyFacts<'_>,
         access: &Access<'_>,
     ) -> Result<Allowed, ServiceError> {
         if caller.is_root() {
@@ -222,12 +272,7 @@ impl Kms {
                 .any(|c| c.key == ConditionKey::ResourceAliases)
         });
         let aliases: Vec<String> = if needs_aliases {
-            self.read_catalog()
-                .aliases
-                .values()
-                .filter(|a| a.key_id == entry.record.key_id)
-                .map(|a| a.name.clone())
-                .collect()
+            (facts.aliases)()
         } else {
             Vec::new()
         };
@@ -245,10 +290,8 @@ impl Kms {
             Decision::ExplicitDeny(_) => Err(self.denied(caller, entry, access.action)),
             Decision::ImplicitDeny => {
                 let operation = access.action.strip_prefix("kms:").unwrap_or(access.action);
-                let catalog = self.read_catalog();
-                catalog
+                facts
                     .grants
-                    .of_key(&entry.record.key_id)
                     .iter()
                     .find(|grant| grant_allows(grant, caller, operation, access.context))
                     .map(|grant| Allowed::Grant(grant.operations.clone()))
@@ -368,8 +411,12 @@ mod tests {
             ),
         ];
         for (index, (grant, caller, op, context, expected)) in cases.iter().enumerate() {
+            let grant = Grant {
+                grantee: UnixPrincipal::parse_grant_principal(&grant.grantee_principal),
+                record: grant.clone(),
+            };
             assert_eq!(
-                grant_allows(grant, caller, op, Some(context)),
+                grant_allows(&grant, caller, op, Some(context)),
                 *expected,
                 "case {index}"
             );

@@ -2,12 +2,17 @@
 //! AWS API reference (CreateAlias): `alias/` then `[a-zA-Z0-9:/_-]`, at most 256 characters,
 //! `alias/aws/` reserved, at most 50 aliases per key.
 
+use super::access::{Access, Grant, KeyFacts};
 use super::validate::{int_in_range, required, required_key_id};
+use super::KeyEntry;
 use super::{decode_marker, encode_marker, require_not_pending_deletion, Kms, ServiceError};
 use crate::api::*;
 use crate::clock::to_epoch_seconds;
 use crate::identity::Caller;
 use crate::keystore::AliasRecord;
+use crate::request::Call;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// At most this many aliases point at one key.
 pub const MAX_ALIASES_PER_KEY: usize = 50;
@@ -46,14 +51,15 @@ impl Kms {
     /// CreateAlias.
     pub fn create_alias(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: AliasRequest,
     ) -> Result<EmptyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let name = required("AliasName", &request.alias_name)?;
         validate_alias_name(name)?;
         let target = required_key_id("TargetKeyId", &request.target_key_id)?;
         let mut store = self.lock_store();
-        let entry = self.resolve_target(target)?;
+        let entry = self.resolve_target(call, target)?;
         self.authorize(caller, &entry, "kms:CreateAlias")?;
         require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
         {
@@ -73,7 +79,7 @@ impl Kms {
             created_ms: now,
             updated_ms: now,
         };
-        store.put_alias(&alias)?;
+        store.put_alias(self.intent(call)?, &alias)?;
         self.write_catalog().aliases.insert(name.clone(), alias);
         Ok(EmptyResponse {})
     }
@@ -82,9 +88,10 @@ impl Kms {
     /// the alias's current key and on the new one.
     pub fn update_alias(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: AliasRequest,
     ) -> Result<EmptyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let name = required("AliasName", &request.alias_name)?;
         validate_alias_name(name)?;
         let target = required_key_id("TargetKeyId", &request.target_key_id)?;
@@ -97,7 +104,7 @@ impl Kms {
             .ok_or_else(|| ServiceError::NotFound(format!("Alias {name} is not found.")))?;
         let old_entry = self.current(&existing.key_id)?;
         self.authorize(caller, &old_entry, "kms:UpdateAlias")?;
-        let entry = self.resolve_target(target)?;
+        let entry = self.resolve_target(call, target)?;
         self.authorize(caller, &entry, "kms:UpdateAlias")?;
         require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
         if entry.record.key_id == existing.key_id {
@@ -109,7 +116,7 @@ impl Kms {
             updated_ms: self.now(),
             ..existing
         };
-        store.put_alias(&alias)?;
+        store.put_alias(self.intent(call)?, &alias)?;
         self.write_catalog().aliases.insert(name.clone(), alias);
         Ok(EmptyResponse {})
     }
@@ -117,9 +124,10 @@ impl Kms {
     /// DeleteAlias.
     pub fn delete_alias(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: AliasRequest,
     ) -> Result<EmptyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let name = required("AliasName", &request.alias_name)?;
         if request.target_key_id.is_some() {
             return Err(ServiceError::Validation(
@@ -135,7 +143,7 @@ impl Kms {
             .ok_or_else(|| ServiceError::NotFound(format!("Alias {name} is not found.")))?;
         let entry = self.current(&existing.key_id)?;
         self.authorize(caller, &entry, "kms:DeleteAlias")?;
-        store.delete_alias(name)?;
+        store.delete_alias(self.intent(call)?, name)?;
         self.write_catalog().aliases.remove(name);
         Ok(EmptyResponse {})
     }
@@ -143,41 +151,75 @@ impl Kms {
     /// ListAliases: Limit 1–100, default 50 (API reference). With KeyId, only that key's.
     pub fn list_aliases(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ListAliasesRequest,
     ) -> Result<ListAliasesResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         self.require_admin(caller, "kms:ListAliases")?;
         let limit = int_in_range("Limit", request.limit, 1, 100, 50)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
         let only_key = match &request.key_id {
             Some(key_id) => {
-                let entry = self.resolve("KeyId", key_id)?.entry;
+                let entry = self.resolve(call, "KeyId", key_id)?.entry;
                 self.authorize(caller, &entry, "kms:ListAliases")?;
                 Some(entry.record.key_id.clone())
             }
             None => None,
         };
-        let catalog = self.read_catalog();
-        let mut aliases: Vec<AliasListEntry> = catalog
-            .aliases
-            .values()
-            .filter(|alias| only_key.as_ref().is_none_or(|k| &alias.key_id == k))
-            .filter(|alias| after.as_deref().is_none_or(|a| alias.name.as_str() > a))
-            .filter(|alias| {
-                catalog
-                    .keys
-                    .get(&alias.key_id)
-                    .is_some_and(|entry| self.visible_to(caller, entry))
-            })
-            .take(limit + 1)
-            .map(|alias| AliasListEntry {
-                alias_name: alias.name.clone(),
-                alias_arn: self.alias_arn(&alias.name),
-                target_key_id: alias.key_id.clone(),
-                creation_date: to_epoch_seconds(alias.created_ms),
-                last_updated_date: to_epoch_seconds(alias.updated_ms),
-            })
-            .collect();
+        // Copy the candidates under the catalog lock; evaluate policies without it.
+        type Candidate = (AliasRecord, Arc<KeyEntry>, Vec<Arc<Grant>>, Vec<String>);
+        let candidates: Vec<Candidate> = {
+            let catalog = self.read_catalog();
+            let mut names: HashMap<&str, Vec<String>> = HashMap::new();
+            for alias in catalog.aliases.values() {
+                names
+                    .entry(alias.key_id.as_str())
+                    .or_default()
+                    .push(alias.name.clone());
+            }
+            catalog
+                .aliases
+                .values()
+                .filter(|alias| only_key.as_ref().is_none_or(|k| &alias.key_id == k))
+                .filter(|alias| after.as_deref().is_none_or(|a| alias.name.as_str() > a))
+                .filter_map(|alias| {
+                    let entry = catalog.keys.get(&alias.key_id)?;
+                    Some((
+                        alias.clone(),
+                        Arc::clone(entry),
+                        catalog.grants.of_key(&alias.key_id).to_vec(),
+                        names
+                            .get(alias.key_id.as_str())
+                            .cloned()
+                            .unwrap_or_default(),
+                    ))
+                })
+                .collect()
+        };
+        let access = Access::new("kms:ListKeys");
+        let mut decided: HashMap<String, bool> = HashMap::new();
+        let mut aliases: Vec<AliasListEntry> = Vec::new();
+        for (alias, entry, grants, names) in candidates {
+            if aliases.len() > limit {
+                break;
+            }
+            let visible = *decided.entry(alias.key_id.clone()).or_insert_with(|| {
+                let facts = KeyFacts {
+                    grants: &grants,
+                    aliases: &|| names.clone(),
+                };
+                self.decide(caller, &entry, &facts, &access).is_ok()
+            });
+            if visible {
+                aliases.push(AliasListEntry {
+                    alias_name: alias.name.clone(),
+                    alias_arn: self.alias_arn(&alias.name),
+                    target_key_id: alias.key_id.clone(),
+                    creation_date: to_epoch_seconds(alias.created_ms),
+                    last_updated_date: to_epoch_seconds(alias.updated_ms),
+                });
+            }
+        }
         let truncated = aliases.len() > limit;
         aliases.truncate(limit);
         Ok(ListAliasesResponse {
@@ -192,9 +234,10 @@ impl Kms {
     /// A TargetKeyId must name a key by id or key ARN, not by alias (as in AWS).
     fn resolve_target(
         &self,
+        call: &Call,
         target: &str,
     ) -> Result<std::sync::Arc<super::KeyEntry>, ServiceError> {
-        let resolved = self.resolve("TargetKeyId", target)?;
+        let resolved = self.resolve(call, "TargetKeyId", target)?;
         if resolved.alias.is_some() {
             return Err(ServiceError::Validation(format!(
                 "TargetKeyId '{target}' is an alias; it must be a key id or key ARN"

@@ -10,6 +10,7 @@ use super::{require_usable, KeyEntry, Kms, ServiceError};
 use crate::api::*;
 use crate::crypto::{self, CiphertextHeader, EncryptionContext};
 use crate::identity::Caller;
+use crate::request::{Call, KeyRef};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -29,7 +30,7 @@ impl Kms {
     /// Encrypt: Plaintext 1–4096 bytes (API reference, Encrypt).
     pub fn encrypt(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: EncryptRequest,
     ) -> Result<EncryptResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
@@ -45,7 +46,7 @@ impl Kms {
         self.check_grant_tokens(&request.grant_tokens)?;
         let context = request.encryption_context.unwrap_or_default();
         validate::encryption_context("EncryptionContext", &context)?;
-        let entry = self.usable_key(caller, key_id, "kms:Encrypt", &context)?;
+        let entry = self.usable_key(call, key_id, "kms:Encrypt", &context)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
@@ -61,7 +62,7 @@ impl Kms {
     /// (IncorrectKeyException otherwise).
     pub fn decrypt(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: DecryptRequest,
     ) -> Result<DecryptResponse, ServiceError> {
         let blob = required("CiphertextBlob", &request.ciphertext_blob)?;
@@ -70,7 +71,7 @@ impl Kms {
         let context = request.encryption_context.unwrap_or_default();
         validate::encryption_context("EncryptionContext", &context)?;
         let opened = self.open(
-            caller,
+            call,
             blob.as_bytes(),
             &context,
             request.key_id.as_deref(),
@@ -91,7 +92,7 @@ impl Kms {
     /// destination key (kms:ReEncryptTo) without the plaintext leaving the daemon.
     pub fn re_encrypt(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ReEncryptRequest,
     ) -> Result<ReEncryptResponse, ServiceError> {
         let blob = required("CiphertextBlob", &request.ciphertext_blob)?;
@@ -110,7 +111,7 @@ impl Kms {
         let destination_context = request.destination_encryption_context.unwrap_or_default();
         validate::encryption_context("DestinationEncryptionContext", &destination_context)?;
         let opened = self.open(
-            caller,
+            call,
             blob.as_bytes(),
             &source_context,
             request.source_key_id.as_deref(),
@@ -118,7 +119,7 @@ impl Kms {
             "kms:ReEncryptFrom",
         )?;
         let target = self.usable_key_named(
-            caller,
+            call,
             "DestinationKeyId",
             destination,
             "kms:ReEncryptTo",
@@ -140,29 +141,24 @@ impl Kms {
     /// GenerateDataKey: exactly one of KeySpec (AES_128, AES_256) or NumberOfBytes (1–1024).
     pub fn generate_data_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: GenerateDataKeyRequest,
     ) -> Result<GenerateDataKeyResponse, ServiceError> {
-        self.data_key(caller, request, true, "kms:GenerateDataKey")
+        self.data_key(call, request, true, "kms:GenerateDataKey")
     }
 
     /// GenerateDataKeyWithoutPlaintext: as GenerateDataKey, without the plaintext key.
     pub fn generate_data_key_without_plaintext(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: GenerateDataKeyRequest,
     ) -> Result<GenerateDataKeyResponse, ServiceError> {
-        self.data_key(
-            caller,
-            request,
-            false,
-            "kms:GenerateDataKeyWithoutPlaintext",
-        )
+        self.data_key(call, request, false, "kms:GenerateDataKeyWithoutPlaintext")
     }
 
     fn data_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: GenerateDataKeyRequest,
         with_plaintext: bool,
         action: &str,
@@ -194,7 +190,7 @@ impl Kms {
         self.check_grant_tokens(&request.grant_tokens)?;
         let context = request.encryption_context.unwrap_or_default();
         validate::encryption_context("EncryptionContext", &context)?;
-        let entry = self.usable_key(caller, key_id, action, &context)?;
+        let entry = self.usable_key(call, key_id, action, &context)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
@@ -210,9 +206,10 @@ impl Kms {
     /// GenerateRandom: NumberOfBytes 1–1024 (API reference, GenerateRandom).
     pub fn generate_random(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: GenerateRandomRequest,
     ) -> Result<GenerateRandomResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         self.require_admin(caller, "kms:GenerateRandom")?;
         if request.custom_key_store_id.is_some() {
             return Err(ServiceError::UnsupportedOperation(
@@ -231,26 +228,32 @@ impl Kms {
     /// Resolves a key for a crypto operation: exists, caller allowed, key Enabled.
     fn usable_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         key_id: &str,
         action: &str,
         context: &EncryptionContext,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
-        self.usable_key_named(caller, "KeyId", key_id, action, context)
+        self.usable_key_named(call, "KeyId", key_id, action, context)
     }
 
     fn usable_key_named(
         &self,
-        caller: &Caller,
+        call: &Call,
         field: &str,
         key_id: &str,
         action: &str,
         context: &EncryptionContext,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
-        let resolved = self.resolve(field, key_id)?;
+        let catalog = self.read_catalog();
+        let resolved = self.resolve_in(&catalog, call, field, key_id)?;
+        call.touch(KeyRef {
+            key_id: resolved.entry.record.key_id.clone(),
+            alias: resolved.alias.clone(),
+        });
         let entry = resolved.entry;
         self.authorize_access(
-            caller,
+            &catalog,
+            &call.caller,
             &entry,
             &Access {
                 action,
@@ -259,6 +262,7 @@ impl Kms {
                 ..Default::default()
             },
         )?;
+        drop(catalog);
         require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
         Ok(entry)
     }
@@ -290,7 +294,7 @@ impl Kms {
     /// not use give the same AccessDeniedException, so existence is never revealed.
     fn open(
         &self,
-        caller: &Caller,
+        call: &Call,
         blob: &[u8],
         context: &EncryptionContext,
         expected_key: Option<&str>,
@@ -306,24 +310,48 @@ impl Kms {
         }
         let header = crypto::parse_header(blob)?;
         let key_id = uuid::Uuid::from_bytes(header.key_id).to_string();
-        let found = self.read_catalog().keys.get(&key_id).cloned();
-        if let Some(expected) = expected_key {
-            let named = self.resolve(key_field, expected)?.entry;
-            if named.record.key_id != key_id {
-                return Err(ServiceError::IncorrectKey(format!(
-                    "The key ID in the request ({expected}) does not identify the KMS key that was used to encrypt the ciphertext."
-                )));
-            }
-        }
-        let entry = found.ok_or_else(|| ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into()))?;
+        let hidden = || ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into());
         let access = Access {
             action,
             context: Some(context),
             ..Default::default()
         };
-        if self.authorize_access(caller, &entry, &access).is_err() {
-            return Err(ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into()));
+        let catalog = self.read_catalog();
+        let found = catalog.keys.get(&key_id).cloned();
+        if let Some(found) = &found {
+            call.touch(KeyRef {
+                key_id: found.record.key_id.clone(),
+                alias: None,
+            });
         }
+        if let Some(expected) = expected_key {
+            // A named key that does not exist, or that the caller may not use, answers
+            // exactly like an unknown ciphertext key: existence is never revealed.
+            let named = match self.resolve_in(&catalog, call, key_field, expected) {
+                Ok(resolved) => resolved.entry,
+                Err(ServiceError::NotFound(_)) => return Err(hidden()),
+                Err(other) => return Err(other),
+            };
+            if named.record.key_id != key_id {
+                if self
+                    .authorize_access(&catalog, &call.caller, &named, &access)
+                    .is_err()
+                {
+                    return Err(hidden());
+                }
+                return Err(ServiceError::IncorrectKey(format!(
+                    "The key ID in the request ({expected}) does not identify the KMS key that was used to encrypt the ciphertext."
+                )));
+            }
+        }
+        let entry = found.ok_or_else(hidden)?;
+        if self
+            .authorize_access(&catalog, &call.caller, &entry, &access)
+            .is_err()
+        {
+            return Err(hidden());
+        }
+        drop(catalog);
         require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
         let version = entry
             .version(header.material_version)

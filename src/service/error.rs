@@ -43,6 +43,10 @@ pub enum ServiceError {
     InvalidGrantId(String),
     #[error("the request would have succeeded, but DryRun was set")]
     DryRun,
+    /// The audit trail cannot record the change, so it was not made (fail closed); the
+    /// reason goes to the log, not to the client.
+    #[error("the request was refused because kmsd cannot write its audit trail (fail closed); the operator must check the kmsd log and the audit directory")]
+    AuditUnavailable(String),
     /// A fault of the daemon; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,7 +1,7 @@
 //! Grant operations: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant and
 //! RevokeGrant. Grants are stored durably and take effect as soon as the call returns.
 
-use super::access::{is_principal, Access, Allowed, MAX_GRANTS_PER_KEY};
+use super::access::{is_principal, Access, Allowed, Grant, MAX_GRANTS_PER_KEY};
 use super::validate::{self, int_in_range, required, required_key_id};
 use super::{decode_marker, encode_marker, require_not_pending_deletion, Kms, ServiceError};
 use crate::api::*;
@@ -9,6 +9,7 @@ use crate::clock::to_epoch_seconds;
 use crate::identity::Caller;
 use crate::keystore::{GrantConstraintsRecord, GrantRecord};
 use crate::policy::UnixPrincipal;
+use crate::request::Call;
 use std::sync::Arc;
 
 /// Operations a grant can allow.
@@ -62,11 +63,7 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// A page of grants, in grant id order after the marker.
-fn page(
-    mut grants: Vec<Arc<GrantRecord>>,
-    limit: usize,
-    after: Option<String>,
-) -> ListGrantsResponse {
+fn page(mut grants: Vec<Arc<Grant>>, limit: usize, after: Option<String>) -> ListGrantsResponse {
     grants.retain(|g| after.as_deref().is_none_or(|a| g.grant_id.as_str() > a));
     grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
     let truncated = grants.len() > limit;
@@ -84,9 +81,10 @@ impl Kms {
     /// CreateGrant.
     pub fn create_grant(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: CreateGrantRequest,
     ) -> Result<CreateGrantResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let grantee = required("GranteePrincipal", &request.grantee_principal)?;
         principal_field("GranteePrincipal", grantee)?;
@@ -155,9 +153,10 @@ impl Kms {
         }
         self.check_grant_tokens(&request.grant_tokens)?;
         let mut store = self.lock_store();
-        let resolved = self.resolve("KeyId", key_id)?;
+        let resolved = self.resolve(call, "KeyId", key_id)?;
         let entry = resolved.entry;
         let allowed = self.authorize_access(
+            &self.read_catalog(),
             caller,
             &entry,
             &Access {
@@ -221,7 +220,7 @@ impl Kms {
             created_ms: self.now(),
             token: format!("kmsd-grant-{}", random_hex(32)),
         };
-        store.insert_grant(&grant)?;
+        store.insert_grant(self.intent(call)?, &grant)?;
         let response = CreateGrantResponse {
             grant_token: grant.token.clone(),
             grant_id: grant.grant_id.clone(),
@@ -233,15 +232,16 @@ impl Kms {
     /// ListGrants: Limit 1–100, default 50.
     pub fn list_grants(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ListGrantsRequest,
     ) -> Result<ListGrantsResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let limit = int_in_range("Limit", request.limit, 1, 100, 50)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:ListGrants")?;
-        let grants: Vec<Arc<GrantRecord>> = self
+        let grants: Vec<Arc<Grant>> = self
             .read_catalog()
             .grants
             .of_key(&entry.record.key_id)
@@ -262,9 +262,10 @@ impl Kms {
     /// that principal (or root) may ask.
     pub fn list_retirable_grants(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ListRetirableGrantsRequest,
     ) -> Result<ListGrantsResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let retiring = required("RetiringPrincipal", &request.retiring_principal)?;
         principal_field("RetiringPrincipal", retiring)?;
         let limit = int_in_range("Limit", request.limit, 1, 100, 50)? as usize;
@@ -274,7 +275,7 @@ impl Kms {
                 "{caller} is not authorized to perform kms:ListRetirableGrants for {retiring}"
             )));
         }
-        let grants: Vec<Arc<GrantRecord>> = self
+        let grants: Vec<Arc<Grant>> = self
             .read_catalog()
             .grants
             .by_key
@@ -291,9 +292,10 @@ impl Kms {
     /// key policy allows kms:RetireGrant.
     pub fn retire_grant(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: RetireGrantRequest,
     ) -> Result<EmptyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let mut store = self.lock_store();
         let grant = match (&request.grant_token, &request.key_id, &request.grant_id) {
             (Some(token), _, _) => {
@@ -310,7 +312,7 @@ impl Kms {
                     })?
             }
             (None, Some(key_id), Some(grant_id)) => {
-                let entry = self.resolve("KeyId", key_id)?.entry;
+                let entry = self.resolve(call, "KeyId", key_id)?.entry;
                 self.find_grant(&entry.record.key_id, grant_id)?
             }
             _ => {
@@ -334,7 +336,7 @@ impl Kms {
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
-        store.delete_grant(&grant.grant_id)?;
+        store.delete_grant(self.intent(call)?, &grant.grant_id)?;
         self.write_catalog()
             .grants
             .remove(&grant.key_id, &grant.grant_id);
@@ -344,26 +346,27 @@ impl Kms {
     /// RevokeGrant: needs kms:RevokeGrant on the key.
     pub fn revoke_grant(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: RevokeGrantRequest,
     ) -> Result<EmptyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let grant_id = required("GrantId", &request.grant_id)?;
         let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:RevokeGrant")?;
         let grant = self.find_grant(&entry.record.key_id, grant_id)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
-        store.delete_grant(&grant.grant_id)?;
+        store.delete_grant(self.intent(call)?, &grant.grant_id)?;
         self.write_catalog()
             .grants
             .remove(&grant.key_id, &grant.grant_id);
         Ok(EmptyResponse {})
     }
 
-    fn find_grant(&self, key_id: &str, grant_id: &str) -> Result<Arc<GrantRecord>, ServiceError> {
+    fn find_grant(&self, key_id: &str, grant_id: &str) -> Result<Arc<Grant>, ServiceError> {
         self.read_catalog()
             .grants
             .of_key(key_id)

@@ -11,6 +11,7 @@ use crate::clock::{days_ms, to_epoch_seconds};
 use crate::crypto::{self, KeyMaterial};
 use crate::identity::Caller;
 use crate::keystore::{KeyRecord, KeyState, VersionRecord};
+use crate::request::{Call, KeyRef};
 use std::sync::Arc;
 
 /// Key specs AWS knows but kmsd does not implement (API reference, CreateKey KeySpec).
@@ -60,9 +61,10 @@ impl Kms {
     /// CreateKey: a new SYMMETRIC_DEFAULT key owned by the caller.
     pub fn create_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: CreateKeyRequest,
     ) -> Result<CreateKeyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let spec = request
             .key_spec
             .as_deref()
@@ -153,7 +155,13 @@ impl Kms {
             rotation_type: None,
             wrapped,
         };
-        self.lock_store().insert_key(&record, &first)?;
+        call.touch(KeyRef {
+            key_id: key_id.clone(),
+            alias: None,
+        });
+        let mut store = self.lock_store();
+        store.insert_key(self.intent(call)?, &record, &first)?;
+        drop(store);
         let entry = self.publish(KeyEntry::new(
             record,
             Arc::new(vec![Arc::new(LoadedVersion {
@@ -171,12 +179,13 @@ impl Kms {
     /// DescribeKey.
     pub fn describe_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: DescribeKeyRequest,
     ) -> Result<DescribeKeyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         self.check_grant_tokens(&request.grant_tokens)?;
         let key_id = required_key_id("KeyId", &request.key_id)?;
-        let resolved = self.resolve("KeyId", key_id)?;
+        let resolved = self.resolve(call, "KeyId", key_id)?;
         self.authorize(caller, &resolved.entry, "kms:DescribeKey")?;
         Ok(DescribeKeyResponse {
             key_metadata: Some(self.metadata(&resolved.entry)),
@@ -187,24 +196,14 @@ impl Kms {
     /// caller may use, in key id order.
     pub fn list_keys(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ListRequest,
     ) -> Result<ListKeysResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         self.require_admin(caller, "kms:ListKeys")?;
         let limit = int_in_range("Limit", request.limit, 1, 1000, 100)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
-        let catalog = self.read_catalog();
-        let mut visible: Vec<&Arc<KeyEntry>> = catalog
-            .keys
-            .values()
-            .filter(|entry| self.visible_to(caller, entry))
-            .filter(|entry| {
-                after
-                    .as_deref()
-                    .is_none_or(|a| entry.record.key_id.as_str() > a)
-            })
-            .collect();
-        visible.sort_by(|a, b| a.record.key_id.cmp(&b.record.key_id));
+        let mut visible = self.visible_keys(caller, "kms:ListKeys", after.as_deref(), limit)?;
         let truncated = visible.len() > limit;
         visible.truncate(limit);
         Ok(ListKeysResponse {
@@ -225,24 +224,24 @@ impl Kms {
     /// EnableKey.
     pub fn enable_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: KeyIdRequest,
     ) -> Result<EmptyResponse, ServiceError> {
-        self.set_enabled(caller, request, true)
+        self.set_enabled(call, request, true)
     }
 
     /// DisableKey.
     pub fn disable_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: KeyIdRequest,
     ) -> Result<EmptyResponse, ServiceError> {
-        self.set_enabled(caller, request, false)
+        self.set_enabled(call, request, false)
     }
 
     fn set_enabled(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: KeyIdRequest,
         enabled: bool,
     ) -> Result<EmptyResponse, ServiceError> {
@@ -258,7 +257,7 @@ impl Kms {
             KeyState::Disabled
         };
         self.change_key(
-            caller,
+            call,
             key_id,
             action,
             StateRule::NotPendingDeletion,
@@ -273,14 +272,14 @@ impl Kms {
     /// UpdateKeyDescription.
     pub fn update_key_description(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: UpdateKeyDescriptionRequest,
     ) -> Result<EmptyResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let description = validate::required("Description", &request.description)?;
         validate::description(description)?;
         self.change_key(
-            caller,
+            call,
             key_id,
             "kms:UpdateKeyDescription",
             StateRule::NotPendingDeletion,
@@ -295,7 +294,7 @@ impl Kms {
     /// ScheduleKeyDeletion: PendingWindowInDays 7–30, default 30 (API reference).
     pub fn schedule_key_deletion(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ScheduleKeyDeletionRequest,
     ) -> Result<ScheduleKeyDeletionResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
@@ -308,7 +307,7 @@ impl Kms {
         )?;
         let deletion = self.now() + days_ms(days);
         let entry = self.change_key(
-            caller,
+            call,
             key_id,
             "kms:ScheduleKeyDeletion",
             StateRule::NotPendingDeletion,
@@ -330,12 +329,12 @@ impl Kms {
     /// CancelKeyDeletion: as in AWS, the key comes back Disabled.
     pub fn cancel_key_deletion(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: KeyIdRequest,
     ) -> Result<KeyIdResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let entry = self.change_key(
-            caller,
+            call,
             key_id,
             "kms:CancelKeyDeletion",
             StateRule::Any,

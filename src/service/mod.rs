@@ -21,10 +21,14 @@ mod validate;
 pub use access::{AccessSettings, MAX_GRANTS_PER_KEY};
 pub use error::ServiceError;
 
+use crate::api::operations::KeyIdForms;
 use crate::clock::{Clock, UnixMillis};
 use crate::crypto::{self, KeyMaterial};
 use crate::identity::Caller;
-use crate::keystore::{AliasRecord, KeyRecord, KeyState, RotationType, Store, VersionRecord};
+use crate::keystore::{
+    AliasRecord, Intent, KeyRecord, KeyState, RotationType, Store, VersionRecord,
+};
+use crate::request::{Call, ChangeGate, KeyRef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -107,6 +111,8 @@ pub struct Kms {
     root: KeyMaterial,
     clock: Clock,
     settings: ServiceSettings,
+    /// Where service events (automatic rotation, key destruction) are recorded.
+    change_gate: std::sync::OnceLock<Arc<dyn ChangeGate>>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -169,7 +175,24 @@ impl Kms {
             root,
             clock,
             settings,
+            change_gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records maintenance changes (service events) through `gate` from now on. Set once,
+    /// before maintenance first runs; a second call is ignored.
+    pub fn set_change_gate(&self, gate: Arc<dyn ChangeGate>) {
+        let _ = self.change_gate.set(gate);
+    }
+
+    pub(crate) fn change_gate(&self) -> Option<&Arc<dyn ChangeGate>> {
+        self.change_gate.get()
+    }
+
+    /// Whether the key database committed the change of intent record `sequence` (None
+    /// when the database cannot be read).
+    pub fn intent_committed(&self, sequence: u64) -> Option<bool> {
+        self.lock_store().intent_committed(sequence).ok()
     }
 
     /// Number of keys in the catalog.
@@ -226,8 +249,35 @@ impl Kms {
         )
     }
 
-    /// Resolves a KeyId parameter: key id, alias name, or the ARN of either.
-    pub(crate) fn resolve(&self, field: &str, key_id: &str) -> Result<Resolved, ServiceError> {
+    /// Resolves a KeyId-like parameter `field` of `call`: a key id or key ARN, and — where
+    /// the operation's table entry says the field accepts them — an alias name or alias
+    /// ARN. An alias where only keys are accepted is NotFoundException, as in AWS. The key
+    /// is noted in `call` (for the trail and metering) as soon as it is found.
+    pub(crate) fn resolve(
+        &self,
+        call: &Call,
+        field: &str,
+        key_id: &str,
+    ) -> Result<Resolved, ServiceError> {
+        let catalog = self.read_catalog();
+        let resolved = self.resolve_in(&catalog, call, field, key_id)?;
+        drop(catalog);
+        call.touch(KeyRef {
+            key_id: resolved.entry.record.key_id.clone(),
+            alias: resolved.alias.clone(),
+        });
+        Ok(resolved)
+    }
+
+    /// [`Kms::resolve`] against a catalog snapshot the caller already holds.
+    pub(crate) fn resolve_in(
+        &self,
+        catalog: &Catalog,
+        call: &Call,
+        field: &str,
+        key_id: &str,
+    ) -> Result<Resolved, ServiceError> {
+        let forms = call.operation.key_forms(field);
         let reference = if key_id.starts_with("arn:") {
             let prefix = self.arn_prefix();
             let Some(resource) = key_id.strip_prefix(prefix.as_str()) else {
@@ -236,74 +286,44 @@ impl Kms {
                 )));
             };
             if let Some(id) = resource.strip_prefix("key/") {
-                id.to_string()
+                id
             } else if resource.starts_with("alias/") {
-                resource.to_string()
+                resource
             } else {
                 return Err(ServiceError::InvalidArn(format!(
                     "{field} '{key_id}' is not a key or alias ARN"
                 )));
             }
         } else {
-            key_id.to_string()
+            key_id
         };
         let not_found = || ServiceError::NotFound(format!("{field} '{key_id}' does not exist"));
-        let catalog = self.read_catalog();
         if reference.starts_with("alias/") {
-            let alias = catalog.aliases.get(&reference).ok_or_else(|| {
-                ServiceError::NotFound(format!(
-                    "Alias {} is not found.",
-                    self.alias_arn(&reference)
-                ))
+            if forms == KeyIdForms::KeyOnly {
+                return Err(ServiceError::NotFound(format!(
+                    "{field} '{key_id}' does not exist: {} takes {} in {field}, not an alias",
+                    call.operation.name,
+                    forms.describe()
+                )));
+            }
+            let alias = catalog.aliases.get(reference).ok_or_else(|| {
+                ServiceError::NotFound(format!("Alias {} is not found.", self.alias_arn(reference)))
             })?;
             let entry = catalog.keys.get(&alias.key_id).ok_or_else(not_found)?;
             Ok(Resolved {
                 entry: Arc::clone(entry),
-                alias: Some(reference),
+                alias: Some(reference.to_string()),
             })
         } else {
             if reference.is_empty() || reference.len() > 2048 {
                 return Err(validate::key_id_length(field, key_id));
             }
-            let entry = catalog.keys.get(&reference).ok_or_else(not_found)?;
+            let entry = catalog.keys.get(reference).ok_or_else(not_found)?;
             Ok(Resolved {
                 entry: Arc::clone(entry),
                 alias: None,
             })
         }
-    }
-
-    /// The key a request is about, for audit and metering: the key named by KeyId,
-    /// TargetKeyId or AliasName, else the key inside CiphertextBlob. No authorization is
-    /// applied: the result is for the operator's records, never returned to the caller.
-    pub fn key_reference(&self, request: &serde_json::Value) -> Option<(String, Option<String>)> {
-        let named = ["KeyId", "TargetKeyId", "AliasName"]
-            .iter()
-            .find_map(|field| request.get(*field).and_then(|v| v.as_str()));
-        if let Some(reference) = named {
-            return self
-                .resolve("KeyId", reference)
-                .ok()
-                .map(|resolved| (resolved.entry.record.key_id.clone(), resolved.alias));
-        }
-        // Only the first 24 base64 characters (18 bytes: format and key id) are decoded; the
-        // blob itself is checked by the operation. A key id that names no key is dropped, so
-        // a damaged or forged blob adds nothing to the records.
-        let blob = request.get("CiphertextBlob")?.as_str()?.trim_start();
-        use base64::Engine;
-        let prefix = base64::engine::general_purpose::STANDARD
-            .decode(blob.get(..24)?)
-            .ok()?;
-        if prefix.first() != Some(&crypto::FORMAT_V1) {
-            return None;
-        }
-        let key_id = uuid::Uuid::from_slice(prefix.get(1..1 + crypto::KEY_ID_LEN)?)
-            .ok()?
-            .to_string();
-        self.read_catalog()
-            .keys
-            .contains_key(&key_id)
-            .then_some((key_id, None))
     }
 
     /// A summary of every key (id, state, spec, aliases, creation), for metrics.
@@ -341,13 +361,61 @@ impl Kms {
         entry: &KeyEntry,
         action: &str,
     ) -> Result<(), ServiceError> {
-        self.authorize_access(caller, entry, &access::Access::new(action))
+        let catalog = self.read_catalog();
+        self.authorize_access(&catalog, caller, entry, &access::Access::new(action))
             .map(|_| ())
     }
 
-    /// Whether a key list entry is visible to the caller.
-    pub(crate) fn visible_to(&self, caller: &Caller, entry: &KeyEntry) -> bool {
-        self.authorize(caller, entry, "kms:ListKeys").is_ok()
+    /// The keys after `after` (by key id) that `caller` may `action`, at most `limit` + 1
+    /// of them (so the caller can tell whether the page is truncated). The catalog lock is
+    /// held only to copy the candidates; the policies are evaluated without it.
+    pub(crate) fn visible_keys(
+        &self,
+        caller: &Caller,
+        action: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyEntry>>, ServiceError> {
+        let candidates: Vec<(Arc<KeyEntry>, Vec<Arc<access::Grant>>, Vec<String>)> = {
+            let catalog = self.read_catalog();
+            let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
+            for alias in catalog.aliases.values() {
+                aliases
+                    .entry(alias.key_id.as_str())
+                    .or_default()
+                    .push(alias.name.clone());
+            }
+            let mut candidates: Vec<_> = catalog
+                .keys
+                .values()
+                .filter(|entry| after.is_none_or(|a| entry.record.key_id.as_str() > a))
+                .map(|entry| {
+                    let key_id = entry.record.key_id.as_str();
+                    (
+                        Arc::clone(entry),
+                        catalog.grants.of_key(key_id).to_vec(),
+                        aliases.remove(key_id).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            candidates.sort_by(|a, b| a.0.record.key_id.cmp(&b.0.record.key_id));
+            candidates
+        };
+        let access = access::Access::new(action);
+        let mut visible = Vec::new();
+        for (entry, grants, aliases) in candidates {
+            if visible.len() > limit {
+                break;
+            }
+            let facts = access::KeyFacts {
+                grants: &grants,
+                aliases: &|| aliases.clone(),
+            };
+            if self.decide(caller, &entry, &facts, &access).is_ok() {
+                visible.push(entry);
+            }
+        }
+        Ok(visible)
     }
 
     /// Publishes a new version of a key entry.
@@ -374,15 +442,15 @@ impl Kms {
     /// and publish — all under the store lock. Returns the entry as it now is.
     pub(crate) fn change_key(
         &self,
-        caller: &Caller,
+        call: &Call,
         key_id: &str,
         action: &str,
         rule: StateRule,
         change: impl FnOnce(&mut KeyRecord) -> Result<(), ServiceError>,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
         let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, action)?;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
+        self.authorize(&call.caller, &entry, action)?;
         let arn = self.key_arn(&entry.record.key_id);
         match rule {
             StateRule::Any => {}
@@ -394,7 +462,7 @@ impl Kms {
         if record == entry.record {
             return Ok(entry);
         }
-        store.update_key(&record)?;
+        store.update_key(self.intent(call)?, &record)?;
         Ok(self.publish(entry.with_record(record)))
     }
 
@@ -402,6 +470,7 @@ impl Kms {
     pub(crate) fn add_version(
         &self,
         store: &mut Store,
+        intent: Intent,
         entry: &KeyEntry,
         mut record: KeyRecord,
         rotation_type: RotationType,
@@ -412,6 +481,7 @@ impl Kms {
         let wrapped = crypto::wrap_material(&self.root, &record.key_id, next, PURPOSE, &material)?;
         record.key_id = entry.record.key_id.clone();
         store.add_version(
+            intent,
             &record,
             &VersionRecord {
                 version: next,
@@ -428,6 +498,18 @@ impl Kms {
             material,
         }));
         Ok(self.publish(KeyEntry::new(record, Arc::new(versions))))
+    }
+}
+
+impl Kms {
+    /// Writes the intent record of `call`'s change (the trail has it before the key
+    /// database does). Err: the trail cannot be written, so the change must not be made.
+    pub(crate) fn intent(&self, call: &Call) -> Result<Intent, ServiceError> {
+        match call.record_intent() {
+            Ok(Some(sequence)) => Ok(Intent::recorded(sequence)),
+            Ok(None) => Ok(Intent::unaudited()),
+            Err(reason) => Err(ServiceError::AuditUnavailable(reason)),
+        }
     }
 }
 
@@ -478,6 +560,17 @@ fn load_version(
         rotation_type: version.rotation_type,
         material,
     })
+}
+
+/// The `KeyMaterialId` of a key's material version: 64 hex digits derived from the key id
+/// and the version number (stable, and different for every version of every key).
+pub(crate) fn key_material_id(key_id: &str, version: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"kmsd key material id\0");
+    hasher.update(key_id.as_bytes());
+    hasher.update(version.to_be_bytes());
+    hex::encode(hasher.finalize())
 }
 
 /// Decodes an opaque pagination marker made by [`encode_marker`].

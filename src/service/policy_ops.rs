@@ -6,6 +6,7 @@ use super::{require_not_pending_deletion, Kms, ServiceError};
 use crate::api::*;
 use crate::identity::Caller;
 use crate::policy::{self, Decision, MAX_POLICY_BYTES};
+use crate::request::Call;
 
 /// The only policy name a key has.
 const POLICY_NAME: &str = "default";
@@ -50,14 +51,15 @@ impl Kms {
     /// PutKeyPolicy.
     pub fn put_key_policy(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: PutKeyPolicyRequest,
     ) -> Result<EmptyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         check_policy_name(request.policy_name.as_deref())?;
         let text = validate::required("Policy", &request.policy)?;
         let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:PutKeyPolicy")?;
         require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
         self.check_new_policy(
@@ -68,7 +70,7 @@ impl Kms {
         )?;
         let mut record = entry.record.clone();
         record.policy = Some(text.clone());
-        store.update_key(&record)?;
+        store.update_key(self.intent(call)?, &record)?;
         self.publish(entry.with_record(record));
         Ok(EmptyResponse {})
     }
@@ -76,12 +78,13 @@ impl Kms {
     /// GetKeyPolicy: the document as it was given.
     pub fn get_key_policy(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: GetKeyPolicyRequest,
     ) -> Result<GetKeyPolicyResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         check_policy_name(request.policy_name.as_deref())?;
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:GetKeyPolicy")?;
         Ok(GetKeyPolicyResponse {
             policy: self.key_policy_text(&entry),
@@ -92,12 +95,13 @@ impl Kms {
     /// ListKeyPolicies: always `["default"]`.
     pub fn list_key_policies(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ListKeyPoliciesRequest,
     ) -> Result<ListKeyPoliciesResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         validate::int_in_range("Limit", request.limit, 1, 1000, 100)?;
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:ListKeyPolicies")?;
         Ok(ListKeyPoliciesResponse {
             policy_names: vec![POLICY_NAME.into()],

@@ -9,6 +9,7 @@ use crate::api::*;
 use crate::clock::{days_ms, to_epoch_seconds};
 use crate::identity::Caller;
 use crate::keystore::RotationType;
+use crate::request::Call;
 
 /// RotateKeyOnDemand may be called at most this many times per key.
 pub const MAX_ON_DEMAND_ROTATIONS: u32 = 25;
@@ -17,7 +18,7 @@ impl Kms {
     /// EnableKeyRotation. The next rotation falls due one period after this call.
     pub fn enable_key_rotation(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: EnableKeyRotationRequest,
     ) -> Result<EmptyResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
@@ -30,7 +31,7 @@ impl Kms {
         )?;
         let next = self.now() + days_ms(days);
         self.change_key(
-            caller,
+            call,
             key_id,
             "kms:EnableKeyRotation",
             StateRule::Usable,
@@ -46,12 +47,12 @@ impl Kms {
     /// DisableKeyRotation.
     pub fn disable_key_rotation(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: KeyIdRequest,
     ) -> Result<EmptyResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         self.change_key(
-            caller,
+            call,
             key_id,
             "kms:DisableKeyRotation",
             StateRule::Usable,
@@ -67,11 +68,12 @@ impl Kms {
     /// GetKeyRotationStatus.
     pub fn get_key_rotation_status(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: KeyIdRequest,
     ) -> Result<GetKeyRotationStatusResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:GetKeyRotationStatus")?;
         let record = &entry.record;
         Ok(GetKeyRotationStatusResponse {
@@ -86,12 +88,13 @@ impl Kms {
     /// RotateKeyOnDemand: a new material version now, whatever the automatic schedule.
     pub fn rotate_key_on_demand(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: KeyIdRequest,
     ) -> Result<KeyIdResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let mut store = self.lock_store();
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:RotateKeyOnDemand")?;
         let arn = self.key_arn(&entry.record.key_id);
         require_usable(&entry, &arn)?;
@@ -103,16 +106,23 @@ impl Kms {
         let mut record = entry.record.clone();
         record.on_demand_rotations += 1;
         record.on_demand_rotation_start_ms = Some(self.now());
-        self.add_version(&mut store, &entry, record, RotationType::OnDemand)?;
+        self.add_version(
+            &mut store,
+            self.intent(call)?,
+            &entry,
+            record,
+            RotationType::OnDemand,
+        )?;
         Ok(KeyIdResponse { key_id: arn })
     }
 
     /// ListKeyRotations: Limit 1–1000, default 100, oldest first.
     pub fn list_key_rotations(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ListKeyScopedRequest,
     ) -> Result<ListKeyRotationsResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let limit = int_in_range("Limit", request.limit, 1, 1000, 100)? as usize;
         let after = match decode_marker(request.marker.as_deref())? {
@@ -121,7 +131,7 @@ impl Kms {
             })?),
             None => None,
         };
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:ListKeyRotations")?;
         let arn = self.key_arn(&entry.record.key_id);
         let mut rotations: Vec<(u32, RotationEntry)> = entry

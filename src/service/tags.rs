@@ -6,6 +6,7 @@ use super::validate::{int_in_range, required, required_key_id};
 use super::{decode_marker, encode_marker, Kms, ServiceError, StateRule};
 use crate::api::*;
 use crate::identity::Caller;
+use crate::request::Call;
 
 /// At most this many tags per key.
 pub const MAX_TAGS_PER_KEY: usize = 50;
@@ -50,14 +51,14 @@ impl Kms {
     /// TagResource: adds or overwrites tags.
     pub fn tag_resource(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: TagResourceRequest,
     ) -> Result<EmptyResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let tags = required("Tags", &request.tags)?;
         validate_tags(tags)?;
         self.change_key(
-            caller,
+            call,
             key_id,
             "kms:TagResource",
             StateRule::NotPendingDeletion,
@@ -83,7 +84,7 @@ impl Kms {
     /// UntagResource: removes tags by key; unknown tag keys are ignored, as in AWS.
     pub fn untag_resource(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: UntagResourceRequest,
     ) -> Result<EmptyResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
@@ -92,7 +93,7 @@ impl Kms {
             validate_tag_key(key)?;
         }
         self.change_key(
-            caller,
+            call,
             key_id,
             "kms:UntagResource",
             StateRule::NotPendingDeletion,
@@ -109,13 +110,14 @@ impl Kms {
     /// ListResourceTags: Limit 1–50, default 50, in tag key order.
     pub fn list_resource_tags(
         &self,
-        caller: &Caller,
+        call: &Call,
         request: ListKeyScopedRequest,
     ) -> Result<ListResourceTagsResponse, ServiceError> {
+        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let limit = int_in_range("Limit", request.limit, 1, 50, 50)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
-        let entry = self.resolve("KeyId", key_id)?.entry;
+        let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:ListResourceTags")?;
         let mut tags: Vec<Tag> = entry
             .record

@@ -91,9 +91,11 @@ async fn verify(args: &VerifyArgs, socket: &Path, output: OutputFormat) -> Resul
         let files: Vec<PathBuf> = args.files.iter().map(|f| cwd.join(f)).collect();
         let request = serde_json::json!({ "Files": files });
         Client::new(socket)
-            .call(trail::VERIFY_OPERATION, &request)
+            .call(kmsd::api::operations::KMSD_AUDIT_VERIFY.name, &request)
             .await
-            .map_err(|err| Failure::from_client(trail::VERIFY_OPERATION, err))?
+            .map_err(|err| {
+                Failure::from_client(kmsd::api::operations::KMSD_AUDIT_VERIFY.name, err)
+            })?
     };
     let text = match output {
         OutputFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",

@@ -331,7 +331,7 @@ pub(crate) fn write_stdout(text: &str) -> Result<(), Failure> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
-    use kmsd::server::http::OPERATIONS;
+    use kmsd::api::operations::OPERATIONS;
     use serde_json::json;
 
     fn kebab(operation: &str) -> String {
@@ -353,10 +353,11 @@ mod tests {
     #[test]
     fn every_operation_has_its_subcommand_and_back() {
         let cli = Cli::command();
-        for operation in OPERATIONS {
+        for operation in OPERATIONS.iter().filter(|op| op.is_aws()) {
             assert!(
-                cli.find_subcommand(kebab(operation)).is_some(),
-                "no subcommand for {operation}"
+                cli.find_subcommand(kebab(operation.name)).is_some(),
+                "no subcommand for {}",
+                operation.name
             );
         }
         for sub in cli.get_subcommands() {
@@ -366,7 +367,7 @@ mod tests {
                 continue;
             }
             assert!(
-                OPERATIONS.iter().any(|op| kebab(op) == name),
+                OPERATIONS.iter().any(|op| kebab(op.name) == name),
                 "{name} is not a kmsd operation"
             );
         }
