@@ -36,7 +36,7 @@ pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
 pub struct ServiceSettings {
     pub region: String,
     pub account_id: String,
-    /// Who may call the daemon-level operations.
+    /// Who may call the daemon-level operations, at start ([`Kms::set_access`] replaces it).
     pub access: AccessSettings,
 }
 
@@ -107,6 +107,8 @@ pub struct Kms {
     root: KeyMaterial,
     clock: Clock,
     settings: ServiceSettings,
+    /// The daemon's administrators; a reload swaps it ([`Kms::set_access`]).
+    access: RwLock<Arc<AccessSettings>>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -168,6 +170,7 @@ impl Kms {
             catalog: RwLock::new(catalog),
             root,
             clock,
+            access: RwLock::new(Arc::new(settings.access.clone())),
             settings,
         })
     }
