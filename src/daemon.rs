@@ -3,15 +3,15 @@
 
 use crate::audit::{AuditError, AuditSettings, AuditTrail, MacKey};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
+use crate::config::{AccessSection, Config, ConfigError, Pricing};
 use crate::crypto::KeyMaterial;
 use crate::keystore::{Store, StoreError};
 use crate::metering::{exposition, Metering, MeteringError};
 use crate::reload::{apply_reload, ConfigSource, ReloadTargets};
 use crate::server::{self, ListenerError};
-use crate::service::{Kms, ServiceError, ServiceSettings};
+use crate::service::{AccessSettings, Kms, ServiceError, ServiceSettings};
 use crate::systemd::{self, serving_status, Notifier};
-use crate::tpm::{PcrBank, PcrBinding, SealedRoot, TpmConfig, TpmError, TpmHandle};
+use crate::tpm::{PcrBinding, SealedRoot, TpmConfig, TpmError, TpmHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,19 +65,10 @@ impl Daemon {
     pub fn open(config: Config, clock: Clock) -> Result<Daemon, DaemonError> {
         config.validate()?;
         let mut store = Store::open(&config.state_dir)?;
-        let pcr_binding = if config.tpm.pcrs.is_empty() {
-            None
-        } else {
-            let bank = match config.tpm.pcr_bank.as_str() {
-                "sha1" => PcrBank::Sha1,
-                "sha384" => PcrBank::Sha384,
-                _ => PcrBank::Sha256,
-            };
-            Some(PcrBinding {
-                bank,
-                pcrs: config.tpm.pcrs.clone(),
-            })
-        };
+        let pcr_binding = (!config.tpm.pcrs.is_empty()).then(|| PcrBinding {
+            bank: config.tpm.pcr_bank,
+            pcrs: config.tpm.pcrs.clone(),
+        });
         let tpm = TpmHandle::start(TpmConfig {
             tcti: config.tpm.tcti.clone(),
             pcr_binding,
@@ -114,8 +105,8 @@ impl Daemon {
             let settings = AuditSettings::new(
                 &config.audit,
                 &config.state_dir,
-                &config.region,
-                &config.account_id,
+                config.region.as_str(),
+                config.account_id.as_str(),
             );
             Some(Arc::new(AuditTrail::open(
                 settings,
@@ -131,12 +122,9 @@ impl Daemon {
             root,
             clock,
             ServiceSettings {
-                region: config.region.clone(),
-                account_id: config.account_id.clone(),
-                access: crate::service::AccessSettings {
-                    admin_users: config.access.admin_users.clone(),
-                    admin_groups: config.access.admin_groups.clone(),
-                },
+                region: config.region.to_string(),
+                account_id: config.account_id.to_string(),
+                access: access_settings(&config.access),
             },
         )?;
         if let Some(audit) = &audit {
@@ -198,7 +186,7 @@ impl Daemon {
             }
             None => server::bind_socket(
                 &self.config.socket,
-                self.config.socket_mode_bits()?,
+                self.config.socket_mode.bits(),
                 self.config.socket_group.as_deref(),
             )?,
         };
@@ -209,7 +197,7 @@ impl Daemon {
             live_rx.clone(),
             stop_rx.clone(),
         ));
-        let metrics_listener = match &self.config.metrics_listen {
+        let metrics_listener = match self.config.metrics_listen {
             Some(addr) => Some(exposition::bind_metrics(addr).await?),
             None => None,
         };
@@ -252,7 +240,7 @@ impl Daemon {
         });
 
         let source = options.source;
-        let targets = options.targets;
+        let targets = self.reload_targets(options.targets);
         loop {
             tokio::select! {
                 event = signals.next() => match event {
@@ -282,6 +270,20 @@ impl Daemon {
         })
         .await;
         Ok(())
+    }
+
+    /// What a reload acts on: the binary's targets (the log filter) plus this daemon's
+    /// service (`[access]`) and meter (`[pricing]`).
+    fn reload_targets(&self, mut targets: ReloadTargets) -> ReloadTargets {
+        let kms = Arc::clone(&self.kms);
+        targets.set_access = Some(Arc::new(move |section: &AccessSection| {
+            kms.set_access(access_settings(section));
+        }));
+        let metering = Arc::clone(&self.metering);
+        targets.set_pricing = Some(Arc::new(move |pricing: &Pricing| {
+            metering.set_pricing(pricing.clone());
+        }));
+        targets
     }
 
     /// The shutdown sequence, in order: stop accepting, let in-flight requests finish
@@ -339,6 +341,14 @@ impl Daemon {
         }
         drop(tpm);
         tracing::info!("kmsd stopped");
+    }
+}
+
+/// The service's administrators from the `[access]` table.
+fn access_settings(section: &AccessSection) -> AccessSettings {
+    AccessSettings {
+        admin_users: section.admin_users.clone(),
+        admin_groups: section.admin_groups.clone(),
     }
 }
 
@@ -413,9 +423,13 @@ fn reload(
                     "changed settings need a restart to take effect; still running with the old values"
                 );
             }
-            tracing::info!(applied = ?report.applied, "configuration reloaded");
+            tracing::info!(
+                applied = ?report.applied,
+                needs_restart = ?report.needs_restart,
+                "configuration reloaded"
+            );
             live.send_replace(Arc::new(effective));
-            serving_status(kms.key_count())
+            format!("{}; {}", serving_status(kms.key_count()), report.summary())
         }
         Err(err) => {
             tracing::error!(error = %err, "reload failed; still serving with the previous configuration");
@@ -492,6 +506,7 @@ async fn maintenance_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // At least 1 (checked when the config is read).
         let every = Duration::from_secs(live.borrow_and_update().maintenance_interval_secs.max(1));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

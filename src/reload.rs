@@ -6,10 +6,15 @@
 //! watch the live configuration, or [`apply_reload`] acts on them); settings in
 //! [`RESTART_ONLY`] keep their running value and are reported as "needs restart".
 //!
-//! Adding a config section? Put each of its settings in one of the two tables (and, when it
-//! needs an action rather than a watcher, a line in [`apply_reload`]).
+//! Every setting of the config file is in exactly one of the two tables (a unit test walks
+//! the serialized [`Config`] to prove it, so a new setting fails the tests until it is
+//! listed). Adding one? Put it in a table (and, when it needs an action rather than a
+//! watcher, a line in [`apply_reload`]).
+//!
+//! `metrics_listen` is restart-only: under systemd the TCP listener also needs the
+//! `metrics.conf` drop-in (network access for the unit), which itself takes a restart.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{AccessSection, Config, ConfigError, LogFilter, Pricing};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,7 +24,7 @@ pub struct ConfigOverrides {
     pub socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub tcti: Option<String>,
-    pub log_level: Option<String>,
+    pub log_level: Option<LogFilter>,
     pub maintenance_interval_secs: Option<u64>,
 }
 
@@ -52,7 +57,8 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Reads the file (defaults without one) and applies the overrides. Does not validate.
+    /// Reads and checks the file (defaults without one) and applies the overrides (which
+    /// [`ConfigSource::load_valid`] checks again).
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut config = match &self.path {
             Some(path) => Config::from_file(path)?,
@@ -66,20 +72,8 @@ impl ConfigSource {
     pub fn load_valid(&self) -> Result<Config, ConfigError> {
         let config = self.load()?;
         config.validate()?;
-        check_log_level(&config.log_level)?;
         Ok(config)
     }
-}
-
-/// Checks that `level` is a valid tracing filter.
-pub fn check_log_level(level: &str) -> Result<(), ConfigError> {
-    tracing_subscriber::EnvFilter::try_new(level)
-        .map(|_| ())
-        .map_err(|err| ConfigError::Invalid {
-            field: "log_level",
-            value: level.to_string(),
-            reason: err.to_string(),
-        })
 }
 
 /// One setting, as seen by a reload.
@@ -107,7 +101,21 @@ macro_rules! setting {
 /// Settings that take effect on reload.
 pub const RELOADABLE: &[Setting] = &[
     setting!("log_level", log_level),
+    // The maintenance loop watches the live config.
     setting!("maintenance_interval_secs", maintenance_interval_secs),
+    // The service's administrators: swapped in the service (`Kms::set_access`).
+    setting!("access.admin_users", access.admin_users),
+    setting!("access.admin_groups", access.admin_groups),
+    // The prices of the cost estimates: swapped in metering (`Metering::set_pricing`).
+    setting!("pricing.key_month_usd", pricing.key_month_usd),
+    setting!("pricing.rotation_month_usd", pricing.rotation_month_usd),
+    setting!("pricing.max_billed_rotations", pricing.max_billed_rotations),
+    setting!(
+        "pricing.symmetric_usd_per_10k_requests",
+        pricing.symmetric_usd_per_10k_requests
+    ),
+    setting!("pricing.free_tier_requests", pricing.free_tier_requests),
+    setting!("pricing.prices_as_of", pricing.prices_as_of),
 ];
 
 /// Settings that only a restart changes.
@@ -118,6 +126,8 @@ pub const RESTART_ONLY: &[Setting] = &[
     setting!("state_dir", state_dir),
     setting!("region", region),
     setting!("account_id", account_id),
+    // Bound once; under systemd it also needs the metrics.conf drop-in (a restart anyway).
+    setting!("metrics_listen", metrics_listen),
     setting!("tpm.tcti", tpm.tcti),
     setting!("tpm.pcr_bank", tpm.pcr_bank),
     setting!("tpm.pcrs", tpm.pcrs),
@@ -145,19 +155,53 @@ pub struct ReloadReport {
     pub needs_restart: Vec<&'static str>,
 }
 
+impl ReloadReport {
+    /// One line for the log and the service manager's status: "configuration reloaded",
+    /// what changed, and what waits for a restart.
+    pub fn summary(&self) -> String {
+        let mut line = String::from("configuration reloaded");
+        if self.applied.is_empty() && self.needs_restart.is_empty() {
+            line.push_str(", no changes");
+        }
+        if !self.applied.is_empty() {
+            line.push_str(&format!(", applied: {}", self.applied.join(" ")));
+        }
+        if !self.needs_restart.is_empty() {
+            line.push_str(&format!(
+                ", needs a restart: {}",
+                self.needs_restart.join(" ")
+            ));
+        }
+        line
+    }
+}
+
 /// Sets the tracing filter of the running process (`Err` carries the reason).
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Replaces the service's administrators (`[access]`).
+pub type AccessSetter = Arc<dyn Fn(&AccessSection) + Send + Sync>;
+
+/// Replaces the prices of the cost estimates (`[pricing]`).
+pub type PricingSetter = Arc<dyn Fn(&Pricing) + Send + Sync>;
 
 /// What a reload can act on, besides the live configuration.
 #[derive(Clone, Default)]
 pub struct ReloadTargets {
+    /// The log filter (set by the binary, which installed the subscriber).
     pub set_log_level: Option<LogLevelSetter>,
+    /// `[access]` (the daemon fills it in with its service).
+    pub set_access: Option<AccessSetter>,
+    /// `[pricing]` (the daemon fills it in with its meter).
+    pub set_pricing: Option<PricingSetter>,
 }
 
 impl std::fmt::Debug for ReloadTargets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReloadTargets")
             .field("set_log_level", &self.set_log_level.is_some())
+            .field("set_access", &self.set_access.is_some())
+            .field("set_pricing", &self.set_pricing.is_some())
             .finish()
     }
 }
@@ -189,17 +233,28 @@ pub fn apply_reload(
     targets: &ReloadTargets,
 ) -> Result<(Config, ReloadReport), ConfigError> {
     let (effective, report) = plan_reload(old, new);
-    if report.applied.contains(&"log_level") {
+    let changed = |prefix: &str| report.applied.iter().any(|name| name.starts_with(prefix));
+    // The only action that can fail goes first, so a failed reload changes nothing.
+    if changed("log_level") {
         if let Some(set) = &targets.set_log_level {
-            set(&effective.log_level).map_err(|reason| ConfigError::Invalid {
+            set(effective.log_level.as_str()).map_err(|reason| ConfigError::Invalid {
                 field: "log_level",
-                value: effective.log_level.clone(),
+                value: effective.log_level.to_string(),
                 reason,
             })?;
         }
     }
+    if changed("access.") {
+        if let Some(set) = &targets.set_access {
+            set(&effective.access);
+        }
+    }
+    if changed("pricing.") {
+        if let Some(set) = &targets.set_pricing {
+            set(&effective.pricing);
+        }
+    }
     // maintenance_interval_secs: the maintenance loop watches the live config.
-    // New reloadable sections (audit, pricing, access policy) add their actions here.
     Ok((effective, report))
 }
 
@@ -214,7 +269,7 @@ mod tests {
     #[test]
     fn reload_splits_settings() {
         let old = parse("");
-        let cases: [(&str, &[&str], &[&str]); 6] = [
+        let cases: [(&str, &[&str], &[&str]); 9] = [
             ("", &[], &[]),
             ("log_level = \"debug\"", &["log_level"], &[]),
             (
@@ -237,6 +292,21 @@ mod tests {
                 &[],
                 &["socket", "region", "account_id"],
             ),
+            (
+                "[access]\nadmin_users = [\"4242\"]\nadmin_groups = []",
+                &["access.admin_users", "access.admin_groups"],
+                &[],
+            ),
+            (
+                "[pricing]\nkey_month_usd = 2.0\nfree_tier_requests = 0",
+                &["pricing.key_month_usd", "pricing.free_tier_requests"],
+                &[],
+            ),
+            (
+                "metrics_listen = \"127.0.0.1:9745\"\nsocket_mode = \"0600\"",
+                &[],
+                &["socket_mode", "metrics_listen"],
+            ),
         ];
         for (text, applied, restart) in cases {
             let new = parse(text);
@@ -252,6 +322,83 @@ mod tests {
                 new.maintenance_interval_secs
             );
         }
+    }
+
+    /// Every leaf of the config (derived from a serialized default config, so a new field
+    /// fails here until it is listed) is in exactly one of the two tables, and the tables
+    /// name nothing else.
+    #[test]
+    fn every_setting_is_reloadable_or_restart_only() {
+        let keys = Config::default().setting_names();
+        assert!(keys.len() > 20, "{keys:?}");
+        for key in &keys {
+            let listed = RELOADABLE
+                .iter()
+                .chain(RESTART_ONLY)
+                .filter(|setting| setting.name == key)
+                .count();
+            assert_eq!(
+                listed, 1,
+                "config key {key} must be in exactly one of RELOADABLE and RESTART_ONLY"
+            );
+        }
+        for setting in RELOADABLE.iter().chain(RESTART_ONLY) {
+            assert!(
+                keys.iter().any(|key| key == setting.name),
+                "{} is not a config key",
+                setting.name
+            );
+        }
+    }
+
+    #[test]
+    fn reload_acts_on_access_and_pricing() {
+        use std::sync::Mutex;
+        let access = Arc::new(Mutex::new(None));
+        let pricing = Arc::new(Mutex::new(None));
+        let levels = Arc::new(Mutex::new(Vec::new()));
+        let targets = ReloadTargets {
+            set_log_level: Some({
+                let levels = Arc::clone(&levels);
+                Arc::new(move |level: &str| {
+                    levels.lock().unwrap().push(level.to_string());
+                    Ok(())
+                })
+            }),
+            set_access: Some({
+                let access = Arc::clone(&access);
+                Arc::new(move |section: &AccessSection| {
+                    *access.lock().unwrap() = Some(section.clone());
+                })
+            }),
+            set_pricing: Some({
+                let pricing = Arc::clone(&pricing);
+                Arc::new(move |prices: &Pricing| *pricing.lock().unwrap() = Some(prices.clone()))
+            }),
+        };
+        let old = parse("");
+        // Nothing changed: nothing is called.
+        let (_, report) = apply_reload(&old, &old, &targets).unwrap();
+        assert_eq!(report.summary(), "configuration reloaded, no changes");
+        assert!(access.lock().unwrap().is_none() && pricing.lock().unwrap().is_none());
+        let new = parse(
+            "region = \"eu\"\n[access]\nadmin_users = [\"alice\"]\n[pricing]\nkey_month_usd = 3.0",
+        );
+        let (effective, report) = apply_reload(&old, &new, &targets).unwrap();
+        assert_eq!(
+            report.summary(),
+            "configuration reloaded, applied: access.admin_users pricing.key_month_usd, needs a restart: region"
+        );
+        assert_eq!(access.lock().unwrap().as_ref(), Some(&new.access));
+        assert_eq!(
+            pricing.lock().unwrap().as_ref().map(|p| p.key_month_usd),
+            Some(3.0)
+        );
+        assert!(levels.lock().unwrap().is_empty());
+        assert_eq!(effective.region, old.region);
+        let (_, report) = apply_reload(&old, &parse("log_level = \"debug\""), &targets).unwrap();
+        assert_eq!(report.applied, ["log_level"]);
+        assert_eq!(*levels.lock().unwrap(), ["debug"]);
     }
 
     #[test]
@@ -272,7 +419,7 @@ mod tests {
             },
         };
         let config = source.load_valid().unwrap();
-        assert_eq!(config.log_level, "debug");
+        assert_eq!(config.log_level.as_str(), "debug");
         assert_eq!(config.maintenance_interval_secs, 3);
         assert_eq!(config.state_dir, PathBuf::from("/tmp/s"));
     }

@@ -4,7 +4,8 @@
 //!
 //! Checked here: READY=1 (with MAINPID) once the passed socket is served, WATCHDOG=1 pings,
 //! RELOADING=1 with MONOTONIC_USEC then READY=1 on SIGHUP (a good reload changes the log
-//! level, a broken one keeps serving), STOPPING=1 and exit 0 on SIGTERM, and that SIGTERM
+//! level and says so in STATUS=, a broken one keeps serving, a restart-only change is
+//! named in STATUS=), STOPPING=1 and exit 0 on SIGTERM, and that SIGTERM
 //! under load lets every accepted request finish.
 
 mod common;
@@ -283,7 +284,7 @@ async fn readiness_watchdog_reload_and_stop() {
     let ready = kmsd.wait_for_after("READY=1 after reload", reloading + 1, |m| has(m, "READY=1"));
     assert_eq!(
         field(&kmsd.messages[ready], "STATUS"),
-        Some("serving 0 keys")
+        Some("serving 0 keys; configuration reloaded, applied: log_level")
     );
     let log = kmsd.log_text();
     assert!(log.contains("configuration reloaded"), "{log}");
@@ -319,7 +320,7 @@ async fn readiness_watchdog_reload_and_stop() {
     let ready = kmsd.wait_for_after("READY=1", reloading + 1, |m| has(m, "READY=1"));
     assert_eq!(
         field(&kmsd.messages[ready], "STATUS"),
-        Some("serving 1 key")
+        Some("serving 1 key; configuration reloaded, needs a restart: account_id")
     );
     assert!(kmsd.log_text().contains("need a restart"));
     let described = ok(&client, "DescribeKey", json!({"KeyId": key})).await;

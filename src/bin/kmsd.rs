@@ -27,7 +27,7 @@ struct Args {
     tcti: Option<String>,
     /// Log filter, e.g. info or kmsd=debug (overrides `log_level`).
     #[arg(long)]
-    log_level: Option<String>,
+    log_level: Option<kmsd::config::LogFilter>,
     /// Maintenance interval in seconds (overrides `maintenance_interval_secs`).
     #[arg(long)]
     maintenance_interval_secs: Option<u64>,
@@ -67,7 +67,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let set_log_level = init_logging(&config.log_level);
+    let set_log_level = match init_logging(config.log_level.as_str()) {
+        Ok(setter) => setter,
+        Err(err) => {
+            eprintln!("kmsd: log_level {:?}: {err}", config.log_level.as_str());
+            return ExitCode::from(2);
+        }
+    };
     harden_process();
 
     let clock = match args.test_clock_file {
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
         source: Some(source),
         targets: ReloadTargets {
             set_log_level: Some(set_log_level),
+            ..ReloadTargets::default()
         },
     })) {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,10 +129,11 @@ fn effective_filter(level: &str) -> String {
 }
 
 /// Installs the log subscriber; returns the setter a reload uses to change the filter.
-fn init_logging(level: &str) -> LogLevelSetter {
+/// (`level` was checked when the config was read; Err is the filter parser's reason.)
+fn init_logging(level: &str) -> Result<LogLevelSetter, String> {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(effective_filter(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .map_err(|err| err.to_string())?;
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
@@ -135,11 +143,11 @@ fn init_logging(level: &str) -> LogLevelSetter {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
         .init();
-    std::sync::Arc::new(move |level: &str| {
+    Ok(std::sync::Arc::new(move |level: &str| {
         let filter = tracing_subscriber::EnvFilter::try_new(effective_filter(level))
             .map_err(|err| err.to_string())?;
         handle.reload(filter).map_err(|err| err.to_string())
-    })
+    }))
 }
 
 /// No core dumps (they would hold unwrapped key material), no ptrace by other users, and

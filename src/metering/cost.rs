@@ -8,56 +8,11 @@ use serde::{Deserialize, Serialize};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// The `[pricing]` table. Defaults are AWS KMS list prices in USD (see `prices_as_of`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Pricing {
-    /// Price of one key for a whole month, prorated hourly.
-    pub key_month_usd: f64,
-    /// Added per month for each billed rotation (prorated hourly).
-    pub rotation_month_usd: f64,
-    /// Rotations beyond this many add nothing (AWS: the first and second rotation are billed).
-    pub max_billed_rotations: u32,
-    /// Price of 10,000 symmetric and management requests.
-    pub symmetric_usd_per_10k_requests: f64,
-    /// Requests per month that are free, host-wide.
-    pub free_tier_requests: u64,
-    /// When the defaults were taken from AWS's price list (informational).
-    pub prices_as_of: String,
-}
+/// The `[pricing]` table lives in the config; the cost model below reads it.
+pub use crate::config::Pricing;
 
-impl Default for Pricing {
-    fn default() -> Self {
-        Pricing {
-            key_month_usd: 1.0,
-            rotation_month_usd: 1.0,
-            max_billed_rotations: 2,
-            symmetric_usd_per_10k_requests: 0.03,
-            free_tier_requests: 20_000,
-            prices_as_of: "2025-01-15".to_string(),
-        }
-    }
-}
-
+/// The cost-model side of the prices.
 impl Pricing {
-    /// Checks that every price is a finite, non-negative number; returns the bad field.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let prices = [
-            ("pricing.key_month_usd", self.key_month_usd),
-            ("pricing.rotation_month_usd", self.rotation_month_usd),
-            (
-                "pricing.symmetric_usd_per_10k_requests",
-                self.symmetric_usd_per_10k_requests,
-            ),
-        ];
-        for (field, value) in prices {
-            if !value.is_finite() || value < 0.0 {
-                return Err((field, value.to_string()));
-            }
-        }
-        Ok(())
-    }
-
     fn per_request_usd(&self) -> f64 {
         self.symmetric_usd_per_10k_requests / 10_000.0
     }
@@ -423,15 +378,5 @@ mod tests {
             assert!(close(host.free_tier_credit, credit), "{requests}: {host:?}");
             assert!(close(host.net, net), "{requests}: {host:?}");
         }
-    }
-
-    #[test]
-    fn pricing_validation_names_the_field() {
-        let bad = Pricing {
-            key_month_usd: -1.0,
-            ..Pricing::default()
-        };
-        assert_eq!(bad.validate().unwrap_err().0, "pricing.key_month_usd");
-        assert!(Pricing::default().validate().is_ok());
     }
 }

@@ -373,8 +373,8 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Binds `metrics_listen` (e.g. "127.0.0.1:9745").
-pub async fn bind_metrics(addr: &str) -> Result<TcpListener, MeteringError> {
+/// Binds `metrics_listen` (e.g. 127.0.0.1:9745).
+pub async fn bind_metrics(addr: std::net::SocketAddr) -> Result<TcpListener, MeteringError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| MeteringError::Listen {

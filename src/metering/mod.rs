@@ -163,7 +163,8 @@ impl State {
 /// The usage meter of one daemon.
 pub struct Metering {
     kms: Arc<Kms>,
-    pricing: Pricing,
+    /// Swapped by a reload ([`Metering::set_pricing`]); each report reads it once.
+    pricing: RwLock<Arc<Pricing>>,
     shards: Vec<Shard>,
     durations: HashMap<&'static str, Histogram>,
     registry: Registry,
@@ -176,7 +177,7 @@ pub struct Metering {
 impl std::fmt::Debug for Metering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metering")
-            .field("pricing", &self.pricing)
+            .field("pricing", &self.pricing())
             .finish_non_exhaustive()
     }
 }
@@ -274,7 +275,7 @@ impl Metering {
         }
         Ok(Metering {
             kms,
-            pricing,
+            pricing: RwLock::new(Arc::new(pricing)),
             shards,
             durations,
             registry,
@@ -290,8 +291,14 @@ impl Metering {
         *lock(&self.tpm) = Some(tpm);
     }
 
-    pub fn pricing(&self) -> &Pricing {
-        &self.pricing
+    /// The prices now in effect.
+    pub fn pricing(&self) -> Arc<Pricing> {
+        Arc::clone(&self.pricing.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the prices (a reload of `[pricing]`); later estimates use them.
+    pub fn set_pricing(&self, pricing: Pricing) {
+        *self.pricing.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pricing);
     }
 
     /// The audit trail whose health is exported.
@@ -393,7 +400,7 @@ impl Metering {
         let now = self.kms.clock().now_ms();
         let summaries = self.kms.key_summaries();
         let mut state = lock(&self.state);
-        state.accrue(&self.pricing, now, summaries);
+        state.accrue(&self.pricing(), now, summaries);
         let mut deltas = Vec::new();
         let mut marks = Vec::new();
         for shard in &self.shards {
@@ -506,14 +513,15 @@ impl Metering {
             (ledger.counts(month)?, ledger.accruals(month)?)
         };
         let state = lock(&self.state);
+        let pricing = self.pricing();
         let mut report = report::build(
-            &self.pricing,
+            &pricing,
             month,
             self.kms.clock().now_ms(),
             state.last_sample_ms,
             &counts,
             &accruals,
-            &self.rates(&state),
+            &self.rates(&state, &pricing),
         );
         if let Some(key_id) = key_id {
             report.keys.retain(|k| k.key_id == key_id);
@@ -521,7 +529,7 @@ impl Metering {
         Ok(report)
     }
 
-    fn rates(&self, state: &State) -> HashMap<String, cost::KeyRate> {
+    fn rates(&self, state: &State, pricing: &Pricing) -> HashMap<String, cost::KeyRate> {
         state
             .summaries
             .iter()
@@ -530,7 +538,7 @@ impl Metering {
                     k.key_id.clone(),
                     cost::KeyRate {
                         billed: k.state != KeyState::PendingDeletion,
-                        billed_rotations: self.pricing.billed_rotations(k.versions),
+                        billed_rotations: pricing.billed_rotations(k.versions),
                     },
                 )
             })
@@ -549,14 +557,15 @@ impl Metering {
             .filter(|((m, _), _)| *m == month)
             .map(|((_, k), a)| (k.clone(), *a))
             .collect();
+        let pricing = self.pricing();
         report::build(
-            &self.pricing,
+            &pricing,
             month,
             now,
             state.last_sample_ms,
             &counts,
             &accruals,
-            &self.rates(&state),
+            &self.rates(&state, &pricing),
         )
     }
 }

@@ -300,9 +300,28 @@ impl Kms {
         }
     }
 
+    /// The administrators now in effect (one snapshot per decision).
+    pub fn access(&self) -> Arc<AccessSettings> {
+        let access = self
+            .access
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(&access)
+    }
+
+    /// Replaces the administrators (a reload of `[access]`); requests decided from now on
+    /// see the new lists.
+    pub fn set_access(&self, access: AccessSettings) {
+        let mut current = self
+            .access
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = Arc::new(access);
+    }
+
     /// The daemon-level check of CreateKey, ListKeys, ListAliases and GenerateRandom.
     pub(crate) fn require_admin(&self, caller: &Caller, action: &str) -> Result<(), ServiceError> {
-        if self.settings.access.is_admin(caller) {
+        if self.access().is_admin(caller) {
             Ok(())
         } else {
             Err(ServiceError::AccessDenied(format!(

@@ -40,7 +40,7 @@ pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
 pub struct ServiceSettings {
     pub region: String,
     pub account_id: String,
-    /// Who may call the daemon-level operations.
+    /// Who may call the daemon-level operations, at start ([`Kms::set_access`] replaces it).
     pub access: AccessSettings,
 }
 
@@ -113,6 +113,8 @@ pub struct Kms {
     settings: ServiceSettings,
     /// Where service events (automatic rotation, key destruction) are recorded.
     change_gate: std::sync::OnceLock<Arc<dyn ChangeGate>>,
+    /// The daemon's administrators; a reload swaps it ([`Kms::set_access`]).
+    access: RwLock<Arc<AccessSettings>>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -174,6 +176,7 @@ impl Kms {
             catalog: RwLock::new(catalog),
             root,
             clock,
+            access: RwLock::new(Arc::new(settings.access.clone())),
             settings,
             change_gate: std::sync::OnceLock::new(),
         })

@@ -75,14 +75,8 @@ pub struct TpmConfig {
     pub pcr_binding: Option<PcrBinding>,
 }
 
-/// PCR bank (hash algorithm) used for a PCR binding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PcrBank {
-    Sha1,
-    Sha256,
-    Sha384,
-}
+/// PCR bank (hash algorithm) used for a PCR binding: the config's typed `tpm.pcr_bank`.
+pub use crate::config::PcrBank;
 
 impl PcrBank {
     fn hashing_algorithm(self) -> HashingAlgorithm {
@@ -91,16 +85,6 @@ impl PcrBank {
             PcrBank::Sha256 => HashingAlgorithm::Sha256,
             PcrBank::Sha384 => HashingAlgorithm::Sha384,
         }
-    }
-}
-
-impl fmt::Display for PcrBank {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PcrBank::Sha1 => "sha1",
-            PcrBank::Sha256 => "sha256",
-            PcrBank::Sha384 => "sha384",
-        })
     }
 }
 

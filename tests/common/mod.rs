@@ -191,6 +191,23 @@ impl KmsdDir {
     }
 }
 
+/// The config file the harness gives kmsd: the test's options on top of its defaults.
+pub fn config_text(tpm: &Swtpm, options: &KmsdOptions) -> String {
+    format!(
+        "socket_mode = \"0666\"\nmaintenance_interval_secs = 1\nlog_level = \"info,kmsd=debug\"\n{}\n[tpm]\ntcti = \"{}\"\n{}\n",
+        options.config,
+        tpm.tcti(),
+        options.tpm
+    )
+}
+
+/// (Re)writes the config file of `dir` atomically (a reload never reads half a file).
+pub fn write_config(tpm: &Swtpm, dir: &KmsdDir, options: &KmsdOptions) {
+    let tmp = dir.root.path().join("kmsd.toml.tmp");
+    std::fs::write(&tmp, config_text(tpm, options)).unwrap();
+    std::fs::rename(&tmp, dir.config_file()).unwrap();
+}
+
 /// A running kmsd child process.
 pub struct Kmsd {
     child: Option<Child>,
@@ -213,13 +230,7 @@ impl Kmsd {
 
     /// Starts kmsd; Err(log) when it exits before serving.
     pub fn try_start(tpm: &Swtpm, dir: &KmsdDir, options: KmsdOptions) -> Result<Kmsd, String> {
-        let config = format!(
-            "socket_mode = \"0666\"\nmaintenance_interval_secs = 1\nlog_level = \"info,kmsd=debug\"\n{}\n[tpm]\ntcti = \"{}\"\n{}\n",
-            options.config,
-            tpm.tcti(),
-            options.tpm
-        );
-        std::fs::write(dir.config_file(), config).unwrap();
+        write_config(tpm, dir, &options);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -276,6 +287,25 @@ impl Kmsd {
 
     pub fn client(&self) -> Client {
         Client::new(&self.socket)
+    }
+
+    /// Sends SIGHUP (reload the config) and waits until kmsd logged the outcome (a
+    /// "configuration reloaded" or "reload failed" line more than before); returns the log
+    /// from that reload on.
+    pub fn reload(&self) -> String {
+        let outcomes = |log: &str| {
+            log.matches("configuration reloaded").count() + log.matches("reload failed").count()
+        };
+        let before = self.log_text();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        poll("kmsd to log the reload", Duration::from_secs(30), || {
+            let log = self.log_text();
+            (outcomes(&log) > outcomes(&before)).then(|| log[before.len()..].to_string())
+        })
     }
 
     /// SIGKILL and wait.

@@ -1,0 +1,394 @@
+//! The daemon's TOML configuration (documented in the README), typed.
+//!
+//! The file is read in two steps: serde reads it into [`ConfigFile`] (the file's shape, with
+//! text where a value needs checking), then [`Config::try_from`] parses every such value
+//! once into its type ([`SocketMode`], [`Region`], [`AccountId`], [`LogFilter`],
+//! [`PcrBank`], `SocketAddr`) and checks bounds, so an invalid value is a
+//! [`ConfigError::Invalid`] naming the field and the value, and a [`Config`] in hand is
+//! valid. Each table has its own file: [`audit`], [`pricing`], [`access`], [`tpm`].
+//!
+//! This module imports no other module of the crate: the layers that use a section (audit,
+//! metering, service, tpm, daemon) import it from here.
+
+pub mod access;
+pub mod audit;
+pub mod pricing;
+pub mod tpm;
+pub mod values;
+
+pub use access::AccessSection;
+pub use audit::{AuditConfig, OnFailure};
+pub use pricing::Pricing;
+pub use tpm::{PcrBank, TpmSection};
+pub use values::{AccountId, InvalidValue, LogFilter, Region, SocketMode};
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Errors while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config value {field} = {value:?} is not valid: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Parses the text of `field` into its type; the error names the field and the value.
+pub(crate) fn parse<T: FromStr<Err = InvalidValue>>(
+    field: &'static str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    text.parse()
+        .map_err(|err: InvalidValue| ConfigError::Invalid {
+            field,
+            value: text.to_string(),
+            reason: err.reason,
+        })
+}
+
+/// Everything `kmsd` can be told, typed. Every field has a default, so an empty file is
+/// valid. Serializing it gives the config file's text (and its set of keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Path of the Unix socket when kmsd binds it itself (not socket-activated).
+    pub socket: PathBuf,
+    /// Mode of the socket file (an octal string in the file).
+    pub socket_mode: SocketMode,
+    /// Group that owns the socket file (clients must be members); none keeps the daemon's.
+    pub socket_group: Option<String>,
+    /// Directory of the key database and the TPM binding. Created 0700 when absent.
+    pub state_dir: PathBuf,
+    /// Region part of ARNs.
+    pub region: Region,
+    /// Account part of ARNs (12 digits).
+    pub account_id: AccountId,
+    /// How often (seconds, at least 1) kmsd looks for due rotations and expired deletion
+    /// windows.
+    pub maintenance_interval_secs: u64,
+    /// tracing filter, e.g. "info" or "kmsd=debug".
+    pub log_level: LogFilter,
+    /// Address of the Prometheus `/metrics` listener, e.g. "127.0.0.1:9745"; unset: none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The `[tpm]` table.
+    pub tpm: TpmSection,
+    /// Prices for the usage cost estimates (AWS KMS list prices by default).
+    pub pricing: Pricing,
+    /// The `[audit]` table (see the README, "Audit trail").
+    pub audit: AuditConfig,
+    /// The `[access]` table.
+    pub access: AccessSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: PathBuf::from("/run/kmsd/kmsd.sock"),
+            socket_mode: SocketMode::DEFAULT,
+            socket_group: None,
+            state_dir: PathBuf::from("/var/lib/kmsd"),
+            region: Region::default(),
+            account_id: AccountId::default(),
+            maintenance_interval_secs: 60,
+            log_level: LogFilter::default(),
+            metrics_listen: None,
+            tpm: TpmSection::default(),
+            pricing: Pricing::default(),
+            audit: AuditConfig::default(),
+            access: AccessSection::default(),
+        }
+    }
+}
+
+/// The config file as serde reads it: the file's keys and defaults, with text where
+/// [`Config`] has a checked type. Only [`Config::try_from`] looks inside.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    socket: PathBuf,
+    socket_mode: String,
+    socket_group: Option<String>,
+    state_dir: PathBuf,
+    region: String,
+    account_id: String,
+    maintenance_interval_secs: u64,
+    log_level: String,
+    metrics_listen: Option<String>,
+    tpm: tpm::TpmFile,
+    pricing: Pricing,
+    audit: AuditConfig,
+    access: AccessSection,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        let typed = Config::default();
+        ConfigFile {
+            socket: typed.socket,
+            socket_mode: typed.socket_mode.to_string(),
+            socket_group: typed.socket_group,
+            state_dir: typed.state_dir,
+            region: typed.region.to_string(),
+            account_id: typed.account_id.to_string(),
+            maintenance_interval_secs: typed.maintenance_interval_secs,
+            log_level: typed.log_level.to_string(),
+            metrics_listen: None,
+            tpm: tpm::TpmFile::default(),
+            pricing: typed.pricing,
+            audit: typed.audit,
+            access: typed.access,
+        }
+    }
+}
+
+impl TryFrom<ConfigFile> for Config {
+    type Error = ConfigError;
+
+    /// Parses every value once and checks the bounds (the same checks as [`Config::validate`]).
+    fn try_from(file: ConfigFile) -> Result<Config, ConfigError> {
+        let metrics_listen = match &file.metrics_listen {
+            None => None,
+            Some(text) => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid {
+                        field: "metrics_listen",
+                        value: text.clone(),
+                        reason: "must be IP:port, e.g. \"127.0.0.1:9745\"".into(),
+                    })?,
+            ),
+        };
+        let config = Config {
+            socket: file.socket,
+            socket_mode: parse("socket_mode", &file.socket_mode)?,
+            socket_group: file.socket_group,
+            state_dir: file.state_dir,
+            region: parse("region", &file.region)?,
+            account_id: parse("account_id", &file.account_id)?,
+            maintenance_interval_secs: file.maintenance_interval_secs,
+            log_level: parse("log_level", &file.log_level)?,
+            metrics_listen,
+            tpm: TpmSection::try_from(file.tpm)?,
+            pricing: file.pricing,
+            audit: file.audit,
+            access: file.access,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file; a missing file is an error (the caller decides
+    /// whether to pass one).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks TOML text (a syntax or shape error is [`ConfigError::Parse`] with
+    /// an empty path; [`Config::from_file`] fills it in).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: err.to_string(),
+        })?;
+        Config::try_from(file)
+    }
+
+    /// Checks the bounds that the field types alone do not (a `Config` built in code, or
+    /// changed by command-line overrides, is checked again here).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.maintenance_interval_secs == 0 {
+            return Err(ConfigError::Invalid {
+                field: "maintenance_interval_secs",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        self.tpm.validate()?;
+        self.pricing.validate()?;
+        self.audit.validate()?;
+        Ok(())
+    }
+
+    /// Every setting of the config file by its name (`table.key` inside tables), as
+    /// serialized from this config: the leaves of its TOML shape (unset options included).
+    pub fn setting_names(&self) -> Vec<String> {
+        fn walk(prefix: &str, value: &serde_json::Value, names: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, child) in map {
+                        let name = if prefix.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{prefix}.{key}")
+                        };
+                        walk(&name, child, names);
+                    }
+                }
+                _ => names.push(prefix.to_string()),
+            }
+        }
+        let mut names = Vec::new();
+        // Serializing plain data with string keys cannot fail; an error leaves the list empty.
+        if let Ok(value) = serde_json::to_value(self) {
+            walk("", &value, &mut names);
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::from_toml("").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.tpm.tcti, "device:/dev/tpmrm0");
+        assert_eq!(config.tpm.pcr_bank, PcrBank::Sha256);
+        assert_eq!(config.socket_mode.bits(), 0o660);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(config.access.admin_users.is_empty());
+        let config = Config::from_toml("[access]\nadmin_users = [\"alice\", \"1001\"]").unwrap();
+        assert_eq!(config.access.admin_users, vec!["alice", "1001"]);
+        assert_eq!(config.access.admin_groups, vec!["kmsd-admins"]);
+        assert!(Config::from_toml("[access]\nadmins = []").is_err());
+    }
+
+    #[test]
+    fn values_are_typed() {
+        let config = Config::from_toml(
+            "socket_mode = \"0600\"\nmetrics_listen = \"127.0.0.1:9745\"\nregion = \"eu-west-1\"\n\
+             account_id = \"123456789012\"\nlog_level = \"info,kmsd=debug\"\n\
+             [tpm]\npcr_bank = \"sha384\"\npcrs = [0, 7, 23]",
+        )
+        .unwrap();
+        assert_eq!(config.socket_mode.bits(), 0o600);
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9745".parse().unwrap())
+        );
+        assert_eq!(config.region.as_str(), "eu-west-1");
+        assert_eq!(config.account_id.as_str(), "123456789012");
+        assert_eq!(config.log_level.as_str(), "info,kmsd=debug");
+        assert_eq!(config.tpm.pcr_bank, PcrBank::Sha384);
+        assert_eq!(config.tpm.pcrs, vec![0, 7, 23]);
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_value() {
+        let cases = [
+            ("socket_mode = \"999\"", "socket_mode", "999"),
+            ("socket_mode = \"1000\"", "socket_mode", "1000"),
+            ("account_id = \"12\"", "account_id", "12"),
+            ("region = \"a b\"", "region", "a b"),
+            (
+                "maintenance_interval_secs = 0",
+                "maintenance_interval_secs",
+                "0",
+            ),
+            ("log_level = \"kmsd=loud\"", "log_level", "kmsd=loud"),
+            ("[tpm]\npcr_bank = \"md5\"", "tpm.pcr_bank", "md5"),
+            ("[tpm]\npcrs = [24]", "tpm.pcrs", "24"),
+            (
+                "metrics_listen = \"localhost\"",
+                "metrics_listen",
+                "localhost",
+            ),
+            (
+                "[pricing]\nkey_month_usd = -1.0",
+                "pricing.key_month_usd",
+                "-1",
+            ),
+            ("[audit]\nrotate_bytes = 10", "audit.rotate_bytes", "10"),
+            (
+                "[audit]\nfsync_interval_ms = 5000",
+                "audit.fsync_interval_ms",
+                "5000",
+            ),
+            (
+                "[audit]\ncheckpoint_every = 0",
+                "audit.checkpoint_every",
+                "0",
+            ),
+        ];
+        for (text, field, value) in cases {
+            match Config::from_toml(text) {
+                Err(ConfigError::Invalid {
+                    field: got_field,
+                    value: got_value,
+                    ..
+                }) => {
+                    assert_eq!(got_field, field, "{text}");
+                    assert_eq!(got_value, value, "{text}");
+                }
+                other => panic!("{text}: expected Invalid, got {other:?}"),
+            }
+        }
+        for text in [
+            "sockett = \"/x\"",
+            "socket_mode = 660",
+            "[tpm]\npcrs = [256]",
+            "[audit]\non_failure = \"maybe\"",
+        ] {
+            assert!(
+                matches!(Config::from_toml(text), Err(ConfigError::Parse { .. })),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn serializing_gives_the_file_back() {
+        let text = "socket_mode = \"0600\"\nsocket_group = \"g\"\nmetrics_listen = \"[::1]:9\"\n\
+                    [tpm]\npcr_bank = \"sha1\"\npcrs = [7]\n[audit]\ndir = \"/a\"\n\
+                    on_failure = \"continue\"\n[pricing]\nkey_month_usd = 2.5";
+        let config = Config::from_toml(text).unwrap();
+        let written = toml::to_string(&config).unwrap();
+        assert_eq!(Config::from_toml(&written).unwrap(), config, "{written}");
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(Config::from_toml(&defaults).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn setting_names_are_the_leaves() {
+        let names = Config::default().setting_names();
+        for name in [
+            "socket",
+            "socket_group",
+            "metrics_listen",
+            "tpm.pcr_bank",
+            "tpm.pcrs",
+            "audit.dir",
+            "audit.on_failure",
+            "pricing.prices_as_of",
+            "access.admin_users",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n == "tpm" || n == "audit"));
+    }
+}
