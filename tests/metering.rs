@@ -255,7 +255,7 @@ async fn counters_match_requests_and_promtool_accepts_the_scrape() {
     };
     assert_eq!(requests(&key, "CreateKey", "success"), 1.0, "{text}");
     assert_eq!(requests(&key, "Encrypt", "success"), 3.0);
-    assert_eq!(requests(&key, "Encrypt", "client_error"), 2.0);
+    assert_eq!(requests(&key, "Encrypt", "client_error"), 2.0, "{text}");
     assert_eq!(requests(&key, "DescribeKey", "denied"), denied);
     assert_eq!(requests("", "Encrypt", "client_error"), 1.0);
     assert_eq!(requests("", "ListKeys", "success"), 1.0);

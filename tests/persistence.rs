@@ -27,7 +27,12 @@ async fn restart_keeps_every_key_usable() {
         json!({"AliasName": "alias/kept", "TargetKeyId": ciphertexts[0].0}),
     )
     .await;
-    ok(&client, "RotateKeyOnDemand", json!({"KeyId": "alias/kept"})).await;
+    ok(
+        &client,
+        "RotateKeyOnDemand",
+        json!({"KeyId": ciphertexts[0].0}),
+    )
+    .await;
     drop(client);
     fx.restart();
     let client = fx.client();

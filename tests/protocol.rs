@@ -47,13 +47,13 @@ async fn protocol_errors_get_the_right_exception_and_daemon_keeps_serving() {
             Some("Encrypt"),
             serde_json::to_vec(&json!({"KeyId": key, "Plaintext": "%%%"})).unwrap(),
             "ValidationException",
-            "Plaintext",
+            "'plaintext'",
         ),
         (
             Some("Encrypt"),
             serde_json::to_vec(&json!({"KeyId": key, "Plaintext": 12})).unwrap(),
             "ValidationException",
-            "Plaintext",
+            "'plaintext'",
         ),
         (
             Some("Encrypt"),

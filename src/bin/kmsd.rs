@@ -34,6 +34,10 @@ struct Args {
     /// TESTING ONLY: shift the daemon's clock by the number of seconds in this file.
     #[arg(long, hide = true)]
     test_clock_file: Option<PathBuf>,
+    /// TESTING ONLY: exit at once (as a crash would) right after the first change is
+    /// committed, before its outcome record is written.
+    #[arg(long, hide = true)]
+    test_crash_after_commit: bool,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,12 @@ fn main() -> ExitCode {
     };
     harden_process();
 
+    if args.test_crash_after_commit {
+        tracing::warn!(
+            "TEST CRASH POINT IN USE: kmsd exits right after its first committed change"
+        );
+        kmsd::server::dispatch::CRASH_AFTER_COMMIT.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     let clock = match args.test_clock_file {
         Some(file) => {
             tracing::warn!(file = %file.display(), "TEST CLOCK IN USE: time is shifted by the offset in this file; never use this in production");

@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
+/// TESTING ONLY (`kmsd --test-crash-after-commit`): exit as a crash would right after a
+/// change is committed, before its outcome record is written.
+pub static CRASH_AFTER_COMMIT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// What is known of a request before its body is read.
 #[derive(Debug, Clone)]
 pub struct Arrival {
@@ -163,10 +168,20 @@ where
         operation,
         logged_parameters(operation, &value, parsed.is_ok()),
     );
+    // The keys the request names, so that a request refused before the operation found its
+    // key is still counted and recorded on it.
+    let named: Vec<(&'static str, String)> = operation
+        .key_fields
+        .iter()
+        .filter_map(|field| Some((field.name, value.get(field.name)?.as_str()?.to_string())))
+        .collect();
     scrub(value);
     let request = match parsed {
         Ok(request) => request,
-        Err(err) => return (call, Err(err)),
+        Err(err) => {
+            app.kms.attribute(&call, &named);
+            return (call, Err(err));
+        }
     };
     let (call, result) = match operation.work {
         Work::Inline => {
@@ -186,6 +201,15 @@ where
             }
         }
     };
+    if result.is_ok()
+        && call.intent_sequence().is_some()
+        && CRASH_AFTER_COMMIT.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        std::process::exit(137);
+    }
+    if result.is_err() && call.keys().is_empty() {
+        app.kms.attribute(&call, &named);
+    }
     let body = result
         .map_err(ApiError::from)
         .and_then(|response| encode(&response));

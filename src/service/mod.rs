@@ -329,6 +329,24 @@ impl Kms {
         }
     }
 
+    /// Notes in `call` the keys its request names (`(field, KeyId)` pairs), for the trail
+    /// and metering only, when the operation failed before it found them itself. No
+    /// authorization applies: the result is for the operator's records, never the caller.
+    pub fn attribute(&self, call: &Call, named: &[(&str, String)]) {
+        if named.is_empty() {
+            return;
+        }
+        let catalog = self.read_catalog();
+        for (field, key_id) in named {
+            if let Ok(resolved) = self.resolve_in(&catalog, call, field, key_id) {
+                call.touch(KeyRef {
+                    key_id: resolved.entry.record.key_id.clone(),
+                    alias: resolved.alias,
+                });
+            }
+        }
+    }
+
     /// A summary of every key (id, state, spec, aliases, creation), for metrics.
     pub fn key_summaries(&self) -> Vec<KeySummary> {
         let catalog = self.read_catalog();
