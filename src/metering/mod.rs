@@ -570,6 +570,13 @@ impl Metering {
     }
 }
 
+impl Observer for Metering {
+    fn observe(&self, event: &RequestEvent<'_>) -> Observed {
+        self.record(event);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,12 +665,5 @@ mod tests {
         assert_eq!(operation_label(USAGE_OPERATION), USAGE_OPERATION);
         assert_eq!(operation_label(""), UNKNOWN_OPERATION);
         assert_eq!(operation_label("Bogus'\"{}"), UNKNOWN_OPERATION);
-    }
-}
-
-impl Observer for Metering {
-    fn observe(&self, event: &RequestEvent<'_>) -> Observed {
-        self.record(event);
-        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -397,7 +397,8 @@ impl Kms {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Arc<KeyEntry>>, ServiceError> {
-        let candidates: Vec<(Arc<KeyEntry>, Vec<Arc<access::Grant>>, Vec<String>)> = {
+        type Candidate = (Arc<KeyEntry>, Vec<Arc<access::Grant>>, Vec<String>);
+        let candidates: Vec<Candidate> = {
             let catalog = self.read_catalog();
             let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
             for alias in catalog.aliases.values() {
