@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::config::{AccessSection, Config, ConfigError, Pricing};
 use crate::crypto::KeyMaterial;
 use crate::keystore::{Store, StoreError};
-use crate::metering::{exposition, Metering, MeteringError};
+use crate::metering::{Metering, MeteringError};
 use crate::reload::{apply_reload, ConfigSource, ReloadTargets};
 use crate::server::{self, ListenerError};
 use crate::service::{AccessSettings, Kms, ServiceError, ServiceSettings};
@@ -198,13 +198,13 @@ impl Daemon {
             stop_rx.clone(),
         ));
         let metrics_listener = match self.config.metrics_listen {
-            Some(addr) => Some(exposition::bind_metrics(addr).await?),
+            Some(addr) => Some(server::metrics::bind_metrics(addr).await?),
             None => None,
         };
         let metering_task = tokio::spawn(Arc::clone(&self.metering).run(stop_rx.clone()));
         let metrics_task = metrics_listener.map(|listener| {
             tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
-            tokio::spawn(exposition::serve_metrics(
+            tokio::spawn(server::metrics::serve_metrics(
                 listener,
                 Arc::clone(&self.metering),
                 stop_rx.clone(),

@@ -5,11 +5,9 @@
 //! config says `on_failure = "continue"`.
 //!
 //! Layout: [`record`] builds records, [`chain`] seals and parses lines, [`writer`] is the
-//! group-commit writer thread, [`verify`] checks files, [`query`] filters them for
-//! `kmsctl audit query`. Formats: docs/audit-format.md; operator guide: the README, "Audit trail".
+//! group-commit writer thread, [`verify`] checks files, `kmsctl audit query` (in kmsctl) filters them. Formats: docs/audit-format.md; operator guide: the README, "Audit trail".
 
 pub mod chain;
-pub mod query;
 pub mod record;
 pub mod verify;
 mod writer;

@@ -227,24 +227,6 @@ pub fn render_table(report: &UsageReport) -> String {
     out
 }
 
-/// Asks kmsd for a month's report (`TrentService.KmsdGetUsage`).
-pub async fn fetch(
-    client: &crate::client::Client,
-    month: Option<&str>,
-    key_id: Option<&str>,
-) -> Result<UsageReport, crate::client::ClientError> {
-    let mut request = serde_json::Map::new();
-    if let Some(month) = month {
-        request.insert("Month".into(), month.into());
-    }
-    if let Some(key_id) = key_id {
-        request.insert("KeyId".into(), key_id.into());
-    }
-    client
-        .call(super::USAGE_OPERATION, &serde_json::Value::Object(request))
-        .await
-}
-
 /// The report as pretty JSON (for `kmsctl usage --output json`).
 pub fn to_json(report: &UsageReport) -> String {
     let mut text = serde_json::to_string_pretty(report).unwrap_or_default();

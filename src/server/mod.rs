@@ -3,6 +3,7 @@
 
 pub mod dispatch;
 mod listener;
+pub mod metrics;
 pub mod protocol;
 pub mod transport;
 

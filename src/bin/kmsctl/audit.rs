@@ -2,10 +2,10 @@
 //! to check MACs, the hash chain and its durable head; `verify --offline` checks the hash
 //! chain alone from the files. `query` reads the files (it needs read access to them).
 
+use crate::audit_query::{self as query, Filter};
 use crate::output::OutputFormat;
 use crate::Failure;
 use clap::{Args, Subcommand};
-use kmsd::audit::query::{self, Filter};
 use kmsd::audit::{self as trail, VerifyReport};
 use kmsd::client::Client;
 use std::path::{Path, PathBuf};

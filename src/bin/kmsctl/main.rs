@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod audit_query;
 mod commands;
 mod output;
 mod params;
@@ -238,7 +239,25 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
     write_stdout(&render(&shown, format))
 }
 
-/// `kmsctl usage`: the logic lives in `kmsd::metering::report`.
+/// Asks kmsd for a month's report (`TrentService.KmsdGetUsage`).
+async fn fetch_usage(
+    client: &Client,
+    month: Option<&str>,
+    key_id: Option<&str>,
+) -> Result<kmsd::metering::UsageReport, ClientError> {
+    let mut request = serde_json::Map::new();
+    if let Some(month) = month {
+        request.insert("Month".into(), month.into());
+    }
+    if let Some(key_id) = key_id {
+        request.insert("KeyId".into(), key_id.into());
+    }
+    client
+        .call(kmsd::metering::USAGE_OPERATION, &Value::Object(request))
+        .await
+}
+
+/// `kmsctl usage`: the report is built by kmsd (`kmsd::metering::report`).
 async fn usage(global: &GlobalArgs, args: &UsageArgs) -> Result<(), Failure> {
     use kmsd::metering::{report, Month, USAGE_OPERATION};
     if let Some(month) = args.month.as_deref() {
@@ -247,7 +266,7 @@ async fn usage(global: &GlobalArgs, args: &UsageArgs) -> Result<(), Failure> {
         }
     }
     let client = Client::new(socket_path(&global.socket));
-    let usage = report::fetch(&client, args.month.as_deref(), args.key_id.as_deref())
+    let usage = fetch_usage(&client, args.month.as_deref(), args.key_id.as_deref())
         .await
         .map_err(|err| Failure::from_client(USAGE_OPERATION, err))?;
     let text = match global.output {

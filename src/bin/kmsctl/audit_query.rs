@@ -2,7 +2,7 @@
 //! filter (time range, key, uid, event name, failures only); renders them as a table or JSON.
 //! Reading needs no key; it does not verify (that is `kmsctl audit verify`).
 
-use super::record::API_CALL;
+use kmsd::audit::record::API_CALL;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
@@ -164,7 +164,7 @@ pub fn run(files: &[PathBuf], filter: &Filter) -> Result<(Vec<Value>, u64), Quer
 
 /// Every audit file of `dir`, oldest first.
 pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, QueryError> {
-    super::verify::list_files(dir).map_err(|source| QueryError::Io {
+    kmsd::audit::verify::list_files(dir).map_err(|source| QueryError::Io {
         path: dir.to_path_buf(),
         source,
     })
