@@ -621,4 +621,35 @@ mod tests {
             OPERATIONS.iter().filter(|op| op.is_aws()).count() + 1
         );
     }
+
+    #[test]
+    fn the_readme_api_table_lists_every_operation_with_its_key_id_forms() {
+        let readme = include_str!("../../README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| operation | KeyId forms |"))
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        assert!(!table.is_empty(), "README has no API table");
+        for op in OPERATIONS.iter().filter(|op| op.is_aws()) {
+            let row = table
+                .iter()
+                .find(|row| {
+                    row.split('|').nth(1).is_some_and(|names| {
+                        names.split(',').any(|name| name.trim() == op.name)
+                    })
+                })
+                .unwrap_or_else(|| panic!("README API table has no row for {}", op.name));
+            let forms = row.split('|').nth(2).unwrap_or("").trim();
+            match op.key_fields.first() {
+                None => assert_eq!(forms, "—", "{}", op.name),
+                Some(field) => assert!(
+                    forms.ends_with(field.forms.describe()),
+                    "{}: README says '{forms}', the table says {}",
+                    op.name,
+                    field.forms.describe()
+                ),
+            }
+        }
+    }
 }
