@@ -635,9 +635,9 @@ mod tests {
             let row = table
                 .iter()
                 .find(|row| {
-                    row.split('|').nth(1).is_some_and(|names| {
-                        names.split(',').any(|name| name.trim() == op.name)
-                    })
+                    row.split('|')
+                        .nth(1)
+                        .is_some_and(|names| names.split(',').any(|name| name.trim() == op.name))
                 })
                 .unwrap_or_else(|| panic!("README API table has no row for {}", op.name));
             let forms = row.split('|').nth(2).unwrap_or("").trim();

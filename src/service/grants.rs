@@ -4,6 +4,7 @@
 use super::access::{is_principal, Access, Allowed, Grant, MAX_GRANTS_PER_KEY};
 use super::validate::{self, int_in_range, required, required_key_id};
 use super::{decode_marker, encode_marker, require_not_pending_deletion, Kms, ServiceError};
+use crate::api::operations;
 use crate::api::*;
 use crate::clock::to_epoch_seconds;
 use crate::identity::Caller;
@@ -11,21 +12,6 @@ use crate::keystore::{GrantConstraintsRecord, GrantRecord};
 use crate::policy::UnixPrincipal;
 use crate::request::Call;
 use std::sync::Arc;
-
-/// Operations a grant can allow.
-const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-];
-/// Operations without an encryption context: a grant with constraints cannot allow them.
-const NO_CONTEXT_OPERATIONS: &[&str] = &["CreateGrant", "RetireGrant", "DescribeKey"];
 
 fn principal_field(field: &str, value: &str) -> Result<(), ServiceError> {
     if value.len() > 256 || UnixPrincipal::parse_grant_principal(value).is_none() {
@@ -101,14 +87,16 @@ impl Kms {
         }
         if let Some(bad) = operations
             .iter()
-            .find(|op| !GRANT_OPERATIONS.contains(&op.as_str()))
+            .find(|op| !operations::grant_operation_names().any(|name| name == op.as_str()))
         {
             return Err(super::error::invalid(
                 "Operations",
                 bad,
                 &format!(
                     "Member must satisfy enum value set: [{}]",
-                    GRANT_OPERATIONS.join(", ")
+                    operations::grant_operation_names()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -124,7 +112,7 @@ impl Kms {
                 }
                 if let Some(op) = operations
                     .iter()
-                    .find(|op| NO_CONTEXT_OPERATIONS.contains(&op.as_str()))
+                    .find(|op| !operations::grant_operation_takes_context(op))
                 {
                     return Err(ServiceError::Validation(format!(
                         "Constraints cannot be used with operation {op}, which takes no encryption context"
