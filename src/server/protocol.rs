@@ -48,6 +48,8 @@ pub enum Exception {
     MalformedPolicyDocument,
     InvalidGrantToken,
     InvalidGrantId,
+    Throttling,
+    RequestTimeout,
     KmsInternal,
 }
 
@@ -78,6 +80,8 @@ impl Exception {
             Exception::MalformedPolicyDocument => "MalformedPolicyDocumentException",
             Exception::InvalidGrantToken => "InvalidGrantTokenException",
             Exception::InvalidGrantId => "InvalidGrantIdException",
+            Exception::Throttling => "ThrottlingException",
+            Exception::RequestTimeout => "RequestTimeoutException",
             Exception::KmsInternal => "KMSInternalException",
         }
     }
@@ -88,8 +92,18 @@ impl Exception {
             Exception::KmsInternal => StatusCode::INTERNAL_SERVER_ERROR,
             Exception::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Exception::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Exception::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
+    }
+
+    /// Whether kmsd closes the connection after answering it (the body was not read to its
+    /// end), so the response says `Connection: close`.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            Exception::RequestEntityTooLarge | Exception::RequestTimeout
+        )
     }
 }
 
