@@ -23,7 +23,10 @@ mod params;
 
 use clap::{Args, Parser, Subcommand};
 use commands::{Call, KmsCommand};
-use kmsd::client::{Client, ClientError, DEFAULT_SOCKET, SOCKET_ENV};
+use kmsd::client::{
+    format_duration, Client, ClientError, TimeoutKind, Timeouts, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_SOCKET, SOCKET_ENV,
+};
 use output::{render, Json, OutputFormat, Query};
 use params::{BinaryFormat, Inputs, ParamError};
 use serde_json::Value;
@@ -32,6 +35,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit status of a bad option or parameter value (also clap's).
 const EXIT_USAGE: u8 = 2;
@@ -77,6 +81,26 @@ struct GlobalArgs {
     /// instead of fetching every page.
     #[arg(long, global = true)]
     no_paginate: bool,
+    /// Seconds to wait for the connection to kmsd's socket; 0 waits without limit.
+    #[arg(long, global = true, value_name = "SECONDS",
+          default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs())]
+    cli_connect_timeout: u64,
+    /// Seconds to wait for each read or write on the connection (kmsd's answer); 0 waits
+    /// without limit.
+    #[arg(long, global = true, value_name = "SECONDS",
+          default_value_t = DEFAULT_READ_TIMEOUT.as_secs())]
+    cli_read_timeout: u64,
+}
+
+impl GlobalArgs {
+    /// The client of the chosen socket, with the chosen deadlines.
+    fn client(&self) -> Client {
+        let seconds = |value: u64| (value > 0).then(|| Duration::from_secs(value));
+        Client::new(socket_path(&self.socket)).with_timeouts(Timeouts {
+            connect: seconds(self.cli_connect_timeout),
+            read: seconds(self.cli_read_timeout),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +184,18 @@ pub(crate) enum Failure {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "kmsctl: timed out after {} {what} when calling the {operation} operation \
+         (--{} SECONDS sets the limit; 0 waits without limit)",
+        format_duration(*after),
+        match kind { TimeoutKind::Connect => "cli-connect-timeout", TimeoutKind::Read => "cli-read-timeout" }
+    )]
+    Timeout {
+        operation: String,
+        kind: TimeoutKind,
+        what: String,
+        after: Duration,
+    },
     #[error("kmsctl: {0}")]
     Other(String),
     #[error("kmsctl: the audit trail failed verification (see the report above)")]
@@ -177,6 +213,12 @@ impl Failure {
                 message,
             },
             ClientError::Connect { path, source } => Failure::Connect { path, source },
+            ClientError::Timeout { kind, what, after } => Failure::Timeout {
+                operation: operation.to_string(),
+                kind,
+                what,
+                after,
+            },
             other => Failure::Other(format!("calling the {operation} operation: {other}")),
         }
     }
@@ -185,7 +227,7 @@ impl Failure {
         match self {
             Failure::Param(_) => EXIT_USAGE,
             Failure::Service { .. } => EXIT_SERVICE,
-            Failure::Connect { .. } | Failure::Other(_) => EXIT_OTHER,
+            Failure::Connect { .. } | Failure::Timeout { .. } | Failure::Other(_) => EXIT_OTHER,
             Failure::AuditBroken => 1,
         }
     }
@@ -222,14 +264,14 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
         Command::Audit(command) => {
             return audit::run(
                 command,
-                &socket_path(&cli.global.socket),
+                &cli.global.client(),
                 cli.global.output.unwrap_or_default(),
             )
             .await
         }
     };
     let format = cli.global.output.unwrap_or_default();
-    let client = Client::new(socket_path(&cli.global.socket));
+    let client = cli.global.client();
     let response = send(&client, call, !cli.global.no_paginate).await?;
     let shown = match &query {
         Some(query) => query.apply(&response),
@@ -246,7 +288,7 @@ async fn usage(global: &GlobalArgs, args: &UsageArgs) -> Result<(), Failure> {
             return Err(ParamError::new("--month", format!("'{month}' is not YYYY-MM")).into());
         }
     }
-    let client = Client::new(socket_path(&global.socket));
+    let client = global.client();
     let usage = report::fetch(&client, args.month.as_deref(), args.key_id.as_deref())
         .await
         .map_err(|err| Failure::from_client(USAGE_OPERATION, err))?;
