@@ -96,8 +96,10 @@ leader=""
 # nspawn leaves empty payload/ and supervisor/ cgroups under the caller's cgroup, in the
 # cgroup2 hierarchy and in the v1 name=systemd one (hybrid layout).
 leftover_parents=()
+cgroup2_parent=""
 if mount=$(findmnt -n -t cgroup2 -o TARGET | head -1) && [[ -n $mount ]]; then
-    leftover_parents+=("$mount$(sed -n 's/^0:://p' /proc/self/cgroup)")
+    cgroup2_parent=$mount$(sed -n 's/^0:://p' /proc/self/cgroup)
+    leftover_parents+=("$cgroup2_parent")
 fi
 if mount=$(findmnt -n -t cgroup -o TARGET,OPTIONS | awk '$2 ~ /name=systemd/ { print $1; exit }') \
     && [[ -n $mount ]]; then
@@ -111,13 +113,13 @@ cleanup() {
     local status=$?
     set +e
     if [[ -n $nspawn_pid ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
-        if [[ -n $leader ]]; then
-            timeout 20 nsenter -t "$leader" -a -- systemctl poweroff --no-block >/dev/null 2>&1
-        fi
-        if ! wait_until 60 eval '! kill -0 "$nspawn_pid" 2>/dev/null'; then
+        # poweroff from inside; else SIGTERM, which nspawn turns into a halt of the container.
+        if ! { [[ -n $leader ]] \
+            && timeout 20 nsenter -t "$leader" -a -- systemctl poweroff --no-block >/dev/null 2>&1 \
+            && wait_until 60 eval '! kill -0 "$nspawn_pid" 2>/dev/null'; }; then
             echo "check-real-systemd: container did not power off; terminating nspawn" >&2
             kill -TERM "$nspawn_pid" 2>/dev/null
-            wait_until 20 eval '! kill -0 "$nspawn_pid" 2>/dev/null' || kill -KILL "$nspawn_pid"
+            wait_until 30 eval '! kill -0 "$nspawn_pid" 2>/dev/null' || kill -KILL "$nspawn_pid"
         fi
         wait "$nspawn_pid" 2>/dev/null
     fi
@@ -128,7 +130,8 @@ cleanup() {
         done
     done
     if ((status != 0)) && [[ -f $work/nspawn.log ]]; then
-        echo "--- last lines of the container console ---" >&2
+        cp "$work/nspawn.log" /tmp/kmsd-check-real-systemd.console.log
+        echo "--- last lines of the container console (all: /tmp/kmsd-check-real-systemd.console.log) ---" >&2
         tail -30 "$work/nspawn.log" >&2
     fi
     rm -rf "$work"
@@ -209,25 +212,36 @@ SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$root" -M "$MACHINE" --boo
     --system-call-filter=bpf --bind-ro="$work/deb:/kmsd-deb" --console=read-only \
     </dev/null >"$work/nspawn.log" 2>&1 &
 nspawn_pid=$!
+# The container's PID 1: a child of nspawn running systemd in its own PID namespace (a
+# short-lived nspawn helper comes first), that nsenter can enter.
 find_leader() {
     local pid
     for pid in $(ps -o pid= --ppid "$nspawn_pid"); do
-        if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]]; then
+        if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]] \
+            && [[ $(readlink "/proc/$pid/ns/pid") != $(readlink /proc/self/ns/pid) ]] \
+            && timeout 10 nsenter -t "$pid" -a -- true 2>/dev/null; then
             leader=$pid
             return 0
         fi
     done
     return 1
 }
-wait_until 30 find_leader || { echo "check-real-systemd: no systemd in the container" >&2; exit 1; }
-state=$(timeout 90 nsenter -t "$leader" -a -- systemctl is-system-running --wait 2>/dev/null) || true
+# Booted: the leader answers is-system-running with running (or degraded). Early in boot
+# systemctl cannot connect yet and prints nothing: poll.
+state=""
+booted() {
+    find_leader || return 1
+    state=$(timeout 10 nsenter -t "$leader" -a -- systemctl is-system-running 2>/dev/null) || true
+    [[ $state == running || $state == degraded ]]
+}
+wait_until 120 booted || true
 case $state in
     running) pass "systemd booted as PID 1 of the container ($(in_ct systemctl --version | head -1))" ;;
     degraded)
         info "failed units: $(ctl --failed --plain --no-legend | tr '\n' ' ')"
         pass "systemd booted (degraded: failed units above are not kmsd's)"
         ;;
-    *) fail "systemd did not boot: '$state'"; exit 1 ;;
+    *) fail "systemd did not boot within 120 s: state '$state', leader '${leader:-none}'"; exit 1 ;;
 esac
 
 # 5. Install as the README says.
@@ -324,6 +338,16 @@ if [[ $(in_ct stat -c %a "/proc/$pid/root/run/lock") == 0 && $(in_ct stat -c %a 
     pass "b. /run/lock and /dev/shm are inaccessible (mode 000) for kmsd"
 else
     fail "b. /run/lock or /dev/shm still accessible for kmsd"
+fi
+# DevicePolicy= and IPAddressDeny= are BPF programs on the unit's cgroup (systemd drops
+# them silently when bpf() is refused). The container's cgroup tree is nspawn's payload/.
+unit_cgroup=${cgroup2_parent%/}/payload/system.slice/kmsd.service
+programs=$(bpftool cgroup show "$unit_cgroup" 2>&1 || true)
+if grep -q 'cgroup_device' <<<"$programs" && grep -q 'ingress' <<<"$programs" \
+    && grep -q 'egress' <<<"$programs"; then
+    pass "b. bpftool: device filter and IP ingress/egress filters attached to kmsd.service's cgroup"
+else
+    fail "b. bpftool cgroup show $unit_cgroup: $programs"
 fi
 # Private /tmp and /var/tmp, and kmsd's own directories, are the only writable places.
 check_probe() {
