@@ -406,3 +406,31 @@ pub fn decode<Resp: DeserializeOwned>(raw: RawResponse) -> Result<Resp, ClientEr
         message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(format_duration(Duration::from_secs(3)), "3 s");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250 ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.500 s");
+    }
+
+    #[test]
+    fn builder_sets_each_deadline() {
+        let client = Client::new("/nonexistent.sock");
+        assert_eq!(client.timeouts(), Timeouts::default());
+        let client = client
+            .with_connect_timeout(None)
+            .with_read_timeout(Some(Duration::from_secs(2)));
+        assert_eq!(
+            client.timeouts(),
+            Timeouts {
+                connect: None,
+                read: Some(Duration::from_secs(2))
+            }
+        );
+    }
+}

@@ -393,6 +393,40 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_default_to_10_and_60_seconds_and_0_means_no_limit() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["kmsctl"].iter().chain(args).copied())
+                .map(|cli| cli.global.client().timeouts())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse(&["list-keys"]),
+            Ok(Timeouts {
+                connect: Some(Duration::from_secs(10)),
+                read: Some(Duration::from_secs(60)),
+            })
+        );
+        assert_eq!(
+            parse(&[
+                "list-keys",
+                "--cli-connect-timeout",
+                "0",
+                "--cli-read-timeout",
+                "5"
+            ]),
+            Ok(Timeouts {
+                connect: None,
+                read: Some(Duration::from_secs(5)),
+            })
+        );
+        assert_eq!(
+            parse(&["--cli-read-timeout", "0", "list-keys"]).map(|t| t.read),
+            Ok(None)
+        );
+        assert!(parse(&["list-keys", "--cli-read-timeout", "soon"]).is_err());
+    }
+
+    #[test]
     fn every_operation_has_its_subcommand_and_back() {
         let cli = Cli::command();
         for operation in OPERATIONS {
