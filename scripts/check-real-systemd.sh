@@ -10,7 +10,7 @@
 #     with the same sandbox; a kmsctl round trip as a client unit; reload with a good and
 #     a bad config; stop and re-activation; a kmsd that cannot reach its TPM ends `failed`
 #     (start limit) with its reason in `systemctl status`, and kmsctl times out instead of
-#     hanging.
+#     hanging; removing the package stops and disables the units and keeps /var/lib/kmsd.
 # Exits non-zero if any check fails. The container is powered off and its files and
 # cgroups removed on every exit (trap).
 #
@@ -455,6 +455,16 @@ if out=$(kmsctl describe-key --key-id "$key" --query KeyMetadata.KeyId --output 
     pass "f. after reset-failed and start kmsd.socket, kmsd serves again"
 else
     fail "f. after reset-failed: '$out'"
+fi
+
+# Removing the package stops and disables the units and keeps the keys.
+if in_ct env DEBIAN_FRONTEND=noninteractive apt-get remove -y kmsd >/dev/null 2>&1 \
+    && is_active kmsd.socket inactive && is_active kmsd.service inactive \
+    && [[ ! -e $root/etc/systemd/system/sockets.target.wants/kmsd.socket ]] \
+    && [[ -n $(in_ct ls -A /var/lib/kmsd) ]]; then
+    pass "apt-get remove kmsd: units stopped and disabled, /var/lib/kmsd kept"
+else
+    fail "apt-get remove kmsd: socket $(ctl is-active kmsd.socket || true), service $(ctl is-active kmsd.service || true)"
 fi
 
 # Power off (the trap waits for nspawn and removes the cgroups and the copy).
