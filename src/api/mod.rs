@@ -43,6 +43,11 @@ pub struct KeyMetadata {
     pub key_spec: String,
     pub encryption_algorithms: Vec<String>,
     pub multi_region: bool,
+    /// The id of the key's newest material version: the one Encrypt and GenerateDataKey*
+    /// use now (AWS, 2025). Derived from the key id and version, see
+    /// `service::key_material_id`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub current_key_material_id: Option<String>,
 }
 
 macro_rules! request {
@@ -171,6 +176,9 @@ response!(DecryptResponse {
     key_id: String,
     plaintext: Blob,
     encryption_algorithm: String,
+    /// The material version that decrypted the ciphertext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 });
 
 request!(ReEncryptRequest {
@@ -190,6 +198,12 @@ response!(ReEncryptResponse {
     key_id: String,
     source_encryption_algorithm: String,
     destination_encryption_algorithm: String,
+    /// The material version of the source key that decrypted the ciphertext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_key_material_id: Option<String>,
+    /// The material version of the destination key that encrypted the new ciphertext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination_key_material_id: Option<String>,
 });
 
 request!(GenerateDataKeyRequest {
@@ -205,6 +219,9 @@ response!(GenerateDataKeyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     plaintext: Option<Blob>,
     key_id: String,
+    /// The material version that encrypted the data key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 });
 
 request!(GenerateRandomRequest {
@@ -232,6 +249,9 @@ pub struct RotationEntry {
     pub key_id: String,
     pub rotation_date: f64,
     pub rotation_type: String,
+    /// The material version this rotation made.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key_material_id: Option<String>,
 }
 response!(ListKeyRotationsResponse {
     rotations: Vec<RotationEntry>,
