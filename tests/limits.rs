@@ -29,7 +29,10 @@ fn read_until_closed(stream: &mut UnixStream, deadline: Duration) -> (String, Du
     stream.set_read_timeout(Some(deadline)).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[test]
@@ -44,7 +47,10 @@ fn a_stalled_body_gets_408_and_the_connection_closes() {
         .unwrap();
     let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(10));
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     assert!(answer.contains("RequestTimeoutException"), "{answer}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
@@ -53,13 +59,21 @@ fn a_stalled_body_gets_408_and_the_connection_closes() {
 fn a_stalled_header_closes_the_connection() {
     let fx = fixture("header_timeout_secs = 1");
     let mut stream = UnixStream::connect(&fx.kmsd.socket).unwrap();
-    stream.write_all(b"POST / HTTP/1.1\r\nHost: kmsd\r\n").unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: kmsd\r\n")
+        .unwrap();
     let (_, took) = read_until_closed(&mut stream, Duration::from_secs(10));
-    assert!(took < Duration::from_secs(5), "the connection stayed open {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the connection stayed open {took:?}"
+    );
     // An idle keep-alive connection is closed after the same time.
     let mut idle = UnixStream::connect(&fx.kmsd.socket).unwrap();
     let (_, took) = read_until_closed(&mut idle, Duration::from_secs(10));
-    assert!(took < Duration::from_secs(5), "the idle connection stayed open {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the idle connection stayed open {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,7 +94,10 @@ async fn a_uid_over_its_quota_is_throttled_and_recorded() {
             }
         }
     }
-    assert!(throttled > 0, "60 requests at once never hit a quota of 20/s");
+    assert!(
+        throttled > 0,
+        "60 requests at once never hit a quota of 20/s"
+    );
     // Management requests draw from their own (here unlimited) quota.
     ok(&client, "DescribeKey", json!({"KeyId": key})).await;
     // Throttled requests are in the trail.
@@ -172,7 +189,10 @@ async fn one_uid_cannot_take_every_slot_and_another_keeps_being_served() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(text.contains("ThrottlingException") && text.contains("max_connections_per_uid"), "{text}");
+    assert!(
+        text.contains("ThrottlingException") && text.contains("max_connections_per_uid"),
+        "{text}"
+    );
     // Root keeps being served while the hog floods.
     let mut latencies = Vec::new();
     for _ in 0..300 {
@@ -189,5 +209,8 @@ async fn one_uid_cannot_take_every_slot_and_another_keeps_being_served() {
     hog.wait().unwrap();
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
-    assert!(p99 < Duration::from_millis(10), "p99 {p99:?} while another uid floods");
+    assert!(
+        p99 < Duration::from_millis(10),
+        "p99 {p99:?} while another uid floods"
+    );
 }

@@ -56,10 +56,18 @@ pub async fn handle(
 
     // Admit: within the caller's quota, and — once the audit trail is known broken —
     // nothing runs unaudited.
+    let targets = request.headers().get_all("x-amz-target").iter().count();
     let admitted = app
         .limits
         .take_request(arrival.caller.uid, operation.quota)
         .map_err(|message| ApiError::new(Exception::Throttling, message))
+        .and_then(|()| match targets {
+            0 | 1 => Ok(()),
+            n => Err(ApiError::new(
+                Exception::Serialization,
+                format!("the X-Amz-Target header appears {n} times; send it once"),
+            )),
+        })
         .and_then(|()| {
             app.admit()
                 .map_err(|reason| protocol::observer_refusal(&reason))
@@ -89,6 +97,9 @@ pub async fn handle(
 
     // Respond.
     Ok(match outcome {
+        Ok(body) if call.operation.response == ResponseLogging::Secret => {
+            protocol::secret_json_response(body, &call.request_id)
+        }
         Ok(body) => protocol::json_response(StatusCode::OK, body, &call.request_id),
         Err(err) => protocol::error_response(
             &err,
