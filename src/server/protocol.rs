@@ -427,6 +427,16 @@ fn lower_first(name: &str) -> String {
     }
 }
 
+/// A short text/plain response (`/ping`, `/metrics` refusals).
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
 /// A response with an AWS JSON 1.1 body.
 pub fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
     json_response_bytes(status, Bytes::from(body), request_id)

@@ -3,7 +3,7 @@
 //! execute, observe, respond.
 
 use super::dispatch::{self, Arrival, ResponseBody};
-use super::protocol::{self, ApiError, Exception};
+use super::protocol::{self, plain, ApiError, Exception};
 use super::App;
 use crate::api::operations::{self as ops, Handler, ResponseLogging};
 use crate::identity::Caller;
@@ -12,7 +12,7 @@ use crate::request::{Call, Failure, RequestEvent};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -264,13 +264,4 @@ fn ping(request: &Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
     } else {
         plain(StatusCode::OK, "ok\n")
     }
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    response
 }

@@ -189,13 +189,7 @@ impl Kms {
         type Candidate = (AliasRecord, Arc<KeyEntry>, Vec<Arc<Grant>>, Vec<String>);
         let candidates: Vec<Candidate> = {
             let catalog = self.read_catalog();
-            let mut names: HashMap<&str, Vec<String>> = HashMap::new();
-            for alias in catalog.aliases.values() {
-                names
-                    .entry(alias.key_id.as_str())
-                    .or_default()
-                    .push(alias.name.clone());
-            }
+            let names = catalog.aliases_by_key();
             catalog
                 .aliases
                 .values()

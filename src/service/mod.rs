@@ -104,6 +104,20 @@ pub(crate) struct Catalog {
     pub grants: access::GrantIndex,
 }
 
+impl Catalog {
+    /// The alias names of every key that has some, by key id.
+    pub(crate) fn aliases_by_key(&self) -> HashMap<&str, Vec<String>> {
+        let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
+        for alias in self.aliases.values() {
+            aliases
+                .entry(alias.key_id.as_str())
+                .or_default()
+                .push(alias.name.clone());
+        }
+        aliases
+    }
+}
+
 /// The service: every operation goes through one of its methods.
 pub struct Kms {
     store: Mutex<Store>,
@@ -380,13 +394,7 @@ impl Kms {
     /// A summary of every key (id, state, spec, aliases, creation), for metrics.
     pub fn key_summaries(&self) -> Vec<KeySummary> {
         let catalog = self.read_catalog();
-        let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
-        for alias in catalog.aliases.values() {
-            aliases
-                .entry(alias.key_id.as_str())
-                .or_default()
-                .push(alias.name.clone());
-        }
+        let mut aliases = catalog.aliases_by_key();
         catalog
             .keys
             .values()
@@ -430,13 +438,7 @@ impl Kms {
         type Candidate = (Arc<KeyEntry>, Vec<Arc<access::Grant>>, Vec<String>);
         let candidates: Vec<Candidate> = {
             let catalog = self.read_catalog();
-            let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
-            for alias in catalog.aliases.values() {
-                aliases
-                    .entry(alias.key_id.as_str())
-                    .or_default()
-                    .push(alias.name.clone());
-            }
+            let mut aliases = catalog.aliases_by_key();
             let mut candidates: Vec<_> = catalog
                 .keys
                 .values()
