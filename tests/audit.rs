@@ -128,10 +128,6 @@ fn verify_offline(dir: &Path) -> Value {
     report
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
     if !is_root() {
@@ -330,8 +326,8 @@ async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
         let forms = [
             b64(secret),
             b64(secret).trim_end_matches('=').to_string(),
-            hex(secret),
-            hex(secret).to_uppercase(),
+            hex::encode(secret),
+            hex::encode(secret).to_uppercase(),
             String::from_utf8_lossy(secret).to_string(),
         ];
         for form in forms {
@@ -597,7 +593,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
                 // Same layout as kmsd: body, then the mac field appended.
                 let body = serde_json::to_string(&record).unwrap();
                 use sha2::Digest;
-                prev = Some(hex(&sha2::Sha256::digest(body.as_bytes())));
+                prev = Some(hex::encode(sha2::Sha256::digest(body.as_bytes())));
                 *line = format!("{},\"mac\":{}}}", &body[..body.len() - 1], mac);
             }
         });

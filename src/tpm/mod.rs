@@ -240,10 +240,6 @@ fn tss(context: &'static str) -> impl Fn(tss_esapi::Error) -> TpmError {
     move |source| TpmError::Tss { context, source }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn pcr_slot(pcr: u8) -> Result<PcrSlot, TpmError> {
     1u32.checked_shl(u32::from(pcr))
         .and_then(|bit| PcrSlot::try_from(bit).ok())
@@ -278,7 +274,7 @@ pub struct TpmHandle {
 impl fmt::Debug for TpmHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TpmHandle")
-            .field("srk_name", &hex(&self.srk_name))
+            .field("srk_name", &hex::encode(&self.srk_name))
             .finish_non_exhaustive()
     }
 }
@@ -407,7 +403,7 @@ impl Worker {
         })?;
         flush_stale_handles(&mut ctx)?;
         let (srk, srk_name) = acquire_srk(&mut ctx)?;
-        tracing::info!(srk_name = %hex(&srk_name), "TPM ready");
+        tracing::info!(srk_name = %hex::encode(&srk_name), "TPM ready");
         Ok(Worker {
             ctx,
             srk,
@@ -473,7 +469,7 @@ impl Worker {
     fn seal_new_root(&mut self) -> Result<(SealedRoot, RootKey), TpmError> {
         let srk_name = self.current_srk_name()?;
         let mut key = Zeroizing::new([0u8; ROOT_KEY_LEN]);
-        getrandom::getrandom(&mut key[..]).map_err(TpmError::Rng)?;
+        getrandom::fill(&mut key[..]).map_err(TpmError::Rng)?;
         // Mix in the TPM RNG (response encrypted with a salted session), so
         // that a weak host RNG alone does not determine the key.
         let tpm_random = self.salted(
@@ -532,8 +528,8 @@ impl Worker {
         let current = self.current_srk_name()?;
         if current != sealed.srk_name {
             return Err(TpmError::SrkMismatch {
-                expected_hex: hex(&sealed.srk_name),
-                found_hex: hex(&current),
+                expected_hex: hex::encode(&sealed.srk_name),
+                found_hex: hex::encode(&current),
             });
         }
         let public = Public::unmarshall(&sealed.public)
