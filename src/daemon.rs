@@ -87,7 +87,7 @@ impl Daemon {
             None => {
                 if store.key_count()? > 0 {
                     return Err(DaemonError::MissingBinding {
-                        dir: config.state_dir.clone(),
+                        dir: config.state_dir,
                     });
                 }
                 let (sealed, root) = tpm.seal_new_root()?;

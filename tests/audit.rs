@@ -3,6 +3,9 @@
 //! catches edits, deletions, swaps, truncation and a removed file; the chain continues across
 //! rotation, restarts, a crash with a torn tail, and a new day; a full disk fails closed.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use bytes::Bytes;
 use common::*;
@@ -462,7 +465,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
         .position(|(i, line)| line.contains("\"uid\":0") && i + 1 < text.lines().count())
         .expect("a request record followed by another line");
     edit_lines(&second, |lines| {
-        lines[target] = lines[target].replace("\"uid\":0", "\"uid\":1000")
+        lines[target] = lines[target].replace("\"uid\":0", "\"uid\":1000");
     });
     let report = verify_online(&fx.kmsd.socket);
     assert_eq!(report["problem"]["kind"], "macMismatch", "{report}");
@@ -494,8 +497,8 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             "edited",
             Box::new(|f: &[PathBuf]| {
                 edit_lines(&f[1], |l| {
-                    l[2] = l[2].replace("\"eventID\":\"", "\"eventID\":\"0")
-                })
+                    l[2] = l[2].replace("\"eventID\":\"", "\"eventID\":\"0");
+                });
             }),
             &["chainBroken"],
         ),
@@ -504,7 +507,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             Box::new(|f: &[PathBuf]| {
                 edit_lines(&f[1], |l| {
                     l.remove(2);
-                })
+                });
             }),
             &["missing"],
         ),
@@ -526,7 +529,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             Box::new(|f: &[PathBuf]| {
                 edit_lines(&f[1], |l| {
                     l.pop();
-                })
+                });
             }),
             &["missing"],
         ),

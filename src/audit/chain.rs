@@ -37,9 +37,8 @@ impl MacKey {
 
     fn mac(&self, body: &[u8]) -> [u8; 32] {
         // HMAC accepts keys of any length.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(self.0.expose()) {
-            Ok(mac) => mac,
-            Err(_) => return [0; 32],
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.0.expose()) else {
+            return [0; 32];
         };
         mac.update(body);
         mac.finalize().into_bytes().into()

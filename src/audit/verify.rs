@@ -384,7 +384,7 @@ fn check(
         return Err(earlier.problem);
     }
     if let Some(head) = &options.head {
-        let (last_seq, last_hash) = prev.clone().unwrap_or((0, GENESIS_HASH.to_string()));
+        let (last_seq, last_hash) = prev.unwrap_or((0, GENESIS_HASH.to_string()));
         if last_seq < head.sequence {
             return Err(Problem {
                 kind: ProblemKind::Truncated,

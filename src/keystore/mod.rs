@@ -575,7 +575,7 @@ mod tests {
             store.insert_grant(Intent::recorded(7), &grant).unwrap();
         }
         let mut store = Store::open(&state).unwrap();
-        assert_eq!(store.load_grants().unwrap(), vec![grant.clone()]);
+        assert_eq!(store.load_grants().unwrap(), vec![grant]);
         store.delete_key(Intent::recorded(7), "k1").unwrap();
         assert!(store.load_grants().unwrap().is_empty());
     }

@@ -136,7 +136,7 @@ impl State {
             .iter()
             .map(|k| (k.key_id.as_str(), k.state))
             .collect();
-        for ((month, key_id), acc) in self.accruals.iter_mut() {
+        for ((month, key_id), acc) in &mut self.accruals {
             if acc.suspended_ms == 0 && acc.suspended_rotation_ms == 0 {
                 continue;
             }

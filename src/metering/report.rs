@@ -124,7 +124,7 @@ pub fn build(
     let factor = cost::request_projection_factor(month, now);
     let mut mtd_costs = Vec::new();
     let mut projected_costs = Vec::new();
-    for (key_id, report) in keys.iter_mut() {
+    for (key_id, report) in &mut keys {
         report.key_id = key_id.clone();
         let accrual = accrued.get(key_id.as_str()).copied().unwrap_or_default();
         let usage = KeyUsage {

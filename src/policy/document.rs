@@ -476,7 +476,7 @@ fn parse_unix(value: &Value) -> Result<UnixPrincipal, String> {
                                     "Unix.Exe: '{text}' is not an absolute path"
                                 ));
                             }
-                            principal.exes.push(text.to_string())
+                            principal.exes.push(text.to_string());
                         }
                     }
                 }
@@ -553,10 +553,7 @@ fn parse_conditions(operators: &Map<String, Value>) -> Result<Vec<Condition>, (S
                     true
                 };
                 if !valid {
-                    return Err((
-                        at.clone(),
-                        format!("value '{value}' is not valid for {name}"),
-                    ));
+                    return Err((at, format!("value '{value}' is not valid for {name}")));
                 }
             }
             conditions.push(Condition {

@@ -370,7 +370,7 @@ mod tests {
             // Deny beats Allow; a Deny whose fact is unknown still applies.
             (format!(r#"{},{{"Sid":"NoDecrypt","Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*"}}"#, allow(uid, "kms:*", "")), caller(1000), "kms:Decrypt", None, Decision::ExplicitDeny(Some("NoDecrypt".into()))),
             (format!(r#"{},{{"Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*"}}"#, allow(uid, "kms:*", "")), caller(1000), "kms:Encrypt", None, Decision::Allow),
-            (format!(r#"{},{{"Effect":"Deny","Principal":{{"Unix":{{"Exe":"/bin/evil"}}}},"Action":"kms:*","Resource":"*"}}"#, allow(uid, "kms:*", "")), no_exe.clone(), "kms:Decrypt", None, Decision::ExplicitDeny(None)),
+            (format!(r#"{},{{"Effect":"Deny","Principal":{{"Unix":{{"Exe":"/bin/evil"}}}},"Action":"kms:*","Resource":"*"}}"#, allow(uid, "kms:*", "")), no_exe, "kms:Decrypt", None, Decision::ExplicitDeny(None)),
             (format!(r#"{},{{"Effect":"Deny","Principal":{{"Unix":{{"Exe":"/bin/evil"}}}},"Action":"kms:*","Resource":"*"}}"#, allow(uid, "kms:*", "")), caller(1000), "kms:Decrypt", None, Decision::Allow),
             // Resource patterns.
             (r#"{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"arn:kmsd:kms:local:000000000000:key/other"}"#.to_string(), caller(1), "kms:Decrypt", None, Decision::ImplicitDeny),

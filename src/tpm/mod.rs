@@ -27,8 +27,6 @@
 //! in its environment (before any TPM use) to silence it, and reports errors
 //! through [`TpmError`] and `tracing` instead.
 
-#![forbid(unsafe_code)]
-
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -289,7 +287,7 @@ impl TpmHandle {
             .as_ref()
             .map(PcrBinding::normalized)
             .transpose()?;
-        let tcti = config.tcti.clone();
+        let tcti = config.tcti;
         let conf = TctiNameConf::from_str(&tcti).map_err(|source| TpmError::Connect {
             tcti: tcti.clone(),
             source,
