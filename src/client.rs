@@ -28,20 +28,28 @@ pub const DEFAULT_SOCKET: &str = "/run/kmsd/kmsd.sock";
 /// What can go wrong when calling kmsd.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The socket could not be connected to.
     #[error("cannot connect to kmsd at {path}: {source}")]
     Connect {
+        /// The socket path.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The HTTP exchange failed (connection closed, malformed reply).
     #[error("HTTP error talking to kmsd: {0}")]
     Http(#[from] hyper::Error),
     /// kmsd answered with an AWS exception.
     #[error("{exception}: {message}")]
     Service {
+        /// The HTTP status (400 for client errors, 500 for kmsd faults).
         status: u16,
+        /// The AWS exception name, e.g. `NotFoundException`.
         exception: String,
+        /// The exception message.
         message: String,
     },
+    /// A request could not be encoded or a reply could not be decoded.
     #[error("cannot encode or decode a message: {0}")]
     Codec(String),
 }
@@ -59,8 +67,11 @@ impl ClientError {
 /// A raw HTTP answer, for callers (and tests) that need the status and headers.
 #[derive(Debug)]
 pub struct RawResponse {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The response headers (`x-amzn-RequestId`, ...).
     pub headers: hyper::HeaderMap,
+    /// The response body as received.
     pub body: Bytes,
 }
 
@@ -72,6 +83,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client for the socket at `socket`; nothing is connected until the first call.
     pub fn new(socket: impl AsRef<Path>) -> Self {
         Client {
             socket: socket.as_ref().to_path_buf(),

@@ -72,7 +72,9 @@ macro_rules! request {
         $(#[$meta])*
         #[derive(Debug, Default, Deserialize)]
         #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-        pub struct $name { $($(#[$fmeta])* #[allow(missing_docs)] #[serde(default)] pub $field: $ty),* }
+        pub struct $name {
+            $($(#[$fmeta])* #[allow(missing_docs)] #[serde(default)] pub $field: $ty),*
+        }
     };
 }
 
@@ -81,7 +83,9 @@ macro_rules! response {
         $(#[$meta])*
         #[derive(Debug, Default, Serialize, Deserialize)]
         #[serde(rename_all = "PascalCase")]
-        pub struct $name { $($(#[$fmeta])* #[allow(missing_docs)] #[serde(default)] pub $field: $ty),* }
+        pub struct $name {
+            $($(#[$fmeta])* #[allow(missing_docs)] #[serde(default)] pub $field: $ty),*
+        }
     };
 }
 

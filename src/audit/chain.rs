@@ -92,7 +92,9 @@ pub fn seal(body: &[u8], key: &MacKey) -> (Vec<u8>, String) {
 pub struct SealedLine {
     /// The record as JSON (without the `mac` field).
     pub record: serde_json::Value,
+    /// Position of the record in the trail, from 1.
     pub sequence: u64,
+    /// The `prevHash` field: the body hash of the record before.
     pub prev_hash: String,
     /// SHA-256 of the body, hex.
     pub hash: String,

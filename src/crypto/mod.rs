@@ -40,8 +40,14 @@ pub enum CryptoError {
     )]
     InvalidCiphertext,
     /// Wrapped CMK material failed to unwrap under the root key.
+    /// Wrapped CMK material failed to unwrap under the root key.
     #[error("wrapped key material for key {key_id} version {version} failed authentication under the root key")]
-    UnwrapFailed { key_id: String, version: u32 },
+    UnwrapFailed {
+        /// The key whose material failed.
+        key_id: String,
+        /// The material version that failed.
+        version: u32,
+    },
     /// The AEAD refused to encrypt (only for absurd lengths).
     #[error("encryption failed")]
     EncryptFailed,
@@ -91,7 +97,9 @@ impl std::fmt::Debug for KeyMaterial {
 /// The parsed, not yet authenticated, header of a ciphertext blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CiphertextHeader {
+    /// The key id in binary (UUID) form.
     pub key_id: [u8; KEY_ID_LEN],
+    /// The CMK material version the blob was made with.
     pub material_version: u32,
 }
 

@@ -55,17 +55,24 @@ pub const UNKNOWN_OPERATION: &str = "unknown";
 /// Errors of the metering layer.
 #[derive(Debug, thiserror::Error)]
 pub enum MeteringError {
+    /// The ledger database failed.
     #[error("usage ledger: {0}")]
     Ledger(String),
+    /// A usage query is malformed (for example an unknown month).
     #[error("{0}")]
     Validation(String),
+    /// The caller may not read the usage of other users.
     #[error("{0}")]
     AccessDenied(String),
+    /// The metrics could not be encoded.
     #[error("metrics encoding: {0}")]
     Metrics(String),
+    /// The metrics listener could not be bound.
     #[error("cannot listen for metrics on {addr}: {source}")]
     Listen {
+        /// The address asked for.
         addr: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },

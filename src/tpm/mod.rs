@@ -89,6 +89,7 @@ impl PcrBank {
 /// PCRs the root key is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PcrBinding {
+    /// The PCR bank (hash algorithm).
     pub bank: PcrBank,
     /// PCR indices (0..=23). Normalised to sorted, without duplicates.
     pub pcrs: Vec<u8>,
@@ -177,46 +178,78 @@ pub struct TpmStats {
 /// Errors of the TPM layer. They never contain secret bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum TpmError {
+    /// The `[tpm]` settings are inconsistent (bad handle, PCR index, ...).
     #[error("invalid TPM configuration: {0}")]
     InvalidConfig(String),
+    /// The TCTI could not be opened.
     #[error("cannot connect to the TPM via TCTI {tcti:?}: {source}")]
     Connect {
+        /// The TCTI string (`swtpm:host=...`, `device:/dev/tpmrm0`).
         tcti: String,
+        /// The error from tss-esapi.
         #[source]
         source: tss_esapi::Error,
     },
+    /// A TPM command took longer than the configured timeout.
     #[error("the TPM did not answer within {secs} s while {context}")]
-    Timeout { context: &'static str, secs: u64 },
+    Timeout {
+        /// What was being done.
+        context: &'static str,
+        /// The timeout.
+        secs: u64,
+    },
+    /// The SRK is not the one the root key was sealed under.
     #[error(
         "the TPM storage root key does not match the one the root key was sealed under \
          (expected name {expected_hex}, found {found_hex}): the TPM was cleared or replaced, \
          or the state dir came from another machine; the state dir was left untouched"
     )]
     SrkMismatch {
+        /// Name of the SRK at seal time, hex.
         expected_hex: String,
+        /// Name of the SRK found now, hex.
         found_hex: String,
     },
+    /// The PCR policy fails: bound PCRs changed since sealing.
     #[error(
         "PCR policy not satisfied: {bank} {} changed since the root key was sealed \
          (firmware/boot change?); restore the previous boot state so the root key can be \
          unsealed and then re-sealed to the new PCR values, or restore the root key from backup",
         describe_pcrs(.changed)
     )]
-    PcrMismatch { bank: PcrBank, changed: Vec<u8> },
+    PcrMismatch {
+        /// The bank of the binding.
+        bank: PcrBank,
+        /// The PCRs whose values changed.
+        changed: Vec<u8>,
+    },
+    /// The key at the SRK handle is not a usable storage key.
     #[error("the key at persistent handle 0x{handle:08x} cannot be used as SRK: {reason}")]
-    UnsuitableSrk { handle: u32, reason: String },
+    UnsuitableSrk {
+        /// The persistent handle.
+        handle: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A TPM command failed.
     #[error("TPM error while {context}: {source}")]
     Tss {
+        /// What was being done.
         context: &'static str,
+        /// The error from tss-esapi.
         #[source]
         source: tss_esapi::Error,
     },
+    /// The sealed root key record does not decode.
     #[error("invalid sealed root key blob: {0}")]
     BadSealedBlob(String),
+    /// The OS random source failed.
     #[error("cannot get random bytes from the OS: {0}")]
     Rng(getrandom::Error),
+    /// The TPM thread could not be started.
     #[error("cannot spawn the TPM thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The TPM thread ended (it panicked or the handle outlived it).
     #[error("the TPM thread is gone")]
     ThreadGone,
 }
