@@ -466,7 +466,7 @@ impl Metering {
                 _ = stop.changed() => return,
             }
             let metering = Arc::clone(&self);
-            let ping = ticks % TPM_PING_EVERY == 0;
+            let ping = ticks.is_multiple_of(TPM_PING_EVERY);
             ticks = ticks.wrapping_add(1);
             let result = tokio::task::spawn_blocking(move || {
                 if ping {
