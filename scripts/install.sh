@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs kmsd as a systemd service.
+# Installs kmsd as a systemd service, from source (the alternative to the Debian package,
+# scripts/build-deb.sh, which installs the same files with the units in /lib/systemd/system).
 #
 #   scripts/install.sh                 build (cargo build --release --locked) and install
 #   KMSD_BIN_DIR=dir scripts/install.sh   install prebuilt kmsd and kmsctl from dir

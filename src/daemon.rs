@@ -232,9 +232,14 @@ impl Daemon {
             ))
         });
         let (ready_tx, ready_rx) = oneshot::channel();
+        let descriptors = server::limits::raise_descriptor_limit();
         let app = server::App::new(Arc::clone(&self.kms))
             .with_metering(Arc::clone(&self.metering))
-            .with_audit(self.audit.clone());
+            .with_audit(self.audit.clone())
+            .with_limits(server::limits::Limits::new(
+                self.config.limits.clone(),
+                descriptors,
+            ));
         let mut serving = tokio::spawn(server::serve_notify(
             listener,
             Arc::new(app),

@@ -127,6 +127,22 @@ pub const RELOADABLE: &[Setting] = &[
 
 /// Settings that only a restart changes.
 pub const RESTART_ONLY: &[Setting] = &[
+    // The listener is built with its limits once.
+    setting!("limits.header_timeout_secs", limits.header_timeout_secs),
+    setting!("limits.body_timeout_secs", limits.body_timeout_secs),
+    setting!("limits.max_connections", limits.max_connections),
+    setting!(
+        "limits.max_connections_per_uid",
+        limits.max_connections_per_uid
+    ),
+    setting!(
+        "limits.cryptographic_requests_per_sec",
+        limits.cryptographic_requests_per_sec
+    ),
+    setting!(
+        "limits.management_requests_per_sec",
+        limits.management_requests_per_sec
+    ),
     setting!("socket", socket),
     setting!("socket_mode", socket_mode),
     setting!("socket_group", socket_group),

@@ -523,7 +523,7 @@ async fn policy_operations_lockout_check_and_daemon_access() {
     )
     .await;
     assert!(
-        message.contains("Policy") && message.contains("32768"),
+        message.contains("at 'policy'") && message.contains("32768"),
         "{message}"
     );
     fails(
@@ -753,7 +753,7 @@ async fn grants_with_constraints_tokens_retire_revoke_and_restart() {
     )
     .await;
     assert!(
-        message.contains("GranteePrincipal") && message.contains("alice"),
+        message.contains("'granteePrincipal'") && message.contains("'alice'"),
         "{message}"
     );
     let message = fails(

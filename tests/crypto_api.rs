@@ -35,7 +35,7 @@ async fn encrypt_decrypt_round_trips_and_bounds() {
         "ValidationException",
     )
     .await;
-    assert!(message.contains("Plaintext"), "{message}");
+    assert!(message.contains("at 'plaintext'"), "{message}");
     fails(
         &client,
         "Encrypt",
@@ -197,7 +197,10 @@ async fn data_keys_random_and_re_encrypt() {
             "ValidationException",
         )
         .await;
-        assert!(message.contains("NumberOfBytes") && message.contains(&n.to_string()));
+        assert!(
+            message.contains(&format!("Value '{n}' at 'numberOfBytes'")),
+            "{message}"
+        );
     }
 
     // ReEncrypt to another key with another context.

@@ -246,15 +246,27 @@ async fn aliases_tags_descriptions_and_listing() {
         "AlreadyExistsException",
     )
     .await;
-    for bad in ["app", "alias/aws/s3", "alias/sp ace", "alias/"] {
-        fails(
+    // Malformed names are ValidationException (as in AWS); reserved ones InvalidAliasName.
+    for bad in ["app", "alias/sp ace", "alias/"] {
+        let message = fails(
             &client,
             "CreateAlias",
             json!({"AliasName": bad, "TargetKeyId": b}),
-            "InvalidAliasNameException",
+            "ValidationException",
         )
         .await;
+        assert!(
+            message.contains(&format!("Value '{bad}' at 'aliasName'")),
+            "{message}"
+        );
     }
+    fails(
+        &client,
+        "CreateAlias",
+        json!({"AliasName": "alias/aws/s3", "TargetKeyId": b}),
+        "InvalidAliasNameException",
+    )
+    .await;
     let arn = describe(&client, &a).await["Arn"]
         .as_str()
         .unwrap()

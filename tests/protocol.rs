@@ -68,7 +68,7 @@ async fn protocol_errors_get_the_right_exception_and_daemon_keeps_serving() {
             Some("GenerateRandom"),
             serde_json::to_vec(&json!({"NumberOfBytes": 99999999999i64})).unwrap(),
             "ValidationException",
-            "99999999999",
+            "Value '99999999999' at 'numberOfBytes'",
         ),
         (
             Some("GenerateRandom"),
@@ -80,13 +80,13 @@ async fn protocol_errors_get_the_right_exception_and_daemon_keeps_serving() {
             Some("ScheduleKeyDeletion"),
             serde_json::to_vec(&json!({"KeyId": key, "PendingWindowInDays": 3})).unwrap(),
             "ValidationException",
-            "PendingWindowInDays",
+            "Value '3' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value greater than or equal to 7",
         ),
         (
             Some("DescribeKey"),
             b"{}".to_vec(),
             "ValidationException",
-            "KeyId",
+            "Value null at 'keyId' failed to satisfy constraint: Member must not be null",
         ),
         (
             Some("Frobnicate"),

@@ -472,6 +472,7 @@ async fn sigterm_under_load_finishes_accepted_requests() {
             } => panic!("request failed during shutdown: {status} {exception}"),
             ClientError::Codec(err) => panic!("truncated or garbled response: {err}"),
             ClientError::Connect { .. } | ClientError::Http(_) => {}
+            err @ ClientError::Timeout { .. } => panic!("request hung during shutdown: {err}"),
         }
     }
     assert!(total > 0);

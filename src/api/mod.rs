@@ -61,6 +61,11 @@ pub struct KeyMetadata {
     pub encryption_algorithms: Vec<String>,
     /// Always false: a kmsd key lives on one host.
     pub multi_region: bool,
+    /// The id of the key's newest material version: the one Encrypt and GenerateDataKey*
+    /// use now (AWS, 2025). Derived from the key id and version, see
+    /// `service::key_material_id`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub current_key_material_id: Option<String>,
 }
 
 // The fields of the generated request and response structs are AWS's parameters under their
@@ -270,6 +275,9 @@ response!(
         key_id: String,
         plaintext: Blob,
         encryption_algorithm: String,
+        /// The material version that decrypted the ciphertext.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_material_id: Option<String>,
     }
 );
 
@@ -295,6 +303,12 @@ response!(
         key_id: String,
         source_encryption_algorithm: String,
         destination_encryption_algorithm: String,
+        /// The material version of the source key that decrypted the ciphertext.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source_key_material_id: Option<String>,
+        /// The material version of the destination key that encrypted the new ciphertext.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        destination_key_material_id: Option<String>,
     }
 );
 
@@ -316,6 +330,9 @@ response!(
         #[serde(skip_serializing_if = "Option::is_none")]
         plaintext: Option<Blob>,
         key_id: String,
+        /// The material version that encrypted the data key.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_material_id: Option<String>,
     }
 );
 
@@ -359,6 +376,9 @@ pub struct RotationEntry {
     pub rotation_date: f64,
     /// `AUTOMATIC` or `ON_DEMAND`.
     pub rotation_type: String,
+    /// The material version this rotation made.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key_material_id: Option<String>,
 }
 response!(
     /// Reply of ListKeyRotations: one page of past rotations.

@@ -57,6 +57,16 @@ impl PriceClass {
     }
 }
 
+/// Which per-caller request quota an operation draws from (`[limits]`, as AWS KMS's request
+/// quotas separate cryptographic operations from the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuotaClass {
+    /// Encrypt, Decrypt, ReEncrypt, GenerateDataKey*, GenerateRandom.
+    Cryptographic,
+    /// Everything else.
+    Management,
+}
+
 /// What the audit trail may keep of a successful response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseLogging {
@@ -119,6 +129,8 @@ pub struct Operation {
     pub key_fields: &'static [KeyField],
     /// Which part of kmsd serves it.
     pub handler: Handler,
+    /// The per-caller request quota it draws from.
+    pub quota: QuotaClass,
 }
 
 impl Operation {
@@ -178,6 +190,7 @@ const fn aws(name: &'static str, action: &'static str) -> Operation {
         takes_context: false,
         key_fields: KEY_ONLY,
         handler: Handler::Service,
+        quota: QuotaClass::Management,
     }
 }
 
@@ -275,6 +288,7 @@ pub const ENCRYPT: Operation = with!(aws("Encrypt", "kms:Encrypt"),
     grant_operations: &["Encrypt"],
     takes_context: true,
     key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
 );
 /// Decrypt.
 pub const DECRYPT: Operation = with!(aws("Decrypt", "kms:Decrypt"),
@@ -284,6 +298,7 @@ pub const DECRYPT: Operation = with!(aws("Decrypt", "kms:Decrypt"),
     grant_operations: &["Decrypt"],
     takes_context: true,
     key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
 );
 /// ReEncrypt (authorized as `kms:ReEncryptFrom` on the source key and `kms:ReEncryptTo`
 /// on the destination key).
@@ -299,6 +314,7 @@ pub const RE_ENCRYPT: Operation = with!(aws("ReEncrypt", "kms:ReEncrypt*"),
         KeyField { name: "SourceKeyId", forms: KeyIdForms::KeyOrAlias },
         KeyField { name: "DestinationKeyId", forms: KeyIdForms::KeyOrAlias },
     ],
+    quota: QuotaClass::Cryptographic,
 );
 /// GenerateDataKey.
 pub const GENERATE_DATA_KEY: Operation = with!(aws("GenerateDataKey", "kms:GenerateDataKey"),
@@ -307,6 +323,7 @@ pub const GENERATE_DATA_KEY: Operation = with!(aws("GenerateDataKey", "kms:Gener
     grant_operations: &["GenerateDataKey"],
     takes_context: true,
     key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
 );
 /// GenerateDataKeyWithoutPlaintext.
 pub const GENERATE_DATA_KEY_WITHOUT_PLAINTEXT: Operation = with!(
@@ -316,12 +333,14 @@ pub const GENERATE_DATA_KEY_WITHOUT_PLAINTEXT: Operation = with!(
     grant_operations: &["GenerateDataKeyWithoutPlaintext"],
     takes_context: true,
     key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
 );
 /// GenerateRandom.
 pub const GENERATE_RANDOM: Operation = with!(aws("GenerateRandom", "kms:GenerateRandom"),
     logged_fields: &["NumberOfBytes", "CustomKeyStoreId"],
     response: ResponseLogging::Secret,
     key_fields: &[],
+    quota: QuotaClass::Cryptographic,
 );
 /// EnableKeyRotation.
 pub const ENABLE_KEY_ROTATION: Operation = with!(
@@ -620,5 +639,36 @@ mod tests {
             actions.len(),
             OPERATIONS.iter().filter(|op| op.is_aws()).count() + 1
         );
+    }
+
+    #[test]
+    fn the_readme_api_table_lists_every_operation_with_its_key_id_forms() {
+        let readme = include_str!("../../README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| operation | KeyId forms |"))
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        assert!(!table.is_empty(), "README has no API table");
+        for op in OPERATIONS.iter().filter(|op| op.is_aws()) {
+            let row = table
+                .iter()
+                .find(|row| {
+                    row.split('|')
+                        .nth(1)
+                        .is_some_and(|names| names.split(',').any(|name| name.trim() == op.name))
+                })
+                .unwrap_or_else(|| panic!("README API table has no row for {}", op.name));
+            let forms = row.split('|').nth(2).unwrap_or("").trim();
+            match op.key_fields.first() {
+                None => assert_eq!(forms, "—", "{}", op.name),
+                Some(field) => assert!(
+                    forms.ends_with(field.forms.describe()),
+                    "{}: README says '{forms}', the table says {}",
+                    op.name,
+                    field.forms.describe()
+                ),
+            }
+        }
     }
 }

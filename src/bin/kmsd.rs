@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => {
             eprintln!("kmsd: {err}");
+            failed_status("cannot start", &err);
             return ExitCode::from(2);
         }
     };
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!("{err}");
             eprintln!("kmsd: {err}");
+            failed_status("cannot start", &err);
             return ExitCode::FAILURE;
         }
     };
@@ -121,9 +123,17 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!("{err}");
             eprintln!("kmsd: {err}");
+            failed_status("failed", &err);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Tells systemd why kmsd exits (`STATUS=`): systemd keeps the last status of a unit that
+/// hit its start limit, so `systemctl status kmsd` shows the reason next to `failed`
+/// (the log lines of earlier attempts are not shown there).
+fn failed_status(what: &str, err: &dyn std::fmt::Display) {
+    kmsd::systemd::Notifier.status(&format!("{what}: {err}"));
 }
 
 /// The filter kmsd runs with for a configured `log_level`: tss-esapi logs every context

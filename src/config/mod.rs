@@ -12,12 +12,14 @@
 
 pub mod access;
 pub mod audit;
+pub mod limits;
 pub mod pricing;
 pub mod tpm;
 pub mod values;
 
 pub use access::AccessSection;
 pub use audit::{AuditConfig, OnFailure};
+pub use limits::LimitsSection;
 pub use pricing::Pricing;
 pub use tpm::{PcrBank, TpmSection};
 pub use values::{AccountId, InvalidValue, LogFilter, Region, SocketMode};
@@ -102,6 +104,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The `[access]` table.
     pub access: AccessSection,
+    /// The `[limits]` table: timeouts, connection caps, per-uid request quotas.
+    pub limits: LimitsSection,
 }
 
 impl Default for Config {
@@ -120,6 +124,7 @@ impl Default for Config {
             pricing: Pricing::default(),
             audit: AuditConfig::default(),
             access: AccessSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -142,6 +147,7 @@ pub struct ConfigFile {
     pricing: Pricing,
     audit: AuditConfig,
     access: AccessSection,
+    limits: LimitsSection,
 }
 
 impl Default for ConfigFile {
@@ -161,6 +167,7 @@ impl Default for ConfigFile {
             pricing: typed.pricing,
             audit: typed.audit,
             access: typed.access,
+            limits: typed.limits,
         }
     }
 }
@@ -195,6 +202,7 @@ impl TryFrom<ConfigFile> for Config {
             pricing: file.pricing,
             audit: file.audit,
             access: file.access,
+            limits: file.limits,
         };
         config.validate()?;
         Ok(config)
@@ -241,6 +249,22 @@ impl Config {
         self.tpm.validate()?;
         self.pricing.validate()?;
         self.audit.validate()?;
+        for (field, value, min, max) in self.limits.checks() {
+            if value < min || value > max {
+                return Err(ConfigError::Invalid {
+                    field,
+                    value: value.to_string(),
+                    reason: format!("must be {min} to {max}"),
+                });
+            }
+        }
+        if self.limits.max_connections_per_uid > self.limits.max_connections {
+            return Err(ConfigError::Invalid {
+                field: "limits.max_connections_per_uid",
+                value: self.limits.max_connections_per_uid.to_string(),
+                reason: "must not exceed limits.max_connections".into(),
+            });
+        }
         Ok(())
     }
 

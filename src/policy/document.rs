@@ -8,42 +8,6 @@ use serde_json::{Map, Value};
 /// Largest policy document accepted, in bytes (AWS: 32 KB).
 pub const MAX_POLICY_BYTES: usize = 32 * 1024;
 
-/// Every action a key policy can name (`kms:` + operation, plus the two halves of ReEncrypt).
-pub const KNOWN_ACTIONS: &[&str] = &[
-    "kms:CancelKeyDeletion",
-    "kms:CreateAlias",
-    "kms:CreateGrant",
-    "kms:Decrypt",
-    "kms:DeleteAlias",
-    "kms:DescribeKey",
-    "kms:DisableKey",
-    "kms:DisableKeyRotation",
-    "kms:EnableKey",
-    "kms:EnableKeyRotation",
-    "kms:Encrypt",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:GetKeyPolicy",
-    "kms:GetKeyRotationStatus",
-    "kms:ListAliases",
-    "kms:ListGrants",
-    "kms:ListKeyPolicies",
-    "kms:ListKeyRotations",
-    "kms:ListKeys",
-    "kms:ListResourceTags",
-    "kms:PutKeyPolicy",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-    "kms:RetireGrant",
-    "kms:RevokeGrant",
-    "kms:RotateKeyOnDemand",
-    "kms:ScheduleKeyDeletion",
-    "kms:TagResource",
-    "kms:UntagResource",
-    "kms:UpdateAlias",
-    "kms:UpdateKeyDescription",
-];
-
 /// A parse failure: MalformedPolicyDocumentException on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -416,8 +380,7 @@ fn parse_statement(index: usize, value: &Value) -> Result<Statement, PolicyError
     for action in &actions {
         let known = action == "*"
             || (action.to_ascii_lowercase().starts_with("kms:")
-                && KNOWN_ACTIONS
-                    .iter()
+                && crate::api::operations::policy_actions()
                     .any(|known| glob::matches_ignore_case(action, known)));
         if !known {
             return Err(err(

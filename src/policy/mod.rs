@@ -9,8 +9,7 @@ mod glob;
 
 pub use document::{
     default_policy_text, parse, Condition, ConditionKey, Effect, Operator, PolicyDocument,
-    PolicyError, Principal, SetQualifier, Statement, UnixPrincipal, KNOWN_ACTIONS,
-    MAX_POLICY_BYTES,
+    PolicyError, Principal, SetQualifier, Statement, UnixPrincipal, MAX_POLICY_BYTES,
 };
 pub use eval::{
     condition_holds, evaluate, key_values, principal_matches, Decision, Request, Truth,

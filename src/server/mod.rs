@@ -2,6 +2,7 @@
 //! credentials once (and the facts `identity` derives from them), and serves HTTP/1.1 with keep-alive on every connection until shutdown.
 
 pub mod dispatch;
+pub mod limits;
 mod listener;
 pub mod metrics;
 pub mod protocol;
@@ -10,12 +11,14 @@ pub mod transport;
 pub use listener::{bind_socket, ListenerError};
 
 use crate::audit::AuditTrail;
+use crate::config::LimitsSection;
 use crate::identity::Caller;
 use crate::metering::Metering;
 use crate::request::{ChangeGate, Observer};
 use crate::service::Kms;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use limits::Limits;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
@@ -33,16 +36,25 @@ pub struct App {
     /// The audit trail: every request gets a durable record before its response, every
     /// change an intent record before its commit.
     pub audit: Option<Arc<AuditTrail>>,
+    /// Timeouts, connection slots and per-uid request quotas.
+    pub limits: Arc<Limits>,
 }
 
 impl App {
-    /// A server for `kms` with no observers.
+    /// A server for `kms` with no observers and the default `[limits]`.
     pub fn new(kms: Arc<Kms>) -> Self {
         App {
             kms,
             audit: None,
             metering: None,
+            limits: Arc::new(Limits::new(LimitsSection::default(), u64::MAX)),
         }
+    }
+
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Arc::new(limits);
+        self
     }
 
     /// Adds usage metering (counts every request; serves `GET /metrics` and KmsdGetUsage).
@@ -79,9 +91,6 @@ impl App {
     }
 }
 
-/// How long a client may take to send request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves until `shutdown` turns true, then stops accepting, lets in-flight requests finish
 /// (up to `drain`), and returns.
 pub async fn serve(
@@ -106,17 +115,22 @@ pub async fn serve_notify(
     if let Some(ready) = ready {
         let _ = ready.send(());
     }
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    backoff.succeeded();
                     let app = Arc::clone(&app);
                     let shutdown = shutdown.clone();
                     connections.spawn(serve_connection(stream, app, shutdown));
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = backoff.failed(&err);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -137,11 +151,68 @@ pub async fn serve_notify(
     }
 }
 
+/// Pauses after failed accepts (e.g. EMFILE), doubling from 10 ms to 1 s, and logs once per
+/// escalation rather than once per failure.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    pause: Option<Duration>,
+    failures: u64,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn failed(&mut self, err: &std::io::Error) -> Duration {
+        self.failures += 1;
+        let pause = self
+            .pause
+            .map_or(Self::FIRST, |pause| (pause * 2).min(Self::MAX));
+        if self.pause != Some(pause) {
+            tracing::warn!(error = %err, failures = self.failures, pause_ms = pause.as_millis() as u64, "accept failed; pausing before the next accept");
+        }
+        self.pause = Some(pause);
+        pause
+    }
+
+    fn succeeded(&mut self) {
+        if self.pause.take().is_some() {
+            tracing::info!(failures = self.failures, "accepting again");
+            self.failures = 0;
+        }
+    }
+}
+
+/// Answers a connection that gets no slot with a ThrottlingException and closes it.
+async fn refuse_connection(mut stream: UnixStream, reason: &str) {
+    use tokio::io::AsyncWriteExt;
+    let body = serde_json::json!({"__type": "ThrottlingException", "message": reason}).to_string();
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: {}\r\nx-amzn-errortype: ThrottlingException\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        protocol::JSON_11,
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
 async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(err) => {
             tracing::warn!(error = %err, "cannot read peer credentials; closing connection");
+            return;
+        }
+    };
+    // A slot first: a uid at its cap costs no /proc or NSS lookups.
+    let _slot = match app.limits.admit_connection(cred.uid()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::debug!(uid = cred.uid(), reason = %refusal, "connection refused");
+            refuse_connection(stream, &refusal.to_string()).await;
             return;
         }
     };
@@ -154,12 +225,13 @@ async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch
             return;
         }
     };
+    let header_timeout = app.limits.header_timeout();
     let service = service_fn(move |request| {
         transport::handle(request, Arc::clone(&app), Arc::clone(&caller))
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);

@@ -54,16 +54,33 @@ pub async fn handle(
         .and_then(|name| ops::find(name))
         .unwrap_or(&ops::UNKNOWN);
 
-    // Admit: once the audit trail is known broken, nothing runs unaudited.
-    let (call, outcome) = if let Err(reason) = app.admit() {
-        let refusal = protocol::observer_refusal(&reason);
+    // Admit: within the caller's quota, and — once the audit trail is known broken —
+    // nothing runs unaudited.
+    let targets = request.headers().get_all("x-amz-target").iter().count();
+    let admitted = app
+        .limits
+        .take_request(arrival.caller.uid, operation.quota)
+        .map_err(|message| ApiError::new(Exception::Throttling, message))
+        .and_then(|()| match targets {
+            0 | 1 => Ok(()),
+            n => Err(ApiError::new(
+                Exception::Serialization,
+                format!("the X-Amz-Target header appears {n} times; send it once"),
+            )),
+        })
+        .and_then(|()| {
+            app.admit()
+                .map_err(|reason| protocol::observer_refusal(&reason))
+        });
+    let (call, outcome) = if let Err(refusal) = admitted {
         (
             arrival.call(&app, operation, serde_json::Value::Null),
             Err(refusal),
         )
     } else {
         // Decode, then execute.
-        match read_body(request).await.and_then(protocol::decode_body) {
+        let body = read_body(request, app.limits.body_timeout()).await;
+        match body.and_then(protocol::decode_body) {
             Err(err) => (
                 arrival.call(&app, operation, serde_json::Value::Null),
                 Err(err),
@@ -80,8 +97,16 @@ pub async fn handle(
 
     // Respond.
     Ok(match outcome {
+        Ok(body) if call.operation.response == ResponseLogging::Secret => {
+            protocol::secret_json_response(body, &call.request_id)
+        }
         Ok(body) => protocol::json_response(StatusCode::OK, body, &call.request_id),
-        Err(err) => protocol::error_response(&err, &call.request_id, operation.name, false),
+        Err(err) => protocol::error_response(
+            &err,
+            &call.request_id,
+            operation.name,
+            err.exception.closes_connection(),
+        ),
     })
 }
 
@@ -135,8 +160,11 @@ async fn observe(
     outcome
 }
 
-/// Reads the body within [`MAX_BODY_BYTES`]; refuses non-POST requests.
-async fn read_body(request: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
+/// Reads the body within [`MAX_BODY_BYTES`] and `deadline`; refuses non-POST requests.
+async fn read_body(
+    request: Request<Incoming>,
+    deadline: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::new(
             Exception::MethodNotAllowed,
@@ -160,9 +188,18 @@ async fn read_body(request: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
         }
         return Err(too_large());
     }
-    let collected = Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
+    let collecting = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let collected = tokio::time::timeout(deadline, collecting)
         .await
+        .map_err(|_| {
+            ApiError::new(
+                Exception::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} s ([limits] body_timeout_secs)",
+                    deadline.as_secs()
+                ),
+            )
+        })?
         .map_err(|err| {
             if err
                 .downcast_ref::<http_body_util::LengthLimitError>()

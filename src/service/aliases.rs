@@ -3,7 +3,8 @@
 //! `alias/aws/` reserved, at most 50 aliases per key.
 
 use super::access::{Access, Grant, KeyFacts};
-use super::validate::{int_in_range, required, required_key_id};
+use super::error::invalid;
+use super::validate::{self, int_in_range, required, required_key_id};
 use super::KeyEntry;
 use super::{decode_marker, encode_marker, require_not_pending_deletion, Kms, ServiceError};
 use crate::api::*;
@@ -17,31 +18,47 @@ use std::sync::Arc;
 /// At most this many aliases point at one key.
 pub const MAX_ALIASES_PER_KEY: usize = 50;
 
-/// Checks an alias name that is being created or updated.
+/// AliasName: at most this many characters (API reference, CreateAlias).
+pub const MAX_ALIAS_NAME: usize = 256;
+/// The pattern of the AliasName member (API reference).
+const ALIAS_PATTERN: &str = "^[a-zA-Z0-9:/_-]+$";
+/// The pattern AWS cites when the `alias/` prefix is missing.
+const ALIAS_PREFIX_PATTERN: &str = "^alias/[a-zA-Z0-9:/_-]+$";
+
+/// Checks the form of an AliasName (every alias operation): 1–256 characters, the pattern
+/// `^[a-zA-Z0-9:/_-]+$`, and the `alias/` prefix followed by at least one character. Each
+/// is ValidationException with AWS's message; the first broken rule is reported (AWS lists
+/// every broken one).
+pub(crate) fn validate_alias_syntax(name: &str) -> Result<(), ServiceError> {
+    validate::length("AliasName", name, 1, MAX_ALIAS_NAME)?;
+    let pattern_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'));
+    if !pattern_ok {
+        return Err(invalid(
+            "AliasName",
+            name,
+            &format!("Member must satisfy regular expression pattern: {ALIAS_PATTERN}"),
+        ));
+    }
+    if name.strip_prefix("alias/").is_none_or(str::is_empty) {
+        return Err(invalid(
+            "AliasName",
+            name,
+            &format!("Member must satisfy regular expression pattern: {ALIAS_PREFIX_PATTERN}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an alias name that is being created or updated: its form
+/// ([`validate_alias_syntax`]), then the reserved prefix `alias/aws/`
+/// (InvalidAliasNameException, as in AWS).
 pub(crate) fn validate_alias_name(name: &str) -> Result<(), ServiceError> {
-    let Some(rest) = name.strip_prefix("alias/") else {
-        return Err(ServiceError::InvalidAliasName(format!(
-            "AliasName '{name}' must begin with 'alias/'"
-        )));
-    };
-    if name.len() > 256 {
-        return Err(ServiceError::InvalidAliasName(format!(
-            "AliasName '{name}' has {} characters; at most 256 are allowed",
-            name.len()
-        )));
-    }
-    if rest.is_empty()
-        || !rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
-    {
-        return Err(ServiceError::InvalidAliasName(format!(
-            "AliasName '{name}' may only contain letters, digits and ':/_-' after 'alias/'"
-        )));
-    }
+    validate_alias_syntax(name)?;
     if name.starts_with("alias/aws/") {
         return Err(ServiceError::InvalidAliasName(format!(
-            "AliasName '{name}' uses the reserved prefix 'alias/aws/'"
+            "AliasName '{name}' uses the reserved prefix 'alias/aws/', which only AWS managed keys may use"
         )));
     }
     Ok(())
@@ -129,6 +146,7 @@ impl Kms {
     ) -> Result<EmptyResponse, ServiceError> {
         let caller: &Caller = &call.caller;
         let name = required("AliasName", &request.alias_name)?;
+        validate_alias_syntax(name)?;
         if request.target_key_id.is_some() {
             return Err(ServiceError::Validation(
                 "DeleteAlias takes AliasName only; TargetKeyId is not a parameter of it".into(),
@@ -273,20 +291,39 @@ mod tests {
     fn alias_names() {
         let long = format!("alias/{}", "a".repeat(250));
         let too_long = format!("alias/{}", "a".repeat(251));
-        let cases = [
-            ("alias/my-key", true),
-            ("alias/a:b/c_d-e", true),
-            (long.as_str(), true),
-            (too_long.as_str(), false),
-            ("alias/", false),
-            ("my-key", false),
-            ("alias/has space", false),
-            ("alias/ünïcode", false),
-            ("alias/aws/s3", false),
-            ("alias/awsome", true),
+        let pattern = "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$";
+        let prefix = "Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9:/_-]+$";
+        let length = "Member must have length less than or equal to 256";
+        let cases: &[(&str, Option<&str>)] = &[
+            ("alias/my-key", None),
+            ("alias/a:b/c_d-e", None),
+            (long.as_str(), None),
+            ("alias/awsome", None),
+            (too_long.as_str(), Some(length)),
+            ("alias/", Some(prefix)),
+            ("my-key", Some(prefix)),
+            (
+                "",
+                Some("Member must have length greater than or equal to 1"),
+            ),
+            ("alias/has space", Some(pattern)),
+            ("alias/my-alias!", Some(pattern)),
+            ("alias/ünïcode", Some(pattern)),
         ];
-        for (name, ok) in cases {
-            assert_eq!(validate_alias_name(name).is_ok(), ok, "{name}");
+        for (name, rule) in cases {
+            match (validate_alias_name(name), rule) {
+                (Ok(()), None) => {}
+                (Err(ServiceError::Validation(message)), Some(rule)) => assert_eq!(
+                    message,
+                    format!("1 validation error detected: Value '{name}' at 'aliasName' failed to satisfy constraint: {rule}")
+                ),
+                (got, want) => panic!("{name}: {got:?}, expected {want:?}"),
+            }
         }
+        assert!(matches!(
+            validate_alias_name("alias/aws/s3"),
+            Err(ServiceError::InvalidAliasName(_))
+        ));
+        assert!(validate_alias_syntax("alias/aws/s3").is_ok());
     }
 }

@@ -23,7 +23,15 @@ does not exist in this region, or you are not allowed to access.";
 /// A ciphertext whose key was found and that the caller may use.
 struct OpenedCiphertext {
     entry: Arc<KeyEntry>,
+    /// The material version that decrypted it.
+    version: u32,
     plaintext: Zeroizing<Vec<u8>>,
+}
+
+/// A new ciphertext and the material version that made it.
+struct Sealed {
+    ciphertext: Vec<u8>,
+    version: u32,
 }
 
 impl Kms {
@@ -35,13 +43,7 @@ impl Kms {
     ) -> Result<EncryptResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let plaintext = required("Plaintext", &request.plaintext)?;
-        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
-            return Err(super::error::invalid(
-                "Plaintext",
-                format!("<{} bytes, not shown>", plaintext.len()),
-                "Member must have length between 1 and 4096 bytes",
-            ));
-        }
+        validate::hidden_length("Plaintext", plaintext.len(), 1, MAX_PLAINTEXT)?;
         validate::symmetric_algorithm("EncryptionAlgorithm", &request.encryption_algorithm)?;
         self.check_grant_tokens(&request.grant_tokens)?;
         let context = request.encryption_context.unwrap_or_default();
@@ -50,9 +52,10 @@ impl Kms {
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
-        let ciphertext = self.seal(&entry, &context, plaintext.as_bytes())?;
+        // AWS's EncryptResponse has no KeyMaterialId (API reference), so none is returned.
+        let sealed = self.seal(&entry, &context, plaintext.as_bytes())?;
         Ok(EncryptResponse {
-            ciphertext_blob: Blob::new(ciphertext),
+            ciphertext_blob: Blob::new(sealed.ciphertext),
             key_id: self.key_arn(&entry.record.key_id),
             encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
         })
@@ -85,6 +88,10 @@ impl Kms {
             key_id: self.key_arn(&opened.entry.record.key_id),
             plaintext: Blob(opened.plaintext),
             encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+            key_material_id: Some(super::key_material_id(
+                &opened.entry.record.key_id,
+                opened.version,
+            )),
         })
     }
 
@@ -128,13 +135,21 @@ impl Kms {
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
-        let ciphertext = self.seal(&target, &destination_context, &opened.plaintext)?;
+        let sealed = self.seal(&target, &destination_context, &opened.plaintext)?;
         Ok(ReEncryptResponse {
-            ciphertext_blob: Blob::new(ciphertext),
+            ciphertext_blob: Blob::new(sealed.ciphertext),
             source_key_id: self.key_arn(&opened.entry.record.key_id),
             key_id: self.key_arn(&target.record.key_id),
             source_encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
             destination_encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+            source_key_material_id: Some(super::key_material_id(
+                &opened.entry.record.key_id,
+                opened.version,
+            )),
+            destination_key_material_id: Some(super::key_material_id(
+                &target.record.key_id,
+                sealed.version,
+            )),
         })
     }
 
@@ -195,11 +210,12 @@ impl Kms {
             return Err(ServiceError::DryRun);
         }
         let data_key = crypto::random_bytes(length);
-        let ciphertext = self.seal(&entry, &context, &data_key)?;
+        let sealed = self.seal(&entry, &context, &data_key)?;
         Ok(GenerateDataKeyResponse {
-            ciphertext_blob: Blob::new(ciphertext),
+            ciphertext_blob: Blob::new(sealed.ciphertext),
             plaintext: with_plaintext.then_some(Blob(data_key)),
             key_id: self.key_arn(&entry.record.key_id),
+            key_material_id: Some(super::key_material_id(&entry.record.key_id, sealed.version)),
         })
     }
 
@@ -273,13 +289,13 @@ impl Kms {
         entry: &KeyEntry,
         context: &EncryptionContext,
         plaintext: &[u8],
-    ) -> Result<Vec<u8>, ServiceError> {
+    ) -> Result<Sealed, ServiceError> {
         let latest = entry
             .latest()
             .ok_or_else(|| ServiceError::Internal("key has no material".into()))?;
         let key_id = uuid::Uuid::parse_str(&entry.record.key_id)
             .map_err(|_| ServiceError::Internal("stored key id is not a UUID".into()))?;
-        Ok(crypto::encrypt(
+        let ciphertext = crypto::encrypt(
             &latest.material,
             CiphertextHeader {
                 key_id: *key_id.as_bytes(),
@@ -287,7 +303,11 @@ impl Kms {
             },
             context,
             plaintext,
-        )?)
+        )?;
+        Ok(Sealed {
+            ciphertext,
+            version: latest.version,
+        })
     }
 
     /// Finds, authorizes and decrypts a ciphertext. An unknown key and a key the caller may
@@ -301,13 +321,7 @@ impl Kms {
         key_field: &str,
         action: &str,
     ) -> Result<OpenedCiphertext, ServiceError> {
-        if blob.is_empty() || blob.len() > MAX_CIPHERTEXT {
-            return Err(super::error::invalid(
-                "CiphertextBlob",
-                format!("<{} bytes>", blob.len()),
-                "Member must have length between 1 and 6144 bytes",
-            ));
-        }
+        validate::hidden_length("CiphertextBlob", blob.len(), 1, MAX_CIPHERTEXT)?;
         let header = crypto::parse_header(blob)?;
         let key_id = uuid::Uuid::from_bytes(header.key_id).to_string();
         let hidden = || ServiceError::AccessDenied(HIDDEN_KEY_MESSAGE.into());
@@ -357,6 +371,10 @@ impl Kms {
             .version(header.material_version)
             .ok_or(ServiceError::InvalidCiphertext)?;
         let plaintext = crypto::decrypt(&version.material, blob, context)?;
-        Ok(OpenedCiphertext { entry, plaintext })
+        Ok(OpenedCiphertext {
+            version: version.version,
+            entry,
+            plaintext,
+        })
     }
 }

@@ -91,16 +91,73 @@ impl From<crate::crypto::CryptoError> for ServiceError {
     }
 }
 
-/// Shorthand for a validation error naming a field and its value.
+/// AWS's name of a request field in validation messages: lowerCamelCase, each part of a
+/// dotted path (`Constraints.EncryptionContextEquals` → `constraints.encryptionContextEquals`).
+pub fn aws_field(field: &str) -> String {
+    field
+        .split('.')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<String>>()
+        .join(".")
+}
+
+/// A validation error in AWS's form, naming the field (as AWS writes it) and the value:
+/// `1 validation error detected: Value '<value>' at '<field>' failed to satisfy
+/// constraint: <rule>`. `rule` starts with `Member must`.
 pub fn invalid(field: &str, value: impl std::fmt::Display, rule: &str) -> ServiceError {
     ServiceError::Validation(format!(
-        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {rule}"
+        "1 validation error detected: Value '{value}' at '{}' failed to satisfy constraint: {rule}",
+        aws_field(field)
     ))
 }
 
-/// A required parameter was absent.
+/// A validation error of a field whose value must not be echoed (plaintext, ciphertext,
+/// policies): AWS's form without the value, `Value at '<field>' failed to satisfy ...`.
+pub fn invalid_hidden(field: &str, rule: &str) -> ServiceError {
+    ServiceError::Validation(format!(
+        "1 validation error detected: Value at '{}' failed to satisfy constraint: {rule}",
+        aws_field(field)
+    ))
+}
+
+/// A required parameter was absent: `Value null at '<field>' ... Member must not be null`.
 pub fn missing(field: &str) -> ServiceError {
     ServiceError::Validation(format!(
-        "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+        "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+        aws_field(field)
     ))
+}
+
+/// The constraint of a length below `min`.
+pub fn min_length_rule(min: usize) -> String {
+    format!("Member must have length greater than or equal to {min}")
+}
+
+/// The constraint of a length above `max`.
+pub fn max_length_rule(max: usize) -> String {
+    format!("Member must have length less than or equal to {max}")
+}
+
+/// The constraint a length outside `min..=max` breaks (the lower bound when below it).
+pub fn length_rule(len: usize, min: usize, max: usize) -> String {
+    if len < min {
+        min_length_rule(min)
+    } else {
+        max_length_rule(max)
+    }
+}
+
+/// The constraint a number outside `min..=max` breaks (the lower bound when below it).
+pub fn value_rule(value: i64, min: i64, max: i64) -> String {
+    if value < min {
+        format!("Member must have value greater than or equal to {min}")
+    } else {
+        format!("Member must have value less than or equal to {max}")
+    }
 }

@@ -4,6 +4,7 @@
 use super::access::{is_principal, Access, Allowed, Grant, MAX_GRANTS_PER_KEY};
 use super::validate::{self, int_in_range, required, required_key_id};
 use super::{decode_marker, encode_marker, require_not_pending_deletion, Kms, ServiceError};
+use crate::api::operations;
 use crate::api::*;
 use crate::clock::to_epoch_seconds;
 use crate::identity::Caller;
@@ -12,23 +13,11 @@ use crate::policy::UnixPrincipal;
 use crate::request::Call;
 use std::sync::Arc;
 
-/// Operations a grant can allow.
-const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-];
-/// Operations without an encryption context: a grant with constraints cannot allow them.
-const NO_CONTEXT_OPERATIONS: &[&str] = &["CreateGrant", "RetireGrant", "DescribeKey"];
-
+/// GranteePrincipal and RetiringPrincipal: 1–256 characters (ValidationException with
+/// AWS's length message), and a Unix principal kmsd understands.
 fn principal_field(field: &str, value: &str) -> Result<(), ServiceError> {
-    if value.len() > 256 || UnixPrincipal::parse_grant_principal(value).is_none() {
+    validate::length(field, value, 1, validate::MAX_PRINCIPAL)?;
+    if UnixPrincipal::parse_grant_principal(value).is_none() {
         return Err(super::error::invalid(
             field,
             value,
@@ -38,9 +27,11 @@ fn principal_field(field: &str, value: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn to_entry(grant: &GrantRecord) -> GrantListEntry {
+/// A grant as ListGrants and ListRetirableGrants return it: `KeyId` is the key ARN, as in
+/// AWS.
+fn to_entry(grant: &GrantRecord, key_arn: String) -> GrantListEntry {
     GrantListEntry {
-        key_id: grant.key_id.clone(),
+        key_id: key_arn,
         grant_id: grant.grant_id.clone(),
         name: grant.name.clone(),
         creation_date: to_epoch_seconds(grant.created_ms),
@@ -60,7 +51,12 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// A page of grants, in grant id order after the marker.
-fn page(mut grants: Vec<Arc<Grant>>, limit: usize, after: Option<String>) -> ListGrantsResponse {
+fn page(
+    mut grants: Vec<Arc<Grant>>,
+    limit: usize,
+    after: Option<String>,
+    key_arn: impl Fn(&str) -> String,
+) -> ListGrantsResponse {
     grants.retain(|g| after.as_deref().is_none_or(|a| g.grant_id.as_str() > a));
     grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
     let truncated = grants.len() > limit;
@@ -70,7 +66,10 @@ fn page(mut grants: Vec<Arc<Grant>>, limit: usize, after: Option<String>) -> Lis
             .then(|| grants.last().map(|g| encode_marker(&g.grant_id)))
             .flatten(),
         truncated,
-        grants: grants.iter().map(|g| to_entry(g)).collect(),
+        grants: grants
+            .iter()
+            .map(|g| to_entry(g, key_arn(&g.key_id)))
+            .collect(),
     }
 }
 
@@ -98,14 +97,16 @@ impl Kms {
         }
         if let Some(bad) = operations
             .iter()
-            .find(|op| !GRANT_OPERATIONS.contains(&op.as_str()))
+            .find(|op| !operations::grant_operation_names().any(|name| name == op.as_str()))
         {
             return Err(super::error::invalid(
                 "Operations",
                 bad,
                 &format!(
                     "Member must satisfy enum value set: [{}]",
-                    GRANT_OPERATIONS.join(", ")
+                    operations::grant_operation_names()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -121,7 +122,7 @@ impl Kms {
                 }
                 if let Some(op) = operations
                     .iter()
-                    .find(|op| NO_CONTEXT_OPERATIONS.contains(&op.as_str()))
+                    .find(|op| !operations::grant_operation_takes_context(op))
                 {
                     return Err(ServiceError::Validation(format!(
                         "Constraints cannot be used with operation {op}, which takes no encryption context"
@@ -135,16 +136,15 @@ impl Kms {
             None => None,
         };
         if let Some(name) = &request.name {
-            let valid = !name.is_empty()
-                && name.len() <= 256
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ":/_-".contains(c));
-            if !valid {
+            validate::length("Name", name, 1, 256)?;
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":/_-".contains(c))
+            {
                 return Err(super::error::invalid(
                     "Name",
                     name,
-                    "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$ (1-256 characters)",
+                    "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
                 ));
             }
         }
@@ -236,6 +236,12 @@ impl Kms {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let limit = int_in_range("Limit", request.limit, 1, 100, 50)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
+        if let Some(grant_id) = &request.grant_id {
+            validate::length("GrantId", grant_id, 1, validate::MAX_GRANT_ID)?;
+        }
+        if let Some(grantee) = &request.grantee_principal {
+            validate::length("GranteePrincipal", grantee, 1, validate::MAX_PRINCIPAL)?;
+        }
         let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:ListGrants")?;
         let grants: Vec<Arc<Grant>> = self
@@ -252,7 +258,7 @@ impl Kms {
             })
             .cloned()
             .collect();
-        Ok(page(grants, limit, after))
+        Ok(page(grants, limit, after, |id| self.key_arn(id)))
     }
 
     /// ListRetirableGrants: the grants, on every key, that name RetiringPrincipal. Only
@@ -281,7 +287,7 @@ impl Kms {
             .filter(|g| g.retiring_principal.as_deref() == Some(retiring.as_str()))
             .cloned()
             .collect();
-        Ok(page(grants, limit, after))
+        Ok(page(grants, limit, after, |id| self.key_arn(id)))
     }
 
     /// RetireGrant: by GrantToken, or by KeyId and GrantId. Allowed to the retiring
@@ -296,7 +302,7 @@ impl Kms {
         let mut store = self.lock_store();
         let grant = match (&request.grant_token, &request.key_id, &request.grant_id) {
             (Some(token), _, _) => {
-                validate::grant_tokens(&Some(vec![token.clone()]))?;
+                validate::length("GrantToken", token, 1, validate::MAX_GRANT_TOKEN)?;
                 self.read_catalog()
                     .grants
                     .by_token
@@ -309,6 +315,7 @@ impl Kms {
                     })?
             }
             (None, Some(key_id), Some(grant_id)) => {
+                validate::length("GrantId", grant_id, 1, validate::MAX_GRANT_ID)?;
                 let entry = self.resolve(call, "KeyId", key_id)?.entry;
                 self.find_grant(&entry.record.key_id, grant_id)?
             }
@@ -349,6 +356,7 @@ impl Kms {
         let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let grant_id = required("GrantId", &request.grant_id)?;
+        validate::length("GrantId", grant_id, 1, validate::MAX_GRANT_ID)?;
         let mut store = self.lock_store();
         let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:RevokeGrant")?;

@@ -55,6 +55,9 @@ impl Kms {
             key_spec: record.key_spec.clone(),
             encryption_algorithms: vec!["SYMMETRIC_DEFAULT".into()],
             multi_region: false,
+            current_key_material_id: entry
+                .latest()
+                .map(|v| super::key_material_id(&record.key_id, v.version)),
         }
     }
 
@@ -79,7 +82,10 @@ impl Kms {
             return Err(super::error::invalid(
                 "KeySpec",
                 spec,
-                "Member must be a KMS key spec such as SYMMETRIC_DEFAULT",
+                &format!(
+                    "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, {}]",
+                    AWS_KEY_SPECS.join(", ")
+                ),
             ));
         }
         match request.key_usage.as_deref() {

@@ -289,6 +289,9 @@ impl Kms {
         key_id: &str,
     ) -> Result<Resolved, ServiceError> {
         let forms = call.operation.key_forms(field);
+        if key_id.is_empty() || key_id.chars().count() > validate::MAX_KEY_ID {
+            return Err(validate::key_id_length(field, key_id));
+        }
         let reference = if key_id.starts_with("arn:") {
             let prefix = self.arn_prefix();
             let Some(resource) = key_id.strip_prefix(prefix.as_str()) else {
@@ -326,8 +329,8 @@ impl Kms {
                 alias: Some(reference.to_string()),
             })
         } else {
-            if reference.is_empty() || reference.len() > 2048 {
-                return Err(validate::key_id_length(field, key_id));
+            if reference.is_empty() {
+                return Err(not_found());
             }
             let entry = catalog.keys.get(reference).ok_or_else(not_found)?;
             Ok(Resolved {
@@ -603,9 +606,12 @@ pub(crate) fn key_material_id(key_id: &str, version: u32) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Decodes an opaque pagination marker made by [`encode_marker`].
+/// Decodes an opaque pagination marker made by [`encode_marker`]. An empty or overlong
+/// Marker is ValidationException (1–1024 characters, API reference), any other that kmsd
+/// did not make is InvalidMarkerException.
 pub(crate) fn decode_marker(marker: Option<&str>) -> Result<Option<String>, ServiceError> {
     use base64::Engine;
+    validate::marker(marker)?;
     let Some(marker) = marker else {
         return Ok(None);
     };

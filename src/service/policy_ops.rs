@@ -21,13 +21,8 @@ impl Kms {
         text: &str,
         bypass_lockout_check: bool,
     ) -> Result<(), ServiceError> {
-        if text.is_empty() || text.len() > MAX_POLICY_BYTES {
-            return Err(super::error::invalid(
-                "Policy",
-                format!("<{} bytes>", text.len()),
-                "Member must have length between 1 and 32768",
-            ));
-        }
+        // The document is not echoed: it can be 32 KB, and the trail keeps the message.
+        validate::hidden_length("Policy", text.len(), 1, MAX_POLICY_BYTES)?;
         let document = policy::parse(text)
             .map_err(|err| ServiceError::MalformedPolicyDocument(err.to_string()))?;
         if bypass_lockout_check {
@@ -101,6 +96,7 @@ impl Kms {
         let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         validate::int_in_range("Limit", request.limit, 1, 1000, 100)?;
+        validate::marker(request.marker.as_deref())?;
         let entry = self.resolve(call, "KeyId", key_id)?.entry;
         self.authorize(caller, &entry, "kms:ListKeyPolicies")?;
         Ok(ListKeyPoliciesResponse {
@@ -110,7 +106,11 @@ impl Kms {
     }
 }
 
+/// PolicyName: 1–128 characters (API reference), and the only name a key policy has.
 fn check_policy_name(name: Option<&str>) -> Result<(), ServiceError> {
+    if let Some(name) = name {
+        validate::length("PolicyName", name, 1, 128)?;
+    }
     match name {
         None | Some(POLICY_NAME) => Ok(()),
         Some(other) => Err(ServiceError::NotFound(format!(

@@ -146,6 +146,10 @@ impl Kms {
                             key_id: arn.clone(),
                             rotation_date: to_epoch_seconds(v.created_ms),
                             rotation_type: kind.as_str().into(),
+                            key_material_id: Some(super::key_material_id(
+                                &entry.record.key_id,
+                                v.version,
+                            )),
                         },
                     )
                 })

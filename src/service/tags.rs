@@ -2,7 +2,7 @@
 //! reference (Tag): keys 1–128 characters, values 0–256, at most 50 tags per key, and the
 //! `aws:` prefix reserved.
 
-use super::validate::{int_in_range, required, required_key_id};
+use super::validate::{self, int_in_range, required, required_key_id};
 use super::{decode_marker, encode_marker, Kms, ServiceError, StateRule};
 use crate::api::*;
 use crate::identity::Caller;
@@ -11,17 +11,14 @@ use crate::request::Call;
 /// At most this many tags per key.
 pub const MAX_TAGS_PER_KEY: usize = 50;
 
-/// Checks every tag of a request.
+/// Checks every tag of a request. Lengths are ValidationException with AWS's message and
+/// field path (`tags.<n>.member.tagKey`, counted from 1); the reserved `aws:` prefix is
+/// TagException.
 pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ServiceError> {
-    for tag in tags {
-        validate_tag_key(&tag.tag_key)?;
-        let value_len = tag.tag_value.chars().count();
-        if value_len > 256 {
-            return Err(ServiceError::Tag(format!(
-                "TagValue of tag '{}' has {value_len} characters; at most 256 are allowed",
-                tag.tag_key
-            )));
-        }
+    for (index, tag) in tags.iter().enumerate() {
+        let n = index + 1;
+        validate_tag_key(&format!("Tags.{n}.member.TagKey"), &tag.tag_key)?;
+        validate::length(&format!("Tags.{n}.member.TagValue"), &tag.tag_value, 0, 256)?;
     }
     if tags.len() > MAX_TAGS_PER_KEY {
         return Err(ServiceError::LimitExceeded(format!(
@@ -32,13 +29,9 @@ pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn validate_tag_key(key: &str) -> Result<(), ServiceError> {
-    let len = key.chars().count();
-    if len == 0 || len > 128 {
-        return Err(ServiceError::Tag(format!(
-            "TagKey '{key}' has {len} characters; tag keys must have 1 to 128"
-        )));
-    }
+/// A TagKey (1–128 characters, not `aws:`); `field` is its path in the request.
+fn validate_tag_key(field: &str, key: &str) -> Result<(), ServiceError> {
+    validate::length(field, key, 1, 128)?;
     if key.starts_with("aws:") {
         return Err(ServiceError::Tag(format!(
             "TagKey '{key}' uses the reserved prefix 'aws:'"
@@ -89,8 +82,8 @@ impl Kms {
     ) -> Result<EmptyResponse, ServiceError> {
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let tag_keys = required("TagKeys", &request.tag_keys)?;
-        for key in tag_keys {
-            validate_tag_key(key)?;
+        for (index, key) in tag_keys.iter().enumerate() {
+            validate_tag_key(&format!("TagKeys.{}.member", index + 1), key)?;
         }
         self.change_key(
             call,

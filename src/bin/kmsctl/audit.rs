@@ -8,7 +8,7 @@ use crate::Failure;
 use clap::{Args, Subcommand};
 use kmsd::audit::{self as trail, VerifyReport};
 use kmsd::client::Client;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where a packaged kmsd keeps its audit trail (`<state_dir>/audit`).
 const DEFAULT_AUDIT_DIR: &str = "/var/lib/kmsd/audit";
@@ -73,16 +73,16 @@ pub struct QueryArgs {
 /// Runs an audit subcommand.
 pub async fn run(
     command: &AuditCommand,
-    socket: &Path,
+    client: &Client,
     output: OutputFormat,
 ) -> Result<(), Failure> {
     match command {
-        AuditCommand::Verify(args) => verify(args, socket, output).await,
+        AuditCommand::Verify(args) => verify(args, client, output).await,
         AuditCommand::Query(args) => query(args, output),
     }
 }
 
-async fn verify(args: &VerifyArgs, socket: &Path, output: OutputFormat) -> Result<(), Failure> {
+async fn verify(args: &VerifyArgs, client: &Client, output: OutputFormat) -> Result<(), Failure> {
     let report: VerifyReport = if args.offline {
         trail::verify_offline(&args.audit_dir, &args.files)
             .map_err(|err| Failure::Other(err.to_string()))?
@@ -90,7 +90,7 @@ async fn verify(args: &VerifyArgs, socket: &Path, output: OutputFormat) -> Resul
         let cwd = std::env::current_dir().unwrap_or_default();
         let files: Vec<PathBuf> = args.files.iter().map(|f| cwd.join(f)).collect();
         let request = serde_json::json!({ "Files": files });
-        Client::new(socket)
+        client
             .call(kmsd::api::operations::KMSD_AUDIT_VERIFY.name, &request)
             .await
             .map_err(|err| {

@@ -22,7 +22,10 @@ mod params;
 
 use clap::{Args, Parser, Subcommand};
 use commands::{Call, KmsCommand};
-use kmsd::client::{Client, ClientError, DEFAULT_SOCKET, SOCKET_ENV};
+use kmsd::client::{
+    format_duration, Client, ClientError, TimeoutKind, Timeouts, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_SOCKET, SOCKET_ENV,
+};
 use output::{render, Json, OutputFormat, Query};
 use params::{BinaryFormat, Inputs, ParamError};
 use serde_json::Value;
@@ -31,6 +34,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit status of a bad option or parameter value (also clap's).
 const EXIT_USAGE: u8 = 2;
@@ -76,6 +80,26 @@ struct GlobalArgs {
     /// instead of fetching every page.
     #[arg(long, global = true)]
     no_paginate: bool,
+    /// Seconds to wait for the connection to kmsd's socket; 0 waits without limit.
+    #[arg(long, global = true, value_name = "SECONDS",
+          default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs())]
+    cli_connect_timeout: u64,
+    /// Seconds to wait for each read or write on the connection (kmsd's answer); 0 waits
+    /// without limit.
+    #[arg(long, global = true, value_name = "SECONDS",
+          default_value_t = DEFAULT_READ_TIMEOUT.as_secs())]
+    cli_read_timeout: u64,
+}
+
+impl GlobalArgs {
+    /// The client of the chosen socket, with the chosen deadlines.
+    fn client(&self) -> Client {
+        let seconds = |value: u64| (value > 0).then(|| Duration::from_secs(value));
+        Client::new(socket_path(&self.socket)).with_timeouts(Timeouts {
+            connect: seconds(self.cli_connect_timeout),
+            read: seconds(self.cli_read_timeout),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +183,18 @@ pub(crate) enum Failure {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "kmsctl: timed out after {} {what} when calling the {operation} operation \
+         (--{} SECONDS sets the limit; 0 waits without limit)",
+        format_duration(*after),
+        match kind { TimeoutKind::Connect => "cli-connect-timeout", TimeoutKind::Read => "cli-read-timeout" }
+    )]
+    Timeout {
+        operation: String,
+        kind: TimeoutKind,
+        what: String,
+        after: Duration,
+    },
     #[error("kmsctl: {0}")]
     Other(String),
     #[error("kmsctl: the audit trail failed verification (see the report above)")]
@@ -176,6 +212,12 @@ impl Failure {
                 message,
             },
             ClientError::Connect { path, source } => Failure::Connect { path, source },
+            ClientError::Timeout { kind, what, after } => Failure::Timeout {
+                operation: operation.to_string(),
+                kind,
+                what,
+                after,
+            },
             other => Failure::Other(format!("calling the {operation} operation: {other}")),
         }
     }
@@ -184,7 +226,7 @@ impl Failure {
         match self {
             Failure::Param(_) => EXIT_USAGE,
             Failure::Service { .. } => EXIT_SERVICE,
-            Failure::Connect { .. } | Failure::Other(_) => EXIT_OTHER,
+            Failure::Connect { .. } | Failure::Timeout { .. } | Failure::Other(_) => EXIT_OTHER,
             Failure::AuditBroken => 1,
         }
     }
@@ -221,14 +263,14 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
         Command::Audit(command) => {
             return audit::run(
                 command,
-                &socket_path(&cli.global.socket),
+                &cli.global.client(),
                 cli.global.output.unwrap_or_default(),
             )
             .await
         }
     };
     let format = cli.global.output.unwrap_or_default();
-    let client = Client::new(socket_path(&cli.global.socket));
+    let client = cli.global.client();
     let response = send(&client, call, !cli.global.no_paginate).await?;
     let shown = match &query {
         Some(query) => query.apply(&response),
@@ -263,7 +305,7 @@ async fn usage(global: &GlobalArgs, args: &UsageArgs) -> Result<(), Failure> {
             return Err(ParamError::new("--month", format!("'{month}' is not YYYY-MM")).into());
         }
     }
-    let client = Client::new(socket_path(&global.socket));
+    let client = global.client();
     let usage = fetch_usage(&client, args.month.as_deref(), args.key_id.as_deref())
         .await
         .map_err(|err| Failure::from_client(USAGE_OPERATION, err))?;
@@ -365,6 +407,40 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_default_to_10_and_60_seconds_and_0_means_no_limit() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["kmsctl"].iter().chain(args).copied())
+                .map(|cli| cli.global.client().timeouts())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse(&["list-keys"]),
+            Ok(Timeouts {
+                connect: Some(Duration::from_secs(10)),
+                read: Some(Duration::from_secs(60)),
+            })
+        );
+        assert_eq!(
+            parse(&[
+                "list-keys",
+                "--cli-connect-timeout",
+                "0",
+                "--cli-read-timeout",
+                "5"
+            ]),
+            Ok(Timeouts {
+                connect: None,
+                read: Some(Duration::from_secs(5)),
+            })
+        );
+        assert_eq!(
+            parse(&["--cli-read-timeout", "0", "list-keys"]).map(|t| t.read),
+            Ok(None)
+        );
+        assert!(parse(&["list-keys", "--cli-read-timeout", "soon"]).is_err());
     }
 
     #[test]
