@@ -31,13 +31,13 @@ pub enum ServiceError {
     /// A per-key or per-host limit is reached (`LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
-    /// The alias name is malformed or reserved (`InvalidAliasNameException`).
+    /// The alias name uses the reserved `alias/aws/` prefix (`InvalidAliasNameException`).
     #[error("{0}")]
     InvalidAliasName(String),
     /// The pagination marker is not one kmsd returned (`InvalidMarkerException`).
     #[error("{0}")]
     InvalidMarker(String),
-    /// The ARN is malformed or names another region or account (`InvalidArnException`).
+    /// A KeyId ARN names neither a key nor an alias (`InvalidArnException`).
     #[error("{0}")]
     InvalidArn(String),
     /// The key cannot be used for this operation (`InvalidKeyUsageException`).
