@@ -178,8 +178,9 @@ impl Kms {
         let after = decode_marker(request.marker.as_deref())?;
         let only_key = match &request.key_id {
             Some(key_id) => {
-                let entry = self.resolve(call, "KeyId", key_id)?.entry;
-                self.authorize(caller, &entry, "kms:ListAliases")?;
+                let entry = self
+                    .resolve_authorized(call, "KeyId", key_id, "kms:ListAliases")?
+                    .entry;
                 Some(entry.record.key_id.clone())
             }
             None => None,

@@ -280,6 +280,33 @@ impl Kms {
         Ok(resolved)
     }
 
+    /// [`Kms::resolve`] and the decision whether the caller may `action` on the key, both
+    /// against one catalog snapshot (the lock is taken once).
+    pub(crate) fn resolve_authorized(
+        &self,
+        call: &Call,
+        field: &str,
+        key_id: &str,
+        action: &str,
+    ) -> Result<Resolved, ServiceError> {
+        let catalog = self.read_catalog();
+        let resolved = self.resolve_in(&catalog, call, field, key_id)?;
+        call.touch(KeyRef {
+            key_id: resolved.entry.record.key_id.clone(),
+            alias: resolved.alias.clone(),
+        });
+        self.authorize_access(
+            &catalog,
+            &call.caller,
+            &resolved.entry,
+            &access::Access {
+                request_alias: resolved.alias.as_deref(),
+                ..access::Access::new(action)
+            },
+        )?;
+        Ok(resolved)
+    }
+
     /// [`Kms::resolve`] against a catalog snapshot the caller already holds.
     pub(crate) fn resolve_in(
         &self,
@@ -482,8 +509,9 @@ impl Kms {
         change: impl FnOnce(&mut KeyRecord) -> Result<(), ServiceError>,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
         let mut store = self.lock_store();
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(&call.caller, &entry, action)?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, action)?
+            .entry;
         let arn = self.key_arn(&entry.record.key_id);
         match rule {
             StateRule::Any => {}
