@@ -25,24 +25,42 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The key database could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TPM could not be reached or the root key not unsealed.
     #[error(transparent)]
     Tpm(#[from] TpmError),
+    /// The listening socket could not be prepared.
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    /// The keys could not be loaded into the service.
     #[error("cannot load keys: {0}")]
     Service(#[from] ServiceError),
+    /// The state dir has keys but no TPM binding record.
     #[error("state dir {dir} has keys but no TPM binding record; it is damaged or was not made by kmsd. It was left untouched")]
-    MissingBinding { dir: PathBuf },
+    MissingBinding {
+        /// The state dir.
+        dir: PathBuf,
+    },
+    /// The TPM binding record cannot be read.
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
-    BadBinding { dir: PathBuf, reason: String },
+    BadBinding {
+        /// The state dir.
+        dir: PathBuf,
+        /// What is wrong with the record.
+        reason: String,
+    },
+    /// The usage ledger or the metrics could not be set up.
     #[error(transparent)]
     Metering(#[from] MeteringError),
+    /// The audit trail could not be opened or continued.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The async runtime or a signal handler could not be set up.
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -50,8 +68,11 @@ pub enum DaemonError {
 /// The started daemon: the service plus the TPM handle that keeps its thread alive.
 #[derive(Debug)]
 pub struct Daemon {
+    /// The KMS operations.
     pub kms: Arc<Kms>,
+    /// The TPM thread (kept alive for the daemon's lifetime).
     pub tpm: TpmHandle,
+    /// The configuration the daemon was started with.
     pub config: Config,
     /// Usage ledger, cost estimates and metrics.
     pub metering: Arc<Metering>,
@@ -87,7 +108,7 @@ impl Daemon {
             None => {
                 if store.key_count()? > 0 {
                     return Err(DaemonError::MissingBinding {
-                        dir: config.state_dir.clone(),
+                        dir: config.state_dir,
                     });
                 }
                 let (sealed, root) = tpm.seal_new_root()?;

@@ -3,6 +3,9 @@
 //! key exists — each refused the AWS way, without echoing a byte of a secret, and with the
 //! daemon still serving.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::io::{Read, Write};

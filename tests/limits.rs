@@ -3,6 +3,9 @@
 //! connection slots, and a uid over its request quota gets ThrottlingException — while
 //! another uid keeps being served (p99 < 10 ms, no errors).
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::io::{Read, Write};

@@ -26,19 +26,32 @@ const SCHEMA_VERSION: i64 = 3;
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file or directory of the state dir could not be read or written.
     #[error("state dir {path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// SQLite reported an error.
     #[error("key database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The state dir holds other files and no kmsd database.
     #[error("state dir {path} is not empty and holds no kmsd database; refusing to initialise it")]
-    ForeignDirectory { path: PathBuf },
+    ForeignDirectory {
+        /// The state dir.
+        path: PathBuf,
+    },
+    /// The database was written by a kmsd with another schema.
     #[error(
         "key database schema version {found} is not supported (this kmsd knows {SCHEMA_VERSION})"
     )]
-    SchemaVersion { found: i64 },
+    SchemaVersion {
+        /// The schema version found in the database.
+        found: i64,
+    },
+    /// A record does not decode; the message says which.
     #[error("key database record is corrupt: {0}")]
     Corrupt(String),
 }
@@ -46,7 +59,9 @@ pub enum StoreError {
 /// Everything loaded at start-up.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// Every key with its material versions, oldest version first.
     pub keys: Vec<(KeyRecord, Vec<VersionRecord>)>,
+    /// Every alias.
     pub aliases: Vec<AliasRecord>,
 }
 
@@ -575,7 +590,7 @@ mod tests {
             store.insert_grant(Intent::recorded(7), &grant).unwrap();
         }
         let mut store = Store::open(&state).unwrap();
-        assert_eq!(store.load_grants().unwrap(), vec![grant.clone()]);
+        assert_eq!(store.load_grants().unwrap(), vec![grant]);
         store.delete_key(Intent::recorded(7), "k1").unwrap();
         assert!(store.load_grants().unwrap().is_empty());
     }

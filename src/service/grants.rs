@@ -47,10 +47,7 @@ fn to_entry(grant: &GrantRecord, key_arn: String) -> GrantListEntry {
 }
 
 fn random_hex(bytes: usize) -> String {
-    crate::crypto::random_bytes(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(crate::crypto::random_bytes(bytes))
 }
 
 /// A page of grants, in grant id order after the marker.

@@ -162,7 +162,7 @@ impl Kms {
             wrapped,
         };
         call.touch(KeyRef {
-            key_id: key_id.clone(),
+            key_id,
             alias: None,
         });
         let mut store = self.lock_store();

@@ -38,7 +38,9 @@ pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
 /// Static settings of the service.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
+    /// Region part of key ARNs.
     pub region: String,
+    /// Account part of key ARNs.
     pub account_id: String,
     /// Who may call the daemon-level operations, at start ([`Kms::set_access`] replaces it).
     pub access: AccessSettings,
@@ -143,13 +145,19 @@ impl std::fmt::Debug for Kms {
 /// What metrics and usage reports need to know about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySummary {
+    /// The key id (a UUID).
     pub key_id: String,
+    /// The AWS key state.
     pub state: KeyState,
+    /// The key spec.
     pub key_spec: String,
+    /// Creation time.
     pub created_ms: UnixMillis,
+    /// When a key pending deletion will be destroyed.
     pub deletion_date_ms: Option<UnixMillis>,
     /// Number of material versions (1 + rotations).
     pub versions: u32,
+    /// Aliases pointing to the key (`alias/<name>`).
     pub aliases: Vec<String>,
 }
 
