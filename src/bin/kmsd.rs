@@ -40,6 +40,9 @@ struct Args {
     test_crash_after_commit: bool,
 }
 
+/// How long the async runtime waits for its blocking tasks at exit.
+const RUNTIME_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // libtss2 writes its own log to stderr unless told not to; kmsd reports TPM errors itself.
@@ -113,14 +116,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon.run_with(RunOptions {
+    let result = runtime.block_on(daemon.run_with(RunOptions {
         activated,
         source: Some(source),
         targets: ReloadTargets {
             set_log_level: Some(set_log_level),
             ..ReloadTargets::default()
         },
-    })) {
+    }));
+    // Bounded: a blocking task that never returns (nothing should, but a TPM or a disk can
+    // hang) must not keep the process alive after "kmsd stopped".
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
