@@ -146,12 +146,14 @@ fn failed_status(what: &str, err: &dyn std::fmt::Display) {
 }
 
 /// The filter kmsd runs with for a configured `log_level`: tss-esapi logs every context
-/// open and close at info, so it is kept to warnings unless the level names it.
+/// open and close at info, and each error again at error level with only its undecoded
+/// text (`response code not recognized`); kmsd logs every TPM error itself, decoded
+/// (`crate::tpm::rc`), so tss-esapi is off unless the level names it.
 fn effective_filter(level: &str) -> String {
     if level.contains("tss_esapi") {
         level.to_string()
     } else {
-        format!("{level},tss_esapi=warn")
+        format!("{level},tss_esapi=off")
     }
 }
 

@@ -316,7 +316,8 @@ type Reply<T> = mpsc::Sender<Result<T, TpmError>>;
 enum Request {
     Seal(Reply<(SealedRoot, RootKey)>),
     Unseal(Box<SealedRoot>, Reply<RootKey>),
-    Ping(Reply<()>),
+    /// The health ping, with the SRK name the TPM must still have.
+    Ping(Vec<u8>, Reply<()>),
 }
 
 /// The way to one worker thread (one `tss_esapi::Context`, one TPM connection).
@@ -435,14 +436,18 @@ impl TpmHandle {
         self.ping_within(PING_DEADLINE)
     }
 
-    /// [`TpmHandle::ping`] with a given deadline. Any failure marks the TPM down and drops
-    /// the connection, so that the next [`TpmHandle::reconnect`] opens a new one.
+    /// [`TpmHandle::ping`] with a given deadline. The ping also reads the SRK and checks
+    /// its name against the pinned one: a TCTI such as swtpm's connects anew for every
+    /// command, so the same context may reach a restarted or different TPM on the same
+    /// port. Any failure marks the TPM down and drops the connection, so that the next
+    /// [`TpmHandle::reconnect`] opens a new one.
     pub fn ping_within(&self, deadline: Duration) -> Result<(), TpmError> {
+        let pinned = lock(&self.inner.pinned_srk).clone();
         self.call(
-            "TPM2_GetCapability (health ping)",
+            "TPM2_GetCapability and TPM2_ReadPublic of the SRK (health ping)",
             deadline,
             OnError::Reconnect,
-            Request::Ping,
+            |reply| Request::Ping(pinned, reply),
         )
     }
 
@@ -683,8 +688,8 @@ impl Worker {
                     record(shared, r.is_ok());
                     let _ = reply.send(r);
                 }
-                Request::Ping(reply) => {
-                    let r = ping(&mut self.ctx);
+                Request::Ping(pinned, reply) => {
+                    let r = self.health_check(&pinned);
                     record(shared, r.is_ok());
                     let _ = reply.send(r);
                 }
@@ -694,6 +699,22 @@ impl Worker {
             connection = generation,
             "TPM connection {generation} closed, its thread exits"
         );
+    }
+
+    /// The health ping: the TPM answers, and its SRK still has the `pinned` name.
+    fn health_check(&mut self, pinned: &[u8]) -> Result<(), TpmError> {
+        ping(&mut self.ctx)?;
+        let (_, name, _) = self
+            .ctx
+            .read_public(self.srk)
+            .map_err(tss("reading the SRK (health ping)"))?;
+        if name.value() != pinned {
+            return Err(TpmError::SrkMismatch {
+                expected_hex: hex(pinned),
+                found_hex: hex(name.value()),
+            });
+        }
+        Ok(())
     }
 
     /// Re-reads the SRK name (re-acquiring the SRK if its handle vanished,
