@@ -177,9 +177,62 @@ async fn hung_tpm_that_resumes_is_reconnected() {
     round_trip(&client, &key).await;
 }
 
+/// The service manager's side of `NOTIFY_SOCKET`: collects kmsd's `STATUS=` lines.
+struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    fn bind() -> NotifySocket {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        NotifySocket {
+            socket,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for a `STATUS=` line containing `needle`.
+    fn wait_status(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if let Some(status) = message
+                    .lines()
+                    .find_map(|line| line.strip_prefix("STATUS="))
+                    .filter(|status| status.contains(needle))
+                {
+                    return status.to_string();
+                }
+                seen.push(message);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for STATUS= with {needle:?}; got {seen:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn restarted_tpm_is_reconnected_with_the_srk_verified() {
-    let mut fx = Fixture::start_with(options());
+    let notify = NotifySocket::bind();
+    let mut options = options();
+    options.env.push((
+        "NOTIFY_SOCKET".into(),
+        notify.path.to_string_lossy().into_owned(),
+    ));
+    let mut fx = Fixture::start_with(options);
     let client = fx.client();
     let key = create_key(&client).await;
     let encrypted = ok(
@@ -192,6 +245,8 @@ async fn restarted_tpm_is_reconnected_with_the_srk_verified() {
 
     fx.tpm.kill();
     wait_tpm_up(&client, 0.0, Duration::from_secs(20)).await;
+    let status = notify.wait_status("TPM down", Duration::from_secs(10));
+    assert!(status.starts_with("serving 1 key; TPM down ("), "{status}");
     round_trip(&client, &key).await;
     fx.tpm.restart();
     wait_tpm_up(&client, 1.0, Duration::from_secs(40)).await;
@@ -201,6 +256,8 @@ async fn restarted_tpm_is_reconnected_with_the_srk_verified() {
         Duration::from_secs(5),
     );
     assert!(log.contains("pinned in the state dir's binding"), "{log}");
+    let status = notify.wait_status("TPM reconnected", Duration::from_secs(10));
+    assert_eq!(status, "serving 1 key; TPM reconnected, SRK verified");
     // Old ciphertexts still decrypt; new requests work.
     let decrypted = ok(
         &client,

@@ -197,6 +197,8 @@ pub struct KmsdOptions {
     pub tpm: String,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// Extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A directory for one kmsd: state dir, socket, config, clock file, log.
@@ -290,6 +292,7 @@ impl Kmsd {
             .arg(dir.clock_file())
             .args(&options.args)
             .env("TSS2_LOG", "all+NONE")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
