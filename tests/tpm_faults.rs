@@ -329,3 +329,67 @@ async fn tpm_errors_are_logged_in_words_with_their_code() {
     }
     assert!(!log.contains("response code not recognized"), "{log}");
 }
+
+/// The TPM layer alone: a missed deadline names the command and the deadline and marks the
+/// TPM down; nothing is sent while down; a reconnect after the TPM resumes works, and a
+/// reconnect to another TPM is an SRK mismatch.
+#[test]
+fn handle_deadline_down_and_reconnect() {
+    use kmsd::tpm::{TpmConfig, TpmError, TpmHandle};
+    let mut tpm = Swtpm::start();
+    let handle = TpmHandle::start(TpmConfig {
+        tcti: tpm.tcti(),
+        pcr_binding: None,
+    })
+    .expect("start the TPM layer");
+    let (sealed, key) = handle.seal_new_root().expect("seal");
+    handle.ping().expect("ping");
+    assert!(handle.stats().up);
+
+    tpm.signal(Signal::SIGSTOP);
+    let start = Instant::now();
+    let err = handle
+        .ping_within(Duration::from_millis(500))
+        .expect_err("a stopped TPM does not answer");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(err, TpmError::Deadline { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("(health ping) within its deadline of 500 ms"),
+        "{message}"
+    );
+    assert!(!handle.stats().up);
+    assert!(!handle.is_connected());
+    // Nothing is sent while down; the error names the command.
+    let err = handle.unseal_root(&sealed).expect_err("down");
+    assert!(matches!(err, TpmError::Down { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("unsealing the root key was not sent"),
+        "{err}"
+    );
+
+    tpm.signal(Signal::SIGCONT);
+    let connection = handle.reconnect().expect("reconnect after the TPM resumed");
+    assert_eq!(connection, 2);
+    assert!(handle.stats().up);
+    handle.ping().expect("ping on the new connection");
+    assert_eq!(
+        handle.unseal_root(&sealed).expect("unseal").as_bytes(),
+        key.as_bytes()
+    );
+
+    // Another TPM on the same port: the ping finds another SRK, the reconnect refuses it.
+    tpm.replace_with_other_tpm();
+    let err = handle.ping().expect_err("another TPM");
+    assert!(!handle.stats().up);
+    assert!(!handle.is_connected(), "{err}");
+    let err = handle.reconnect().expect_err("SRK mismatch");
+    assert!(matches!(err, TpmError::SrkMismatch { .. }), "{err:?}");
+    assert!(!handle.stats().up);
+    assert!(!handle.is_connected());
+}

@@ -192,7 +192,8 @@ pub struct TpmStats {
     pub errors_total: u64,
     /// Unix time of the last successful unseal.
     pub last_unseal_unix: Option<u64>,
-    /// Whether the TPM answered the last request / ping.
+    /// Whether the TPM is up: the last command or health ping was answered in time (and
+    /// the ping found the pinned SRK); false from a failure until a reconnect succeeds.
     pub up: bool,
 }
 
