@@ -11,9 +11,10 @@ use crate::reload::{apply_reload, ConfigSource, ReloadTargets};
 use crate::server::{self, ListenerError};
 use crate::service::{AccessSettings, Kms, ServiceError, ServiceSettings};
 use crate::systemd::{self, serving_status, Notifier};
+use crate::tpm::health::{HealthMonitor, HealthSettings};
 use crate::tpm::{PcrBinding, SealedRoot, TpmConfig, TpmError, TpmHandle};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
@@ -260,6 +261,9 @@ impl Daemon {
             "kmsd serving"
         );
         notifier.ready(&serving_status(self.kms.key_count()));
+        // The TPM health ping runs on its own thread: a hung TPM never blocks the usage
+        // ledger, the requests or shutdown.
+        let health = self.start_health_monitor(notifier);
         let watchdog = systemd::watchdog_interval().map(|every| {
             tracing::info!(every_ms = every.as_millis() as u64, "watchdog enabled");
             tokio::spawn(watchdog_loop(Arc::clone(&self.kms), every, stop_rx.clone()))
@@ -293,9 +297,35 @@ impl Daemon {
             watchdog,
             metering_task,
             metrics_task,
+            health,
         })
         .await;
         Ok(())
+    }
+
+    /// Starts the TPM health monitor ([`crate::tpm::health`]); its changes go to the log
+    /// and to `STATUS=`. Without it (a thread could not be spawned) `kmsd_tpm_up` keeps its
+    /// last value, which is logged.
+    fn start_health_monitor(&self, notifier: Notifier) -> Option<HealthMonitor> {
+        let settings = HealthSettings {
+            interval: Duration::from_secs(self.config.tpm.health_interval_secs.max(1)),
+        };
+        // Weak: a monitor stuck in a TPM command must not keep the keys alive at shutdown.
+        let kms: Weak<Kms> = Arc::downgrade(&self.kms);
+        let on_change = move |change: &crate::tpm::health::HealthChange| {
+            let keys = kms.upgrade().map(|kms| kms.key_count()).unwrap_or(0);
+            notifier.status(&format!("{}; {}", serving_status(keys), change.status()));
+        };
+        match HealthMonitor::spawn(self.tpm.clone(), settings, on_change) {
+            Ok(monitor) => Some(monitor),
+            Err(err) => {
+                tracing::error!(
+                    error = %err,
+                    "cannot start the TPM health monitor; kmsd_tpm_up is not kept up to date"
+                );
+                None
+            }
+        }
     }
 
     /// What a reload acts on: the binary's targets (the log filter) plus this daemon's
@@ -325,8 +355,13 @@ impl Daemon {
             watchdog,
             metering_task,
             metrics_task,
+            health,
         } = parts;
         notifier.stopping();
+        // Never waits for the monitor: it may be inside a TPM command that never returns.
+        if let Some(health) = health {
+            health.stop();
+        }
         // 1. Stop accepting. A socket we bound ourselves is unlinked first so new clients
         //    fail fast instead of queueing; a socket-activated one stays with systemd, which
         //    keeps queued connections for the next start.
@@ -365,6 +400,8 @@ impl Daemon {
                 "key service still referenced at shutdown; keys are zeroized when the process exits"
             ),
         }
+        // Dropping the handle closes the TPM connection; a thread stuck inside libtss2 is
+        // not waited for (the process exits without it).
         drop(tpm);
         tracing::info!("kmsd stopped");
     }
@@ -423,6 +460,7 @@ struct ShutdownParts {
     watchdog: Option<tokio::task::JoinHandle<()>>,
     metering_task: tokio::task::JoinHandle<()>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
+    health: Option<HealthMonitor>,
 }
 
 /// SIGHUP: re-read, validate, apply what can change at run time. An invalid config keeps

@@ -154,6 +154,8 @@ pub const RESTART_ONLY: &[Setting] = &[
     setting!("tpm.tcti", tpm.tcti),
     setting!("tpm.pcr_bank", tpm.pcr_bank),
     setting!("tpm.pcrs", tpm.pcrs),
+    // The TPM health monitor is started once.
+    setting!("tpm.health_interval_secs", tpm.health_interval_secs),
     // The audit trail is opened once, at start-up.
     setting!("audit.enabled", audit.enabled),
     setting!("audit.dir", audit.dir),

@@ -38,6 +38,9 @@ struct Args {
     test_crash_after_commit: bool,
 }
 
+/// How long the async runtime waits for its blocking tasks at exit.
+const RUNTIME_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // libtss2 writes its own log to stderr unless told not to; kmsd reports TPM errors itself.
@@ -111,14 +114,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon.run_with(RunOptions {
+    let result = runtime.block_on(daemon.run_with(RunOptions {
         activated,
         source: Some(source),
         targets: ReloadTargets {
             set_log_level: Some(set_log_level),
             ..ReloadTargets::default()
         },
-    })) {
+    }));
+    // Bounded: a blocking task that never returns (nothing should, but a TPM or a disk can
+    // hang) must not keep the process alive after "kmsd stopped".
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
@@ -137,12 +144,14 @@ fn failed_status(what: &str, err: &dyn std::fmt::Display) {
 }
 
 /// The filter kmsd runs with for a configured `log_level`: tss-esapi logs every context
-/// open and close at info, so it is kept to warnings unless the level names it.
+/// open and close at info, and each error again at error level with only its undecoded
+/// text (`response code not recognized`); kmsd logs every TPM error itself, decoded
+/// (`crate::tpm::rc`), so tss-esapi is off unless the level names it.
 fn effective_filter(level: &str) -> String {
     if level.contains("tss_esapi") {
         level.to_string()
     } else {
-        format!("{level},tss_esapi=warn")
+        format!("{level},tss_esapi=off")
     }
 }
 

@@ -9,6 +9,10 @@ use std::str::FromStr;
 
 /// Highest PCR index of a TPM 2.0 PC client (PCRs 0 to 23).
 pub const MAX_PCR: u8 = 23;
+/// Default of `tpm.health_interval_secs`.
+pub const DEFAULT_HEALTH_INTERVAL_SECS: u64 = 15;
+/// Largest `tpm.health_interval_secs`.
+pub const MAX_HEALTH_INTERVAL_SECS: u64 = 3600;
 
 /// PCR bank (hash algorithm) used for a PCR binding. Its serde form (`"sha256"`) is also
 /// the one stored in the state dir's TPM binding record.
@@ -58,6 +62,9 @@ pub struct TpmSection {
     /// PCRs (0 to 23) the root key is bound to at initialisation. Empty (the default) means
     /// no binding.
     pub pcrs: Vec<u8>,
+    /// Seconds between two TPM health pings (and the first reconnect back-off step); the
+    /// ping deadline is the smaller of this and 10 s. 1 to 3600, default 15.
+    pub health_interval_secs: u64,
 }
 
 impl Default for TpmSection {
@@ -66,6 +73,7 @@ impl Default for TpmSection {
             tcti: "device:/dev/tpmrm0".to_string(),
             pcr_bank: PcrBank::Sha256,
             pcrs: Vec::new(),
+            health_interval_secs: DEFAULT_HEALTH_INTERVAL_SECS,
         }
     }
 }
@@ -77,6 +85,7 @@ pub(super) struct TpmFile {
     tcti: String,
     pcr_bank: String,
     pcrs: Vec<u8>,
+    health_interval_secs: u64,
 }
 
 impl Default for TpmFile {
@@ -86,6 +95,7 @@ impl Default for TpmFile {
             tcti: typed.tcti,
             pcr_bank: typed.pcr_bank.to_string(),
             pcrs: typed.pcrs,
+            health_interval_secs: typed.health_interval_secs,
         }
     }
 }
@@ -99,6 +109,7 @@ impl TryFrom<TpmFile> for TpmSection {
             tcti: file.tcti,
             pcr_bank,
             pcrs: file.pcrs,
+            health_interval_secs: file.health_interval_secs,
         };
         section.validate()?;
         Ok(section)
@@ -106,8 +117,15 @@ impl TryFrom<TpmFile> for TpmSection {
 }
 
 impl TpmSection {
-    /// Checks the PCR indexes.
+    /// Checks the PCR indexes and the health interval.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_HEALTH_INTERVAL_SECS).contains(&self.health_interval_secs) {
+            return Err(ConfigError::Invalid {
+                field: "tpm.health_interval_secs",
+                value: self.health_interval_secs.to_string(),
+                reason: format!("must be 1 to {MAX_HEALTH_INTERVAL_SECS} seconds"),
+            });
+        }
         if let Some(bad) = self.pcrs.iter().find(|pcr| **pcr > MAX_PCR) {
             return Err(ConfigError::Invalid {
                 field: "tpm.pcrs",
@@ -133,5 +151,18 @@ mod tests {
         }
         assert!("SHA256".parse::<PcrBank>().is_err());
         assert!("md5".parse::<PcrBank>().is_err());
+    }
+
+    #[test]
+    fn health_interval_is_bounded() {
+        assert_eq!(TpmSection::default().health_interval_secs, 15);
+        for bad in [0, MAX_HEALTH_INTERVAL_SECS + 1] {
+            let section = TpmSection {
+                health_interval_secs: bad,
+                ..TpmSection::default()
+            };
+            let err = section.validate().unwrap_err().to_string();
+            assert!(err.contains("tpm.health_interval_secs"), "{err}");
+        }
     }
 }

@@ -605,28 +605,3 @@ mod tests {
         ));
     }
 }
-#[cfg(test)]
-mod perf_probe {
-    use super::*;
-    #[test]
-    fn probe() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s");
-        let mac = || StateMac::from_material(crate::crypto::KeyMaterial::from_bytes(&[9; 32]));
-        let mut store = Store::create(&state, mac(), ("b", b"x")).unwrap();
-        let t = std::time::Instant::now();
-        for i in 0..5000 {
-            let rec = KeyRecord::new(format!("{:036}", i), 1, 0, "d".into());
-            let v = VersionRecord { version: 1, created_ms: 1, rotation_type: None, wrapped: vec![1; 60] };
-            store.insert_key(Intent::unaudited(), &rec, &v).unwrap();
-            if i % 1000 == 999 { eprintln!("{} keys: {:?} per key (last 1000)", i + 1, t.elapsed() / (i + 1)); }
-        }
-        drop(store);
-        let t = std::time::Instant::now();
-        let ro = Store::open_read_only(&state).unwrap();
-        ro.verify(&mac()).unwrap();
-        drop(ro);
-        let s = Store::open(&state, mac()).unwrap();
-        eprintln!("verify+open: {:?}; meta bytes {}", t.elapsed(), s.conn.query_row("SELECT SUM(length(value)) FROM meta", [], |r| r.get::<_, i64>(0)).unwrap());
-    }
-}

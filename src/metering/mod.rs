@@ -47,8 +47,6 @@ pub const SHARDS: usize = 16;
 pub const USAGE_OPERATION: &str = ops::KMSD_GET_USAGE.name;
 /// How often counts are flushed and key states sampled.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the TPM is pinged for `kmsd_tpm_up`.
-const TPM_PING_EVERY: u32 = 15;
 /// Label of operations kmsd does not know (keeps the label set bounded).
 pub const UNKNOWN_OPERATION: &str = "unknown";
 
@@ -455,31 +453,18 @@ impl Metering {
         Ok(())
     }
 
-    /// Flushes once a second until `stop` turns true, and pings the TPM now and then.
+    /// Flushes once a second until `stop` turns true. Never touches the TPM: `kmsd_tpm_up`
+    /// is kept by the TPM health monitor (`crate::tpm::health`), on its own thread.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(FLUSH_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks: u32 = 0;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = stop.changed() => return,
             }
             let metering = Arc::clone(&self);
-            let ping = ticks.is_multiple_of(TPM_PING_EVERY);
-            ticks = ticks.wrapping_add(1);
-            let result = tokio::task::spawn_blocking(move || {
-                if ping {
-                    let tpm = lock(&metering.tpm).clone();
-                    if let Some(tpm) = tpm {
-                        if let Err(err) = tpm.ping() {
-                            tracing::warn!(error = %err, "TPM ping failed");
-                        }
-                    }
-                }
-                metering.flush()
-            })
-            .await;
+            let result = tokio::task::spawn_blocking(move || metering.flush()).await;
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::error!(error = %err, "usage ledger flush failed"),

@@ -16,8 +16,14 @@
 //!
 //! A single dedicated thread owns the `tss_esapi::Context`; the public,
 //! cloneable [`TpmHandle`] sends it requests over a channel. All calls are
-//! blocking: the daemon calls them at start-up or from `spawn_blocking`.
-//! The thread exits when the last handle is dropped.
+//! blocking and every one has a deadline: the caller waits on the reply
+//! channel with a timeout, and a command that misses it marks the TPM down
+//! and *abandons* that thread (a thread stuck inside libtss2 cannot be
+//! cancelled; nothing waits for it again, and it exits by itself if the TPM
+//! ever answers). [`TpmHandle::reconnect`] then opens a new context on a new
+//! thread and re-verifies the SRK name against the pinned one before it is
+//! trusted. The [`health`] monitor pings and reconnects on its own thread.
+//! A worker thread exits when its link is dropped.
 //!
 //! kmsd assumes it is the only user of the TPM connection (or that it goes
 //! through a resource manager such as `/dev/tpmrm0`): at start-up it flushes
@@ -27,10 +33,13 @@
 //! in its environment (before any TPM use) to silence it, and reports errors
 //! through [`TpmError`] and `tracing` instead.
 
+pub mod health;
+pub mod rc;
+
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -58,8 +67,19 @@ use zeroize::Zeroizing;
 /// Persistent handle of the storage root key (TCG provisioning guidance).
 pub const SRK_PERSISTENT_HANDLE: u32 = 0x8100_0001;
 
-/// How long [`TpmHandle::start`] waits for the TPM to answer.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`TpmHandle::start`] and [`TpmHandle::reconnect`] wait for a new
+/// connection (connect, flush stale handles, read the SRK).
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
+/// Deadline of [`TpmHandle::ping`] (the health monitor uses the smaller of this and its
+/// interval).
+pub const PING_DEADLINE: Duration = Duration::from_secs(10);
+/// Deadline of sealing and unsealing the root key (start-up only; a PCR policy session
+/// and a slow TPM take several round trips of up to a second each).
+pub const UNSEAL_DEADLINE: Duration = Duration::from_secs(60);
+/// Worker threads (the current one and abandoned ones still stuck inside libtss2) beyond
+/// which [`TpmHandle::reconnect`] refuses to start another: a TPM that hangs every new
+/// connection must not make kmsd pile up threads and sockets.
+pub const MAX_WORKER_THREADS: usize = 4;
 
 /// Size of the root key in bytes.
 pub const ROOT_KEY_LEN: usize = 32;
@@ -171,7 +191,8 @@ pub struct TpmStats {
     pub errors_total: u64,
     /// Unix time of the last successful unseal.
     pub last_unseal_unix: Option<u64>,
-    /// Whether the TPM answered the last request / ping.
+    /// Whether the TPM is up: the last command or health ping was answered in time (and
+    /// the ping found the pinned SRK); false from a failure until a reconnect succeeds.
     pub up: bool,
 }
 
@@ -182,7 +203,7 @@ pub enum TpmError {
     #[error("invalid TPM configuration: {0}")]
     InvalidConfig(String),
     /// The TCTI could not be opened.
-    #[error("cannot connect to the TPM via TCTI {tcti:?}: {source}")]
+    #[error("cannot connect to the TPM via TCTI {tcti:?}: {}", rc::Described(.source))]
     Connect {
         /// The TCTI string (`swtpm:host=...`, `device:/dev/tpmrm0`).
         tcti: String,
@@ -197,6 +218,34 @@ pub enum TpmError {
         context: &'static str,
         /// The timeout.
         secs: u64,
+    },
+    /// A command missed its deadline: the TPM is marked down and the thread running the
+    /// command is abandoned (it may be stuck inside libtss2).
+    #[error(
+        "the TPM did not answer {command} within its deadline of {} ms; the TPM is marked \
+         down and kmsd reconnects on a new connection",
+        .deadline.as_millis()
+    )]
+    Deadline {
+        /// The command (or commands) that missed it.
+        command: &'static str,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// No connection to the TPM right now (after a failure, until a reconnect succeeds).
+    #[error("the TPM is down: {command} was not sent; kmsd reconnects on its next health ping")]
+    Down {
+        /// The command that was not sent.
+        command: &'static str,
+    },
+    /// Too many worker threads are still stuck in earlier commands to open another one.
+    #[error(
+        "not reconnecting to the TPM: {alive} TPM threads are still stuck in commands the TPM \
+         never answered (limit {MAX_WORKER_THREADS})"
+    )]
+    TooManyStuckThreads {
+        /// Threads still alive.
+        alive: usize,
     },
     /// The SRK is not the one the root key was sealed under.
     #[error(
@@ -232,7 +281,7 @@ pub enum TpmError {
         reason: String,
     },
     /// A TPM command failed.
-    #[error("TPM error while {context}: {source}")]
+    #[error("TPM error while {context}: {}", rc::Described(.source))]
     Tss {
         /// What was being done.
         context: &'static str,
@@ -283,7 +332,19 @@ struct Shared {
     errors_total: AtomicU64,
     /// 0 = never.
     last_unseal_unix: AtomicU64,
+    /// Set by callers only (never by a worker thread, which may be an abandoned one).
     up: AtomicBool,
+    /// Worker threads alive: the current one plus abandoned ones still inside libtss2.
+    threads_alive: AtomicUsize,
+}
+
+/// Counts a worker thread as alive until it ends, however it ends.
+struct AliveGuard(Arc<Shared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.threads_alive.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type Reply<T> = mpsc::Sender<Result<T, TpmError>>;
@@ -291,14 +352,44 @@ type Reply<T> = mpsc::Sender<Result<T, TpmError>>;
 enum Request {
     Seal(Reply<(SealedRoot, RootKey)>),
     Unseal(Box<SealedRoot>, Reply<RootKey>),
-    Ping(Reply<()>),
+    /// The health ping, with the SRK name the TPM must still have.
+    Ping(Vec<u8>, Reply<()>),
+}
+
+/// The way to one worker thread (one `tss_esapi::Context`, one TPM connection).
+#[derive(Clone)]
+struct Link {
+    tx: mpsc::Sender<Request>,
+    /// Numbers connections in the order they were opened (1 = start-up), for the log.
+    generation: u64,
+}
+
+/// What to do with the connection when a command fails (the TPM answered with an error).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnError {
+    /// Keep it: the failure says something about the request (a PCR mismatch, ...).
+    Keep,
+    /// Drop it: the failure says something about the connection (the health ping).
+    Reconnect,
+}
+
+/// What every handle shares.
+struct Inner {
+    tcti: String,
+    pcr_binding: Option<PcrBinding>,
+    shared: Arc<Shared>,
+    /// The current connection; `None` while the TPM is down.
+    link: Mutex<Option<Link>>,
+    generations: AtomicU64,
+    /// SRK name a new connection must find: the start-up one, then the one in the state
+    /// dir's binding (set by every successful seal or unseal).
+    pinned_srk: Mutex<Vec<u8>>,
 }
 
 /// Cloneable handle to the TPM thread.
 #[derive(Clone)]
 pub struct TpmHandle {
-    tx: mpsc::Sender<Request>,
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
     srk_name: Arc<[u8]>,
 }
 
@@ -310,56 +401,34 @@ impl fmt::Debug for TpmHandle {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl TpmHandle {
     /// Spawns the TPM thread, connects to the TPM, flushes stale transient
     /// handles, and loads (or creates and persists) the SRK. Fails fast if
-    /// the TCTI does not answer.
+    /// the TCTI does not answer (within [`CONNECT_DEADLINE`]).
     pub fn start(config: TpmConfig) -> Result<TpmHandle, TpmError> {
         let pcr_binding = config
             .pcr_binding
             .as_ref()
             .map(PcrBinding::normalized)
             .transpose()?;
-        let tcti = config.tcti;
-        let conf = TctiNameConf::from_str(&tcti).map_err(|source| TpmError::Connect {
-            tcti: tcti.clone(),
-            source,
-        })?;
-        let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel::<Request>();
-        let (init_tx, init_rx) = mpsc::channel::<Result<Vec<u8>, TpmError>>();
-        let thread_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("kmsd-tpm".into())
-            .spawn(move || {
-                let worker = match Worker::init(conf, &tcti, pcr_binding) {
-                    Ok(w) => w,
-                    Err(e) => {
-                        let _ = init_tx.send(Err(e));
-                        return;
-                    }
-                };
-                thread_shared.commands_total.fetch_add(1, Ordering::Relaxed);
-                thread_shared.up.store(true, Ordering::Relaxed);
-                if init_tx.send(Ok(worker.srk_name.clone())).is_err() {
-                    return;
-                }
-                worker.run(rx, &thread_shared);
-            })
-            .map_err(TpmError::Spawn)?;
-        let srk_name = match init_rx.recv_timeout(START_TIMEOUT) {
-            Ok(r) => r?,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                return Err(TpmError::Timeout {
-                    context: "connecting to the TPM",
-                    secs: START_TIMEOUT.as_secs(),
-                })
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(TpmError::ThreadGone),
-        };
+        let inner = Arc::new(Inner {
+            tcti: config.tcti,
+            pcr_binding,
+            shared: Arc::new(Shared::default()),
+            link: Mutex::new(None),
+            generations: AtomicU64::new(0),
+            pinned_srk: Mutex::new(Vec::new()),
+        });
+        let (link, srk_name) = spawn_worker(&inner, SrkMode::CreateAndPersist, CONNECT_DEADLINE)?;
+        *lock(&inner.link) = Some(link);
+        *lock(&inner.pinned_srk) = srk_name.clone();
+        inner.shared.up.store(true, Ordering::Relaxed);
         Ok(TpmHandle {
-            tx,
-            shared,
+            inner,
             srk_name: srk_name.into(),
         })
     }
@@ -370,41 +439,227 @@ impl TpmHandle {
     }
 
     /// Generates a new root key and seals it (with the configured PCR binding).
+    /// Deadline: [`UNSEAL_DEADLINE`].
     pub fn seal_new_root(&self) -> Result<(SealedRoot, RootKey), TpmError> {
-        self.call(Request::Seal)
+        let (sealed, key) = self.call(
+            "sealing the root key",
+            UNSEAL_DEADLINE,
+            OnError::Keep,
+            Request::Seal,
+        )?;
+        *lock(&self.inner.pinned_srk) = sealed.srk_name.clone();
+        Ok((sealed, key))
     }
 
-    /// Unseals a root key sealed by [`TpmHandle::seal_new_root`].
+    /// Unseals a root key sealed by [`TpmHandle::seal_new_root`], after checking that the
+    /// TPM's SRK is the one it was sealed under. From then on, a reconnect must find that
+    /// SRK. Deadline: [`UNSEAL_DEADLINE`].
     pub fn unseal_root(&self, sealed: &SealedRoot) -> Result<RootKey, TpmError> {
-        let sealed = Box::new(sealed.clone());
-        self.call(|reply| Request::Unseal(sealed, reply))
+        let boxed = Box::new(sealed.clone());
+        let key = self.call(
+            "unsealing the root key",
+            UNSEAL_DEADLINE,
+            OnError::Keep,
+            |reply| Request::Unseal(boxed, reply),
+        )?;
+        *lock(&self.inner.pinned_srk) = sealed.srk_name.clone();
+        Ok(key)
     }
 
-    /// Cheap round trip to the TPM (GetCapability) proving it answers.
+    /// Cheap round trip to the TPM (GetCapability) proving it answers, with the
+    /// [`PING_DEADLINE`].
     pub fn ping(&self) -> Result<(), TpmError> {
-        self.call(Request::Ping)
+        self.ping_within(PING_DEADLINE)
+    }
+
+    /// [`TpmHandle::ping`] with a given deadline. The ping also reads the SRK and checks
+    /// its name against the pinned one: a TCTI such as swtpm's connects anew for every
+    /// command, so the same context may reach a restarted or different TPM on the same
+    /// port. Any failure marks the TPM down and drops the connection, so that the next
+    /// [`TpmHandle::reconnect`] opens a new one.
+    pub fn ping_within(&self, deadline: Duration) -> Result<(), TpmError> {
+        let pinned = lock(&self.inner.pinned_srk).clone();
+        self.call(
+            "TPM2_GetCapability and TPM2_ReadPublic of the SRK (health ping)",
+            deadline,
+            OnError::Reconnect,
+            |reply| Request::Ping(pinned, reply),
+        )
+    }
+
+    /// Whether a connection is in place (none after a failed ping or a missed deadline,
+    /// until a reconnect succeeds).
+    pub fn is_connected(&self) -> bool {
+        lock(&self.inner.link).is_some()
+    }
+
+    /// Opens a new connection on a new thread when there is none, and trusts it only if the
+    /// TPM's SRK has the pinned name (a cleared or different TPM gives
+    /// [`TpmError::SrkMismatch`] and the TPM stays down). Never creates or persists an SRK
+    /// on the TPM it finds. Returns the number of the new connection (0: already
+    /// connected). Deadline: [`CONNECT_DEADLINE`].
+    pub fn reconnect(&self) -> Result<u64, TpmError> {
+        if self.is_connected() {
+            return Ok(0);
+        }
+        let alive = self.inner.shared.threads_alive.load(Ordering::Relaxed);
+        if alive >= MAX_WORKER_THREADS {
+            return Err(TpmError::TooManyStuckThreads { alive });
+        }
+        let (link, found) = spawn_worker(&self.inner, SrkMode::FindOnly, CONNECT_DEADLINE)?;
+        let pinned = lock(&self.inner.pinned_srk).clone();
+        if found != pinned {
+            // Dropping the link ends the new thread.
+            return Err(TpmError::SrkMismatch {
+                expected_hex: hex::encode(&pinned),
+                found_hex: hex::encode(&found),
+            });
+        }
+        let generation = link.generation;
+        *lock(&self.inner.link) = Some(link);
+        self.inner.shared.up.store(true, Ordering::Relaxed);
+        Ok(generation)
     }
 
     /// Health counters.
     pub fn stats(&self) -> TpmStats {
-        let last = self.shared.last_unseal_unix.load(Ordering::Relaxed);
+        let shared = &self.inner.shared;
+        let last = shared.last_unseal_unix.load(Ordering::Relaxed);
         TpmStats {
-            commands_total: self.shared.commands_total.load(Ordering::Relaxed),
-            errors_total: self.shared.errors_total.load(Ordering::Relaxed),
+            commands_total: shared.commands_total.load(Ordering::Relaxed),
+            errors_total: shared.errors_total.load(Ordering::Relaxed),
             last_unseal_unix: (last != 0).then_some(last),
-            up: self.shared.up.load(Ordering::Relaxed),
+            up: shared.up.load(Ordering::Relaxed),
         }
     }
 
-    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, TpmError> {
-        let (reply_tx, reply_rx) = mpsc::channel();
-        let gone = || {
-            self.shared.up.store(false, Ordering::Relaxed);
-            TpmError::ThreadGone
+    /// Sends one request to the current connection and waits for the answer, at most
+    /// `deadline`. A missed deadline or a lost thread marks the TPM down and abandons the
+    /// connection; so does any error when `on_error` is [`OnError::Reconnect`].
+    fn call<T>(
+        &self,
+        command: &'static str,
+        deadline: Duration,
+        on_error: OnError,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, TpmError> {
+        let shared = &self.inner.shared;
+        let Some(link) = lock(&self.inner.link).clone() else {
+            shared.up.store(false, Ordering::Relaxed);
+            return Err(TpmError::Down { command });
         };
-        self.tx.send(make(reply_tx)).map_err(|_| gone())?;
-        reply_rx.recv().map_err(|_| gone())?
+        let (reply_tx, reply_rx) = mpsc::channel();
+        if link.tx.send(make(reply_tx)).is_err() {
+            self.abandon(link.generation, command, "its thread is gone");
+            return Err(TpmError::ThreadGone);
+        }
+        match reply_rx.recv_timeout(deadline) {
+            Ok(Ok(value)) => {
+                shared.up.store(true, Ordering::Relaxed);
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                if on_error == OnError::Reconnect {
+                    self.abandon(link.generation, command, "the command failed");
+                }
+                Err(err)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                shared.errors_total.fetch_add(1, Ordering::Relaxed);
+                self.abandon(link.generation, command, "the command missed its deadline");
+                Err(TpmError::Deadline { command, deadline })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.abandon(link.generation, command, "its thread ended");
+                Err(TpmError::ThreadGone)
+            }
+        }
     }
+
+    /// Marks the TPM down and drops connection `generation` if it is still the current
+    /// one. Its thread is not waited for: it ends by itself once libtss2 returns.
+    fn abandon(&self, generation: u64, command: &'static str, why: &str) {
+        self.inner.shared.up.store(false, Ordering::Relaxed);
+        let mut link = lock(&self.inner.link);
+        if link.as_ref().is_some_and(|l| l.generation == generation) {
+            *link = None;
+            tracing::warn!(
+                connection = generation,
+                command,
+                "TPM marked down; abandoning TPM connection {generation} ({why}): nothing \
+                 waits for its thread, which ends by itself if the TPM ever answers"
+            );
+        }
+    }
+}
+
+/// Spawns a worker thread that connects to the TPM, and waits for it up to `deadline`.
+/// On a timeout the thread is abandoned (it ends when libtss2 returns).
+fn spawn_worker(
+    inner: &Inner,
+    mode: SrkMode,
+    deadline: Duration,
+) -> Result<(Link, Vec<u8>), TpmError> {
+    let tcti = inner.tcti.clone();
+    let conf = TctiNameConf::from_str(&tcti).map_err(|source| TpmError::Connect {
+        tcti: tcti.clone(),
+        source,
+    })?;
+    let pcr_binding = inner.pcr_binding.clone();
+    let generation = inner.generations.fetch_add(1, Ordering::Relaxed) + 1;
+    let shared = Arc::clone(&inner.shared);
+    shared.threads_alive.fetch_add(1, Ordering::Relaxed);
+    let guard = AliveGuard(Arc::clone(&shared));
+    let (tx, rx) = mpsc::channel::<Request>();
+    let (init_tx, init_rx) = mpsc::channel::<Result<Vec<u8>, TpmError>>();
+    std::thread::Builder::new()
+        .name(format!("kmsd-tpm-{generation}"))
+        .spawn(move || {
+            let _alive = guard;
+            let worker = match Worker::init(conf, &tcti, pcr_binding, mode) {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = init_tx.send(Err(e));
+                    return;
+                }
+            };
+            shared.commands_total.fetch_add(1, Ordering::Relaxed);
+            if init_tx.send(Ok(worker.srk_name.clone())).is_err() {
+                tracing::info!(
+                    connection = generation,
+                    "abandoned TPM connection {generation} finished connecting late; closing it"
+                );
+                return;
+            }
+            worker.run(rx, &shared, generation);
+        })
+        .map_err(TpmError::Spawn)?;
+    match init_rx.recv_timeout(deadline) {
+        Ok(Ok(srk_name)) => Ok((Link { tx, generation }, srk_name)),
+        Ok(Err(e)) => Err(e),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            tracing::warn!(
+                connection = generation,
+                "TPM connection {generation} did not connect within {} ms; abandoning its thread",
+                deadline.as_millis()
+            );
+            Err(TpmError::Timeout {
+                context: "connecting to the TPM",
+                secs: deadline.as_secs(),
+            })
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(TpmError::ThreadGone),
+    }
+}
+
+/// Whether a connection may create (and persist) the SRK when the TPM has none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SrkMode {
+    /// Start-up: create the SRK and persist it at [`SRK_PERSISTENT_HANDLE`] if missing.
+    CreateAndPersist,
+    /// Reconnect: use the persistent SRK, or recreate it as a transient object only to
+    /// learn its name; never write to the TPM's NV (it may be another TPM).
+    FindOnly,
 }
 
 /// State owned by the TPM thread.
@@ -420,6 +675,7 @@ impl Worker {
         conf: TctiNameConf,
         tcti: &str,
         pcr_binding: Option<PcrBinding>,
+        mode: SrkMode,
     ) -> Result<Worker, TpmError> {
         let connect_err = |source| TpmError::Connect {
             tcti: tcti.to_owned(),
@@ -433,7 +689,7 @@ impl Worker {
             other => other,
         })?;
         flush_stale_handles(&mut ctx)?;
-        let (srk, srk_name) = acquire_srk(&mut ctx)?;
+        let (srk, srk_name) = acquire_srk(&mut ctx, mode)?;
         tracing::info!(srk_name = %hex::encode(&srk_name), "TPM ready");
         Ok(Worker {
             ctx,
@@ -443,7 +699,9 @@ impl Worker {
         })
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Request>, shared: &Shared) {
+    /// Serves requests until the link is dropped. Updates only counters: whether the TPM
+    /// is up is decided by the callers, which stop listening to an abandoned thread.
+    fn run(mut self, rx: mpsc::Receiver<Request>, shared: &Shared, generation: u64) {
         while let Ok(req) = rx.recv() {
             shared.commands_total.fetch_add(1, Ordering::Relaxed);
             // Counters are updated before replying, so a caller sees them.
@@ -466,17 +724,33 @@ impl Worker {
                     record(shared, r.is_ok());
                     let _ = reply.send(r);
                 }
-                Request::Ping(reply) => {
-                    let r = ping(&mut self.ctx);
-                    if r.is_err() {
-                        shared.up.store(false, Ordering::Relaxed);
-                    }
+                Request::Ping(pinned, reply) => {
+                    let r = self.health_check(&pinned);
                     record(shared, r.is_ok());
                     let _ = reply.send(r);
                 }
             }
         }
-        tracing::debug!("all TPM handles dropped, TPM thread exits");
+        tracing::debug!(
+            connection = generation,
+            "TPM connection {generation} closed, its thread exits"
+        );
+    }
+
+    /// The health ping: the TPM answers, and its SRK still has the `pinned` name.
+    fn health_check(&mut self, pinned: &[u8]) -> Result<(), TpmError> {
+        ping(&mut self.ctx)?;
+        let (_, name, _) = self
+            .ctx
+            .read_public(self.srk)
+            .map_err(tss("reading the SRK (health ping)"))?;
+        if name.value() != pinned {
+            return Err(TpmError::SrkMismatch {
+                expected_hex: hex::encode(pinned),
+                found_hex: hex::encode(name.value()),
+            });
+        }
+        Ok(())
     }
 
     /// Re-reads the SRK name (re-acquiring the SRK if its handle vanished,
@@ -486,10 +760,10 @@ impl Worker {
         match self.ctx.read_public(self.srk) {
             Ok((_, name, _)) => Ok(name.value().to_vec()),
             Err(e) => {
-                tracing::warn!(error = %e, "SRK handle no longer readable, re-acquiring the SRK");
+                tracing::warn!(error = %rc::Described(&e), "SRK handle no longer readable, re-acquiring the SRK");
                 let mut old: ObjectHandle = self.srk.into();
                 let _ = self.ctx.tr_close(&mut old);
-                let (srk, name) = acquire_srk(&mut self.ctx)?;
+                let (srk, name) = acquire_srk(&mut self.ctx, SrkMode::CreateAndPersist)?;
                 self.srk = srk;
                 self.srk_name = name.clone();
                 Ok(name)
@@ -592,7 +866,7 @@ impl Worker {
             Some(b) => self.unseal_with_pcr_policy(object, b),
         };
         if let Err(e) = self.ctx.flush_context(object.into()) {
-            tracing::warn!(error = %e, "flushing the loaded sealed object failed");
+            tracing::warn!(error = %rc::Described(&e), "flushing the loaded sealed object failed");
         }
         let data = match (result, &binding) {
             (Ok(data), _) => data,
@@ -744,15 +1018,13 @@ impl Worker {
 
     fn flush_session(&mut self, session: AuthSession) {
         if let Err(e) = self.ctx.flush_context(SessionHandle::from(session).into()) {
-            tracing::warn!(error = %e, "flushing a TPM session failed");
+            tracing::warn!(error = %rc::Described(&e), "flushing a TPM session failed");
         }
     }
 }
 
 fn record(shared: &Shared, ok: bool) {
-    if ok {
-        shared.up.store(true, Ordering::Relaxed);
-    } else {
+    if !ok {
         shared.errors_total.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -825,7 +1097,7 @@ fn flush_stale_handles(ctx: &mut Context) -> Result<(), TpmError> {
                 ),
                 Err(e) => tracing::warn!(
                     handle = format_args!("0x{raw:08x}"),
-                    error = %e,
+                    error = %rc::Described(&e),
                     "could not flush stale TPM handle"
                 ),
             }
@@ -894,8 +1166,9 @@ fn is_storage_key(attrs: ObjectAttributes) -> bool {
 
 /// Returns the SRK handle and name: the persistent key at
 /// [`SRK_PERSISTENT_HANDLE`] if present, else a freshly created primary
-/// (persisted when the owner hierarchy allows it).
-fn acquire_srk(ctx: &mut Context) -> Result<(KeyHandle, Vec<u8>), TpmError> {
+/// (persisted when the owner hierarchy allows it and `mode` is
+/// [`SrkMode::CreateAndPersist`]).
+fn acquire_srk(ctx: &mut Context, mode: SrkMode) -> Result<(KeyHandle, Vec<u8>), TpmError> {
     let persistent = list_handles(ctx, SRK_PERSISTENT_HANDLE, "looking for the persistent SRK")?
         .contains(&SRK_PERSISTENT_HANDLE);
     let tpm_handle = PersistentTpmHandle::new(SRK_PERSISTENT_HANDLE)
@@ -927,6 +1200,13 @@ fn acquire_srk(ctx: &mut Context) -> Result<(KeyHandle, Vec<u8>), TpmError> {
         .key_handle;
     let (_, name, _) = ctx.read_public(primary).map_err(tss("reading the SRK"))?;
     let name = name.value().to_vec();
+    if mode == SrkMode::FindOnly {
+        tracing::info!(
+            "no persistent SRK at 0x81000001; recreated it as a transient object to compare \
+             its name (nothing persisted)"
+        );
+        return Ok((primary, name));
+    }
     let evicted = ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
         ctx.evict_control(
             Provision::Owner,
@@ -937,14 +1217,14 @@ fn acquire_srk(ctx: &mut Context) -> Result<(KeyHandle, Vec<u8>), TpmError> {
     match evicted {
         Ok(obj) => {
             if let Err(e) = ctx.flush_context(primary.into()) {
-                tracing::warn!(error = %e, "flushing the transient SRK failed");
+                tracing::warn!(error = %rc::Described(&e), "flushing the transient SRK failed");
             }
             tracing::info!("created the SRK and persisted it at 0x81000001");
             Ok((KeyHandle::from(obj), name))
         }
         Err(e) => {
             tracing::warn!(
-                error = %e,
+                error = %rc::Described(&e),
                 "cannot persist the SRK at 0x81000001 (owner auth set?); \
                  using a transient SRK, recreated at each start"
             );

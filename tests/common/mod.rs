@@ -88,6 +88,33 @@ pub struct Swtpm {
     dir: tempfile::TempDir,
 }
 
+/// Starts swtpm on `dir` and `port` (and `port + 1`); None if it does not listen in time.
+fn spawn_swtpm(dir: &Path, port: u16) -> Option<Child> {
+    let mut child = Command::new("swtpm")
+        .arg("socket")
+        .arg("--tpm2")
+        .arg("--tpmstate")
+        .arg(format!("dir={}", dir.display()))
+        .arg("--server")
+        .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+        .arg("--ctrl")
+        .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+        .arg("--flags")
+        .arg("not-need-init,startup-clear")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn swtpm (apt-get install swtpm)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    if wait_for_port(&mut child, port + 1, deadline) && wait_for_port(&mut child, port, deadline) {
+        return Some(child);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 impl Swtpm {
     pub fn start() -> Swtpm {
         // libtss2 in this process (tests that use the TPM layer directly) stays quiet.
@@ -97,32 +124,48 @@ impl Swtpm {
         for _attempt in 0..10 {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = pick_ports();
-            let mut child = Command::new("swtpm")
-                .arg("socket")
-                .arg("--tpm2")
-                .arg("--tpmstate")
-                .arg(format!("dir={}", dir.path().display()))
-                .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg("--flags")
-                .arg("not-need-init,startup-clear")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn swtpm (apt-get install swtpm)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            if wait_for_port(&mut child, port + 1, deadline)
-                && wait_for_port(&mut child, port, deadline)
-            {
+            if let Some(child) = spawn_swtpm(dir.path(), port) {
                 return Swtpm { child, port, dir };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("could not start swtpm");
+    }
+
+    /// Pid of the swtpm process (to SIGSTOP/SIGCONT it).
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `signal` to swtpm (SIGSTOP: a hung TPM; SIGCONT: it resumes).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), signal).expect("signal swtpm");
+    }
+
+    /// SIGKILL and wait: the TPM disappears (its state dir stays).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills swtpm and starts it again on the same state dir and ports (a TPM restart).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = poll(
+            "swtpm to restart on its ports",
+            Duration::from_secs(30),
+            || spawn_swtpm(self.dir.path(), self.port),
+        );
+    }
+
+    /// Kills swtpm and starts a fresh one (new, empty state: another TPM) on the same ports.
+    pub fn replace_with_other_tpm(&mut self) {
+        self.kill();
+        self.dir = tempfile::tempdir().expect("tempdir");
+        self.child = poll(
+            "a new swtpm on the same ports",
+            Duration::from_secs(30),
+            || spawn_swtpm(self.dir.path(), self.port),
+        );
     }
 
     pub fn tcti(&self) -> String {
@@ -156,6 +199,8 @@ pub struct KmsdOptions {
     pub tpm: String,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// Extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A directory for one kmsd: state dir, socket, config, clock file, log.
@@ -249,6 +294,7 @@ impl Kmsd {
             .arg(dir.clock_file())
             .args(&options.args)
             .env("TSS2_LOG", "all+NONE")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
