@@ -8,13 +8,17 @@
 //! group-commit writer thread, [`verify`] checks files, `kmsctl audit query` (in kmsctl) filters them. Formats: docs/audit-format.md; operator guide: the README, "Audit trail".
 
 pub mod chain;
+pub mod head;
 pub mod record;
 pub mod verify;
 mod writer;
 
 pub use chain::MacKey;
+pub use head::{Expected, StoredHead};
 pub use record::{AuditRecord, UserIdentity};
-pub use verify::{Head, Problem, ProblemKind, UnresolvedChange, VerifyOptions, VerifyReport};
+pub use verify::{
+    Head, Problem, ProblemKind, StoredHeadCheck, UnresolvedChange, VerifyOptions, VerifyReport,
+};
 
 use crate::clock::Clock;
 use crate::config::{AuditConfig, OnFailure};
@@ -31,6 +35,12 @@ use tokio::sync::oneshot;
 /// How long a change waits for its intent record to be durable before it is refused.
 const INTENT_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The operator's override for a trail that ends before the durable head: set to the head's
+/// sequence number (the one the refusal names), kmsd continues the chain from where the
+/// trail ends and says so in its start record (`acceptedCut`). Naming the number makes the
+/// override good for that one cut only.
+pub const ACCEPT_CUT_ENV: &str = "KMSD_AUDIT_ACCEPT_CUT";
+
 /// The resolved settings the writer runs with.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
@@ -44,6 +54,8 @@ pub struct AuditSettings {
     pub to_log: bool,
     pub region: String,
     pub account_id: String,
+    /// The state dir, whose key database keeps the durable head (`meta` row `audit-head`).
+    pub state_dir: PathBuf,
 }
 
 impl AuditSettings {
@@ -60,6 +72,7 @@ impl AuditSettings {
             to_log: config.to_log,
             region: region.to_string(),
             account_id: account_id.to_string(),
+            state_dir: state_dir.to_path_buf(),
         }
     }
 }
@@ -76,6 +89,10 @@ pub enum AuditError {
     Tail { file: PathBuf, reason: String },
     #[error("the audit trail cannot be written: {0}")]
     Unavailable(String),
+    #[error("audit trail: {0}")]
+    Cut(String),
+    #[error("audit trail: the durable head in the key database cannot be used: {0}")]
+    Head(String),
 }
 
 /// State shared between the request side and the writer thread.
@@ -86,6 +103,26 @@ struct Shared {
     failures: AtomicU64,
     written: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The writer's own connection to the key database, for the durable head.
+    head_store: Mutex<head::HeadStore>,
+}
+
+impl Shared {
+    /// Records the current in-memory head in the key database: lazily (no fsync) after a
+    /// batch, durably at checkpoints, start and stop. Reading the head under the store's
+    /// lock keeps the row from going backwards. Failures are logged by the head store.
+    fn persist_head(&self, key: &MacKey, durable: bool, stopped: bool) -> Result<(), String> {
+        let mut store = self
+            .head_store
+            .lock()
+            .map_err(|_| "the audit head store lock is poisoned".to_string())?;
+        let head = self
+            .head
+            .lock()
+            .map(|head| head.clone())
+            .map_err(|_| "the audit head lock is poisoned".to_string())?;
+        store.write(StoredHead::of(&head, stopped), durable, key)
+    }
 }
 
 /// The audit trail of a running daemon.
@@ -109,8 +146,23 @@ impl std::fmt::Debug for AuditTrail {
 impl AuditTrail {
     /// Resumes (or starts) the chain in `settings.dir`, writes the start record and starts
     /// the writer thread.
+    ///
+    /// Before the chain resumes, the trail must reach the durable head kept in the key
+    /// database and its highest committed intent record; a cut trail is refused (see
+    /// [`ACCEPT_CUT_ENV`]).
     pub fn open(settings: AuditSettings, key: MacKey, clock: Clock) -> Result<Self, AuditError> {
         let key = Arc::new(key);
+        let head_store = head::HeadStore::open(&settings.state_dir)
+            .map_err(|err| AuditError::Head(err.to_string()))?;
+        let expected = head_store.expected(&key).map_err(AuditError::Head)?;
+        let accept_cut = match std::env::var(ACCEPT_CUT_ENV) {
+            Ok(value) => Some(value.trim().parse::<u64>().map_err(|_| {
+                AuditError::Cut(format!(
+                    "{ACCEPT_CUT_ENV}={value:?} is not a sequence number (set it to the head sequence the refusal names)"
+                ))
+            })?),
+            Err(_) => None,
+        };
         let shared = Arc::new(Shared {
             head: Mutex::new(Head {
                 sequence: 0,
@@ -122,12 +174,17 @@ impl AuditTrail {
             failures: AtomicU64::new(0),
             written: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            head_store: Mutex::new(head_store),
         });
         let writer = writer::Writer::start(
             settings.clone(),
             Arc::clone(&key),
             Arc::clone(&shared),
             clock,
+            writer::StartChecks {
+                expected,
+                accept_cut,
+            },
         )?;
         let (jobs, receiver) = mpsc::channel();
         std::thread::Builder::new()
@@ -210,6 +267,13 @@ impl AuditTrail {
         }
     }
 
+    /// Records the head durably with `stopped: true` (shutdown, after the last request):
+    /// whatever follows it in the trail at the next start was not written by kmsd.
+    /// Blocking (one fsync).
+    pub fn close(&self) -> Result<(), String> {
+        self.shared.persist_head(&self.key, true, true)
+    }
+
     /// Records that could not be written since start (for metrics).
     pub fn write_failures(&self) -> u64 {
         self.shared.failures.load(Ordering::Relaxed)
@@ -251,21 +315,39 @@ impl AuditTrail {
                 &files,
                 &VerifyOptions {
                     key: Some(&self.key),
-                    from_genesis: false,
-                    head: None,
+                    ..VerifyOptions::default()
                 },
             ),
             None => {
+                // The in-memory head is at least as new as the stored one; the highest
+                // committed intent comes from the key database.
                 let head = self.head();
+                let highest_intent = self
+                    .shared
+                    .head_store
+                    .lock()
+                    .map_err(|_| "the audit head store lock is poisoned".to_string())
+                    .and_then(|store| store.highest_intent());
                 let files = verify::list_files(&self.settings.dir).unwrap_or_default();
-                verify::verify_files(
+                let mut report = verify::verify_files(
                     &files,
                     &VerifyOptions {
                         key: Some(&self.key),
                         from_genesis: true,
                         head: Some(head),
+                        expected: highest_intent.as_ref().ok().map(|highest| Expected {
+                            head: None,
+                            highest_intent: *highest,
+                        }),
+                        torn_end_ok: false,
                     },
-                )
+                );
+                if let Err(reason) = highest_intent {
+                    report.warnings.push(format!(
+                        "the key database could not be read ({reason}): the trail was not compared with its committed changes"
+                    ));
+                }
+                report
             }
         };
         report.resolve_changes(committed);
@@ -274,7 +356,9 @@ impl AuditTrail {
 }
 
 /// Offline verification (hash chain only, no MACs): `files` in order, or, when empty, every
-/// file of `dir` from the first record of the trail.
+/// file of `dir` from the first record of the trail; then, when the key database is next to
+/// the directory (`<state_dir>/audit`, `<state_dir>/kmsd.db`) and readable, the end of the
+/// trail against its audit head (MAC not checked: no key) and highest committed intent.
 pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, AuditError> {
     let (files, from_genesis) = if files.is_empty() {
         let listed = verify::list_files(dir).map_err(|source| AuditError::Io {
@@ -285,14 +369,37 @@ pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, Aud
     } else {
         (files.to_vec(), false)
     };
+    let (expected, note) = if from_genesis {
+        match head::read_offline(dir) {
+            Ok(Some((_, expected))) => (Some(expected), None),
+            Ok(None) => (
+                None,
+                Some(format!(
+                    "no key database next to {} (expected in its parent directory): the end of the trail was not compared with the durable head",
+                    dir.display()
+                )),
+            ),
+            Err(reason) => (
+                None,
+                Some(format!(
+                    "the key database could not be read ({reason}): the end of the trail was not compared with the durable head"
+                )),
+            ),
+        }
+    } else {
+        (None, None)
+    };
     let mut report = verify::verify_files(
         &files,
         &VerifyOptions {
             key: None,
             from_genesis,
             head: None,
+            expected,
+            torn_end_ok: false,
         },
     );
+    report.warnings.extend(note);
     report.resolve_changes(&|_| None);
     Ok(report)
 }

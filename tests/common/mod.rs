@@ -154,6 +154,8 @@ pub struct KmsdOptions {
     pub tpm: String,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 /// A directory for one kmsd: state dir, socket, config, clock file, log.
@@ -247,6 +249,7 @@ impl Kmsd {
             .arg(dir.clock_file())
             .args(&options.args)
             .env("TSS2_LOG", "all+NONE")
+            .envs(options.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
