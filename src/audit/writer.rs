@@ -255,19 +255,6 @@ fn check_start(
         }
         return Ok(None);
     };
-    if stored.stopped {
-        let path = dir.join(&stored.file);
-        let len = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
-        if len != stored.len {
-            return Err(AuditError::Cut(format!(
-                "kmsd stopped cleanly after record {} with {} at {} bytes, but it is now {len} bytes: it was {} while kmsd was stopped. Run `kmsctl audit verify --offline` to see the damage; move the added bytes away (keep them as evidence) to start",
-                stored.sequence,
-                path.display(),
-                stored.len,
-                if len > stored.len { "appended to" } else { "cut" }
-            )));
-        }
-    }
     // MACs and chain from the file holding the head's record to the end.
     let files = list_files(dir).map_err(|err| io_err(dir, err))?;
     let from = files
@@ -297,6 +284,23 @@ fn check_start(
                 problem.message
             ),
         });
+    }
+    if stored.stopped {
+        let path = dir.join(&stored.file);
+        let len = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+        if len != stored.len {
+            let (what, remedy) = if len > stored.len {
+                ("appended to", "move the added bytes away (keep them as evidence)")
+            } else {
+                ("cut", "restore it from a copy")
+            };
+            return Err(AuditError::Cut(format!(
+                "kmsd stopped cleanly after record {} with {} at {} bytes, but it is now {len} bytes: it was {what} while kmsd was stopped. Run `kmsctl audit verify --offline` to see the damage; {remedy} to start",
+                stored.sequence,
+                path.display(),
+                stored.len,
+            )));
+        }
     }
     Ok(None)
 }
