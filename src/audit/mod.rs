@@ -103,8 +103,9 @@ struct Shared {
     failures: AtomicU64,
     written: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// The writer's own connection to the key database, for the durable head.
-    head_store: Mutex<head::HeadStore>,
+    /// The writer's own connection to the key database, for the durable head (None once
+    /// closed at shutdown).
+    head_store: Mutex<Option<head::HeadStore>>,
 }
 
 impl Shared {
@@ -112,10 +113,14 @@ impl Shared {
     /// batch, durably at checkpoints, start and stop. Reading the head under the store's
     /// lock keeps the row from going backwards. Failures are logged by the head store.
     fn persist_head(&self, key: &MacKey, durable: bool, stopped: bool) -> Result<(), String> {
-        let mut store = self
+        let mut guard = self
             .head_store
             .lock()
             .map_err(|_| "the audit head store lock is poisoned".to_string())?;
+        let Some(store) = guard.as_mut() else {
+            // Closed at shutdown: the clean stop was the last word.
+            return Ok(());
+        };
         let head = self
             .head
             .lock()
@@ -174,7 +179,7 @@ impl AuditTrail {
             failures: AtomicU64::new(0),
             written: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            head_store: Mutex::new(head_store),
+            head_store: Mutex::new(Some(head_store)),
         });
         let writer = writer::Writer::start(
             settings.clone(),
@@ -269,9 +274,14 @@ impl AuditTrail {
 
     /// Records the head durably with `stopped: true` (shutdown, after the last request):
     /// whatever follows it in the trail at the next start was not written by kmsd.
-    /// Blocking (one fsync).
+    /// Then closes the writer's database connection (so the last connection to close
+    /// checkpoints the WAL), after which the head is no longer updated. Blocking (one fsync).
     pub fn close(&self) -> Result<(), String> {
-        self.shared.persist_head(&self.key, true, true)
+        let written = self.shared.persist_head(&self.key, true, true);
+        if let Ok(mut store) = self.shared.head_store.lock() {
+            store.take();
+        }
+        written
     }
 
     /// Records that could not be written since start (for metrics).
@@ -327,7 +337,10 @@ impl AuditTrail {
                     .head_store
                     .lock()
                     .map_err(|_| "the audit head store lock is poisoned".to_string())
-                    .and_then(|store| store.highest_intent());
+                    .and_then(|store| match store.as_ref() {
+                        Some(store) => store.highest_intent(),
+                        None => Err("the head store is closed (kmsd is stopping)".into()),
+                    });
                 let files = verify::list_files(&self.settings.dir).unwrap_or_default();
                 let mut report = verify::verify_files(
                     &files,
