@@ -28,7 +28,7 @@ use crate::request::{
 use record::ArnContext;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -106,7 +106,21 @@ struct Shared {
     /// The writer's own connection to the key database, for the durable head (None once
     /// closed at shutdown).
     head_store: Mutex<Option<head::HeadStore>>,
+    /// Head updates asked of the head thread, and its wake-up.
+    head_request: Mutex<HeadRequest>,
+    head_wake: Condvar,
 }
+
+/// What the writer asks of the head thread (coalesced: only the newest head is written).
+#[derive(Debug, Default)]
+struct HeadRequest {
+    dirty: bool,
+    durable: bool,
+    stop: bool,
+}
+
+/// How long the head thread sleeps between looks when nothing wakes it.
+const HEAD_IDLE: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// Records the current in-memory head in the key database: lazily (no fsync) after a
@@ -127,6 +141,59 @@ impl Shared {
             .map(|head| head.clone())
             .map_err(|_| "the audit head lock is poisoned".to_string())?;
         store.write(StoredHead::of(&head, stopped), durable, key)
+    }
+
+    /// Asks the head thread to record the current head (the writer does not wait for it).
+    fn request_head(&self, durable: bool) {
+        let mut request = self
+            .head_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        request.dirty = true;
+        request.durable |= durable;
+        self.head_wake.notify_one();
+    }
+
+    /// Ends the head thread after its pending write.
+    fn stop_head_thread(&self) {
+        let mut request = self
+            .head_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        request.stop = true;
+        self.head_wake.notify_one();
+    }
+}
+
+/// The head thread: writes the newest head to the key database whenever the writer asks,
+/// off the writer's path (a batch never waits for it; several batches coalesce into one
+/// write), until stopped.
+fn head_loop(shared: Arc<Shared>, key: Arc<MacKey>) {
+    loop {
+        let (dirty, durable, stop) = {
+            let mut request = shared
+                .head_request
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            while !request.dirty && !request.stop {
+                request = shared
+                    .head_wake
+                    .wait_timeout(request, HEAD_IDLE)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+            let taken = (request.dirty, request.durable, request.stop);
+            request.dirty = false;
+            request.durable = false;
+            taken
+        };
+        if dirty {
+            // Failures are logged by the head store.
+            let _ = shared.persist_head(&key, durable, false);
+        }
+        if stop {
+            return;
+        }
     }
 }
 
@@ -180,6 +247,8 @@ impl AuditTrail {
             written: AtomicU64::new(0),
             last_error: Mutex::new(None),
             head_store: Mutex::new(Some(head_store)),
+            head_request: Mutex::new(HeadRequest::default()),
+            head_wake: Condvar::new(),
         });
         let writer = writer::Writer::start(
             settings.clone(),
@@ -192,6 +261,17 @@ impl AuditTrail {
             },
         )?;
         let (jobs, receiver) = mpsc::channel();
+        {
+            let shared = Arc::clone(&shared);
+            let key = Arc::clone(&key);
+            std::thread::Builder::new()
+                .name("kmsd-audit-head".into())
+                .spawn(move || head_loop(shared, key))
+                .map_err(|err| AuditError::Io {
+                    path: settings.dir.clone(),
+                    source: err,
+                })?;
+        }
         std::thread::Builder::new()
             .name("kmsd-audit".into())
             .spawn(move || writer.run(receiver))
@@ -281,6 +361,7 @@ impl AuditTrail {
         if let Ok(mut store) = self.shared.head_store.lock() {
             store.take();
         }
+        self.shared.stop_head_thread();
         written
     }
 

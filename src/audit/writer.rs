@@ -290,7 +290,10 @@ fn check_start(
         let len = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
         if len != stored.len {
             let (what, remedy) = if len > stored.len {
-                ("appended to", "move the added bytes away (keep them as evidence)")
+                (
+                    "appended to",
+                    "move the added bytes away (keep them as evidence)",
+                )
             } else {
                 ("cut", "restore it from a copy")
             };
@@ -421,7 +424,10 @@ impl Writer {
                     }
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.shared.stop_head_thread();
+                    return;
+                }
             };
             let mut batch = vec![first];
             // Group commit: gather what arrives until the next fsync is allowed.
@@ -459,19 +465,20 @@ impl Writer {
             for (index, waiter) in waiters.into_iter().enumerate() {
                 waiter.send(result.clone().map(|first| first + index as u64));
             }
-            // After the answers, so the batch's requests do not wait for it.
+            // After the answers; the head thread writes it, so no batch waits for it.
             if result.is_ok() {
                 self.record_head();
             }
         }
     }
 
-    /// Records the head in the key database: durably after a checkpoint, otherwise without
-    /// waiting for the disk (see [`super::head`]). A failure is logged (by the head store)
-    /// and only widens the window in which records can be cut unnoticed.
+    /// Has the head recorded in the key database by the head thread: durably after a
+    /// checkpoint, otherwise without waiting for the disk (see [`super::head`]). A failure is
+    /// logged (by the head store) and only widens the window in which records can be cut
+    /// unnoticed.
     fn record_head(&mut self) {
         let durable = std::mem::take(&mut self.head_sync_due);
-        let _ = self.shared.persist_head(&self.key, durable, false);
+        self.shared.request_head(durable);
     }
 
     fn failed(&self, count: usize, reason: &str) {
