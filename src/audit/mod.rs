@@ -106,6 +106,10 @@ struct Shared {
     /// The writer's own connection to the key database, for the durable head (None once
     /// closed at shutdown).
     head_store: Mutex<Option<head::HeadStore>>,
+    /// Set when the writer stopped writing with bytes of unknown state in its file (a failed
+    /// fsync or roll-back): the stop is then not recorded as clean, whose exact file length
+    /// the next start would insist on.
+    untidy: AtomicBool,
     /// Head updates asked of the head thread, and its wake-up.
     head_request: Mutex<HeadRequest>,
     head_wake: Condvar,
@@ -247,6 +251,7 @@ impl AuditTrail {
             written: AtomicU64::new(0),
             last_error: Mutex::new(None),
             head_store: Mutex::new(Some(head_store)),
+            untidy: AtomicBool::new(false),
             head_request: Mutex::new(HeadRequest::default()),
             head_wake: Condvar::new(),
         });
@@ -357,7 +362,8 @@ impl AuditTrail {
     /// Then closes the writer's database connection (so the last connection to close
     /// checkpoints the WAL), after which the head is no longer updated. Blocking (one fsync).
     pub fn close(&self) -> Result<(), String> {
-        let written = self.shared.persist_head(&self.key, true, true);
+        let clean = !self.shared.untidy.load(Ordering::SeqCst);
+        let written = self.shared.persist_head(&self.key, true, clean);
         if let Ok(mut store) = self.shared.head_store.lock() {
             store.take();
         }

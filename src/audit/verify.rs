@@ -712,20 +712,47 @@ impl VerifyReport {
             out.push_str("  end of trail: compared with kmsd's durable head\n");
         }
         if let Some(stored) = &self.stored_head {
-            out.push_str(&format!(
-                "  end of trail: compared with the key database's audit head (record {}{}) and highest committed change (intent record {})\n",
-                stored
-                    .sequence
-                    .map_or_else(|| "none yet".to_string(), |seq| seq.to_string()),
-                if stored.mac_checked { "" } else { ", its MAC not checked offline" },
-                stored
-                    .highest_intent
-                    .map_or_else(|| "none".to_string(), |seq| seq.to_string()),
-            ));
+            let intent = stored
+                .highest_intent
+                .map_or_else(|| "none".to_string(), |seq| seq.to_string());
+            out.push_str(&match (stored.sequence, stored.mac_checked) {
+                (Some(seq), mac_checked) => format!(
+                    "  end of trail: compared with the key database's audit head (record {seq}{}) and newest committed change (intent record {intent})\n",
+                    if mac_checked { "" } else { ", its MAC not checked offline" }
+                ),
+                (None, true) => format!(
+                    "  end of trail: compared with the newest change the key database committed (intent record {intent})\n"
+                ),
+                (None, false) => format!(
+                    "  end of trail: the key database holds no audit head yet; compared with its newest committed change (intent record {intent})\n"
+                ),
+            });
         }
         for warning in &self.warnings {
             out.push_str(&format!("  warning: {warning}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_announce_their_first_sequence() {
+        assert_eq!(
+            named_sequence(Path::new("/x/audit-000000000042.jsonl")),
+            Some(42)
+        );
+        assert_eq!(named_sequence(Path::new(&file_name(7))), Some(7));
+        for other in [
+            "audit-42.jsonl",
+            "audit-00000000004x.jsonl",
+            "copy.jsonl",
+            "audit-000000000042.json",
+        ] {
+            assert_eq!(named_sequence(Path::new(other)), None, "{other}");
+        }
     }
 }

@@ -560,6 +560,7 @@ impl Writer {
                 .set_len(self.file_len)
                 .and_then(|()| self.file.sync_data())
             {
+                self.shared.untidy.store(true, Ordering::SeqCst);
                 self.poisoned = Some(format!(
                     "audit file {} could not be cut back after a failed write ({cut}); restart kmsd to recover",
                     self.path.display()
@@ -576,6 +577,7 @@ impl Writer {
                 "cannot fsync audit file {}: {err}; restart kmsd to recover",
                 self.path.display()
             );
+            self.shared.untidy.store(true, Ordering::SeqCst);
             self.poisoned = Some(reason.clone());
             return Err(reason);
         }
