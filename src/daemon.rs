@@ -419,9 +419,19 @@ fn access_settings(section: &AccessSection) -> AccessSettings {
 /// dropped. The usage ledger adds its flush here.
 async fn flush_observers(audit: Option<Arc<AuditTrail>>, metering: Arc<Metering>) {
     // Every audit record is durable before its response is sent, so nothing is pending
-    // here; dropping the last handle lets the writer thread finish. (A closing record or
-    // checkpoint at shutdown would be written here.)
-    drop(audit);
+    // here; the head is recorded durably as a clean stop (nothing may follow it at the next
+    // start), then dropping the last handle lets the writer thread finish.
+    if let Some(audit) = audit {
+        let closing = tokio::task::spawn_blocking(move || audit.close());
+        match tokio::time::timeout(Duration::from_secs(10), closing).await {
+            Ok(Ok(Ok(()))) => tracing::info!("audit head recorded (clean stop)"),
+            Ok(Ok(Err(err))) => {
+                tracing::error!(error = %err, "the audit head could not be recorded at shutdown");
+            }
+            Ok(Err(err)) => tracing::error!(error = %err, "the audit head task failed at shutdown"),
+            Err(_) => tracing::error!("the audit head was not recorded within 10 s at shutdown"),
+        }
+    }
     // Last flush of the usage ledger: after the drain, so every answered request counts.
     match tokio::task::spawn_blocking(move || metering.flush()).await {
         Ok(Ok(())) => tracing::info!("usage ledger flushed"),

@@ -485,7 +485,11 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
     std::fs::write(&newest, &saved[..keep]).unwrap();
     let report = verify_online(&fx.kmsd.socket);
     assert_eq!(report["problem"]["kind"], "truncated", "{report}");
-    std::fs::write(&newest, &saved).unwrap();
+    // Put the record back, keeping the record of that verification (kmsd appended it after
+    // the cut).
+    let appended = std::fs::read(&newest).unwrap()[keep..].to_vec();
+    std::fs::write(&newest, [saved.as_slice(), appended.as_slice()].concat()).unwrap();
+    assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
     fx.kmsd.stop();
     copy_dir(&dir, &pristine);
     assert_eq!(verify_offline(&pristine)["ok"], true);
@@ -601,10 +605,23 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             }
         });
     }
+    // Without the key database next to it the forgery keeps the chain; with it, the record
+    // the stored audit head names no longer has its hash.
+    let copy = fx.dir.root.path().join("rechained");
+    copy_dir(&dir, &copy);
     assert_eq!(
-        verify_offline(&dir)["ok"],
+        verify_offline(&copy)["ok"],
         true,
         "the forgery keeps the chain"
+    );
+    let report = verify_offline(&dir);
+    assert_eq!(report["problem"]["kind"], "chainBroken", "{report}");
+    assert!(
+        report["problem"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("audit head in the key database"),
+        "{report}"
     );
     let refused = Kmsd::try_start(&fx.tpm, &fx.dir, options(SMALL_FILES))
         .err()

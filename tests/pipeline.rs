@@ -291,10 +291,11 @@ async fn a_failed_audit_write_leaves_no_committed_change() {
         return;
     };
     let audit_dir = mount.join("audit");
-    let mut fx = Fixture::start_with(KmsdOptions {
+    let options = KmsdOptions {
         config: format!("[audit]\ndir = \"{}\"\n", audit_dir.display()),
         ..KmsdOptions::default()
-    });
+    };
+    let mut fx = Fixture::start_with(options.clone());
     let client = fx.client();
     let key = create_key(&client).await;
     let before = ok(&client, "ListKeys", json!({})).await["Keys"]
@@ -312,8 +313,11 @@ async fn a_failed_audit_write_leaves_no_committed_change() {
     )
     .await;
     let _ = std::fs::remove_file(mount.join("filler"));
-    // A restart recovers the trail (a failed fsync poisons the writer until then).
-    fx.restart();
+    // A restart recovers the trail (a failed fsync poisons the writer until then). The same
+    // audit directory: started on another (empty) one, kmsd would refuse, as the key
+    // database's audit head says the trail goes further.
+    fx.kmsd.stop();
+    fx.kmsd = Kmsd::start_with(&fx.tpm, &fx.dir, options);
     let client = fx.client();
     let keys = ok(&client, "ListKeys", json!({})).await["Keys"]
         .as_array()

@@ -53,6 +53,27 @@ impl MacKey {
     }
 }
 
+impl MacKey {
+    /// HMAC-SHA256 (hex) of `body` in the domain `label` (`label || 0x00 || body`), for
+    /// values other than records (the durable head row in the key database).
+    pub fn tag(&self, label: &[u8], body: &[u8]) -> String {
+        hex::encode(self.mac(&labelled(label, body)))
+    }
+
+    /// Whether `tag_hex` is [`MacKey::tag`] of `body` in the domain `label`.
+    pub fn check_tag(&self, label: &[u8], body: &[u8], tag_hex: &str) -> bool {
+        unhex32(tag_hex.as_bytes()).is_some_and(|tag| self.check(&labelled(label, body), &tag))
+    }
+}
+
+fn labelled(label: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(label.len() + 1 + body.len());
+    data.extend_from_slice(label);
+    data.push(0);
+    data.extend_from_slice(body);
+    data
+}
+
 impl std::fmt::Debug for MacKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MacKey(redacted)")

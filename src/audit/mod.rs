@@ -8,13 +8,17 @@
 //! group-commit writer thread, [`verify`] checks files, `kmsctl audit query` (in kmsctl) filters them. Formats: docs/audit-format.md; operator guide: the README, "Audit trail".
 
 pub mod chain;
+pub mod head;
 pub mod record;
 pub mod verify;
 mod writer;
 
 pub use chain::MacKey;
+pub use head::{Expected, StoredHead};
 pub use record::{AuditRecord, UserIdentity};
-pub use verify::{Head, Problem, ProblemKind, UnresolvedChange, VerifyOptions, VerifyReport};
+pub use verify::{
+    Head, Problem, ProblemKind, StoredHeadCheck, UnresolvedChange, VerifyOptions, VerifyReport,
+};
 
 use crate::clock::Clock;
 use crate::config::{AuditConfig, OnFailure};
@@ -24,12 +28,18 @@ use crate::request::{
 use record::ArnContext;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// How long a change waits for its intent record to be durable before it is refused.
 const INTENT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The operator's override for a trail that ends before the durable head: set to the head's
+/// sequence number (the one the refusal names), kmsd continues the chain from where the
+/// trail ends and says so in its start record (`acceptedCut`). Naming the number makes the
+/// override good for that one cut only.
+pub const ACCEPT_CUT_ENV: &str = "KMSD_AUDIT_ACCEPT_CUT";
 
 /// The resolved settings the writer runs with.
 #[derive(Debug, Clone)]
@@ -54,6 +64,8 @@ pub struct AuditSettings {
     pub region: String,
     /// Account part of the ARNs in records.
     pub account_id: String,
+    /// The state dir, whose key database keeps the durable head (`meta` row `audit-head`).
+    pub state_dir: PathBuf,
 }
 
 impl AuditSettings {
@@ -70,6 +82,7 @@ impl AuditSettings {
             to_log: config.to_log,
             region: region.to_string(),
             account_id: account_id.to_string(),
+            state_dir: state_dir.to_path_buf(),
         }
     }
 }
@@ -96,6 +109,12 @@ pub enum AuditError {
     /// The writer is broken or gone; the reason is for the log.
     #[error("the audit trail cannot be written: {0}")]
     Unavailable(String),
+    /// The trail ends before the durable head (records or files were removed).
+    #[error("audit trail: {0}")]
+    Cut(String),
+    /// The durable head row is missing its MAC or cannot be read.
+    #[error("audit trail: the durable head in the key database cannot be used: {0}")]
+    Head(String),
 }
 
 /// State shared between the request side and the writer thread.
@@ -106,6 +125,102 @@ struct Shared {
     failures: AtomicU64,
     written: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The writer's own connection to the key database, for the durable head (None once
+    /// closed at shutdown).
+    head_store: Mutex<Option<head::HeadStore>>,
+    /// Set when the writer stopped writing with bytes of unknown state in its file (a failed
+    /// fsync or roll-back): the stop is then not recorded as clean, whose exact file length
+    /// the next start would insist on.
+    untidy: AtomicBool,
+    /// Head updates asked of the head thread, and its wake-up.
+    head_request: Mutex<HeadRequest>,
+    head_wake: Condvar,
+}
+
+/// What the writer asks of the head thread (coalesced: only the newest head is written).
+#[derive(Debug, Default)]
+struct HeadRequest {
+    dirty: bool,
+    durable: bool,
+    stop: bool,
+}
+
+/// How long the head thread sleeps between looks when nothing wakes it.
+const HEAD_IDLE: Duration = Duration::from_secs(1);
+
+impl Shared {
+    /// Records the current in-memory head in the key database: lazily (no fsync) after a
+    /// batch, durably at checkpoints, start and stop. Reading the head under the store's
+    /// lock keeps the row from going backwards. Failures are logged by the head store.
+    fn persist_head(&self, key: &MacKey, durable: bool, stopped: bool) -> Result<(), String> {
+        let mut guard = self
+            .head_store
+            .lock()
+            .map_err(|_| "the audit head store lock is poisoned".to_string())?;
+        let Some(store) = guard.as_mut() else {
+            // Closed at shutdown: the clean stop was the last word.
+            return Ok(());
+        };
+        let head = self
+            .head
+            .lock()
+            .map(|head| head.clone())
+            .map_err(|_| "the audit head lock is poisoned".to_string())?;
+        store.write(StoredHead::of(&head, stopped), durable, key)
+    }
+
+    /// Asks the head thread to record the current head (the writer does not wait for it).
+    fn request_head(&self, durable: bool) {
+        let mut request = self
+            .head_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        request.dirty = true;
+        request.durable |= durable;
+        self.head_wake.notify_one();
+    }
+
+    /// Ends the head thread after its pending write.
+    fn stop_head_thread(&self) {
+        let mut request = self
+            .head_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        request.stop = true;
+        self.head_wake.notify_one();
+    }
+}
+
+/// The head thread: writes the newest head to the key database whenever the writer asks,
+/// off the writer's path (a batch never waits for it; several batches coalesce into one
+/// write), until stopped.
+fn head_loop(shared: Arc<Shared>, key: Arc<MacKey>) {
+    loop {
+        let (dirty, durable, stop) = {
+            let mut request = shared
+                .head_request
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            while !request.dirty && !request.stop {
+                request = shared
+                    .head_wake
+                    .wait_timeout(request, HEAD_IDLE)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+            let taken = (request.dirty, request.durable, request.stop);
+            request.dirty = false;
+            request.durable = false;
+            taken
+        };
+        if dirty {
+            // Failures are logged by the head store.
+            let _ = shared.persist_head(&key, durable, false);
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 /// The audit trail of a running daemon.
@@ -129,8 +244,23 @@ impl std::fmt::Debug for AuditTrail {
 impl AuditTrail {
     /// Resumes (or starts) the chain in `settings.dir`, writes the start record and starts
     /// the writer thread.
+    ///
+    /// Before the chain resumes, the trail must reach the durable head kept in the key
+    /// database and its highest committed intent record; a cut trail is refused (see
+    /// [`ACCEPT_CUT_ENV`]).
     pub fn open(settings: AuditSettings, key: MacKey, clock: Clock) -> Result<Self, AuditError> {
         let key = Arc::new(key);
+        let head_store = head::HeadStore::open(&settings.state_dir)
+            .map_err(|err| AuditError::Head(err.to_string()))?;
+        let expected = head_store.expected(&key).map_err(AuditError::Head)?;
+        let accept_cut = match std::env::var(ACCEPT_CUT_ENV) {
+            Ok(value) => Some(value.trim().parse::<u64>().map_err(|_| {
+                AuditError::Cut(format!(
+                    "{ACCEPT_CUT_ENV}={value:?} is not a sequence number (set it to the head sequence the refusal names)"
+                ))
+            })?),
+            Err(_) => None,
+        };
         let shared = Arc::new(Shared {
             head: Mutex::new(Head {
                 sequence: 0,
@@ -142,14 +272,33 @@ impl AuditTrail {
             failures: AtomicU64::new(0),
             written: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            head_store: Mutex::new(Some(head_store)),
+            untidy: AtomicBool::new(false),
+            head_request: Mutex::new(HeadRequest::default()),
+            head_wake: Condvar::new(),
         });
         let writer = writer::Writer::start(
             settings.clone(),
             Arc::clone(&key),
             Arc::clone(&shared),
             clock,
+            writer::StartChecks {
+                expected,
+                accept_cut,
+            },
         )?;
         let (jobs, receiver) = mpsc::channel();
+        {
+            let shared = Arc::clone(&shared);
+            let key = Arc::clone(&key);
+            std::thread::Builder::new()
+                .name("kmsd-audit-head".into())
+                .spawn(move || head_loop(shared, key))
+                .map_err(|err| AuditError::Io {
+                    path: settings.dir.clone(),
+                    source: err,
+                })?;
+        }
         std::thread::Builder::new()
             .name("kmsd-audit".into())
             .spawn(move || writer.run(receiver))
@@ -230,6 +379,20 @@ impl AuditTrail {
         }
     }
 
+    /// Records the head durably with `stopped: true` (shutdown, after the last request):
+    /// whatever follows it in the trail at the next start was not written by kmsd.
+    /// Then closes the writer's database connection (so the last connection to close
+    /// checkpoints the WAL), after which the head is no longer updated. Blocking (one fsync).
+    pub fn close(&self) -> Result<(), String> {
+        let clean = !self.shared.untidy.load(Ordering::SeqCst);
+        let written = self.shared.persist_head(&self.key, true, clean);
+        if let Ok(mut store) = self.shared.head_store.lock() {
+            store.take();
+        }
+        self.shared.stop_head_thread();
+        written
+    }
+
     /// Records that could not be written since start (for metrics).
     pub fn write_failures(&self) -> u64 {
         self.shared.failures.load(Ordering::Relaxed)
@@ -271,21 +434,42 @@ impl AuditTrail {
                 &files,
                 &VerifyOptions {
                     key: Some(&self.key),
-                    from_genesis: false,
-                    head: None,
+                    ..VerifyOptions::default()
                 },
             ),
             None => {
+                // The in-memory head is at least as new as the stored one; the highest
+                // committed intent comes from the key database.
                 let head = self.head();
+                let highest_intent = self
+                    .shared
+                    .head_store
+                    .lock()
+                    .map_err(|_| "the audit head store lock is poisoned".to_string())
+                    .and_then(|store| match store.as_ref() {
+                        Some(store) => store.highest_intent(),
+                        None => Err("the head store is closed (kmsd is stopping)".into()),
+                    });
                 let files = verify::list_files(&self.settings.dir).unwrap_or_default();
-                verify::verify_files(
+                let mut report = verify::verify_files(
                     &files,
                     &VerifyOptions {
                         key: Some(&self.key),
                         from_genesis: true,
                         head: Some(head),
+                        expected: highest_intent.as_ref().ok().map(|highest| Expected {
+                            head: None,
+                            highest_intent: *highest,
+                        }),
+                        torn_end_ok: false,
                     },
-                )
+                );
+                if let Err(reason) = highest_intent {
+                    report.warnings.push(format!(
+                        "the key database could not be read ({reason}): the trail was not compared with its committed changes"
+                    ));
+                }
+                report
             }
         };
         report.resolve_changes(committed);
@@ -294,7 +478,9 @@ impl AuditTrail {
 }
 
 /// Offline verification (hash chain only, no MACs): `files` in order, or, when empty, every
-/// file of `dir` from the first record of the trail.
+/// file of `dir` from the first record of the trail; then, when the key database is next to
+/// the directory (`<state_dir>/audit`, `<state_dir>/kmsd.db`) and readable, the end of the
+/// trail against its audit head (MAC not checked: no key) and highest committed intent.
 pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, AuditError> {
     let (files, from_genesis) = if files.is_empty() {
         let listed = verify::list_files(dir).map_err(|source| AuditError::Io {
@@ -305,14 +491,37 @@ pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, Aud
     } else {
         (files.to_vec(), false)
     };
+    let (expected, note) = if from_genesis {
+        match head::read_offline(dir) {
+            Ok(Some((_, expected))) => (Some(expected), None),
+            Ok(None) => (
+                None,
+                Some(format!(
+                    "no key database next to {} (expected in its parent directory): the end of the trail was not compared with the durable head",
+                    dir.display()
+                )),
+            ),
+            Err(reason) => (
+                None,
+                Some(format!(
+                    "the key database could not be read ({reason}): the end of the trail was not compared with the durable head"
+                )),
+            ),
+        }
+    } else {
+        (None, None)
+    };
     let mut report = verify::verify_files(
         &files,
         &VerifyOptions {
             key: None,
             from_genesis,
             head: None,
+            expected,
+            torn_end_ok: false,
         },
     );
+    report.warnings.extend(note);
     report.resolve_changes(&|_| None);
     Ok(report)
 }

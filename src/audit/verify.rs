@@ -3,6 +3,7 @@
 //! catches truncation of the newest file). Stops at the first problem.
 
 use super::chain::{SealedLine, GENESIS_HASH};
+use super::head::Expected;
 use super::record::START_EVENT;
 use super::MacKey;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,17 @@ pub enum ProblemKind {
     ChainBroken,
     /// A file is shorter than what was written, or ends in the middle of a record.
     Truncated,
+    /// The trail ends before the durable head recorded in the key database (or before the
+    /// intent record of a change the database committed): its newest records were cut off.
+    BehindHead,
+    /// The file holding the durable head (the newest file kmsd wrote) is gone.
+    NewestFileMissing,
+    /// A line after the durable head that kmsd did not write: it fails its MAC, is not a
+    /// record, or follows a clean stop of kmsd.
+    BeyondHead,
+    /// A file's name does not match its first record's sequence number
+    /// (`audit-<first sequence, 12 digits>.jsonl`): records were moved between files.
+    MisnamedFile,
 }
 
 /// The first broken or missing record.
@@ -68,6 +80,9 @@ pub struct VerifyReport {
     pub mac_checked: bool,
     /// Whether the end of the trail was compared with the daemon's durable head.
     pub head_checked: bool,
+    /// What the key database says the trail must reach, when it was compared.
+    #[serde(default)]
+    pub stored_head: Option<StoredHeadCheck>,
     /// Number of trail files read.
     pub files_checked: usize,
     /// Number of records read.
@@ -89,6 +104,18 @@ pub struct VerifyReport {
     /// each, whether the key database has the change, when that could be checked.
     #[serde(default)]
     pub unresolved_changes: Vec<UnresolvedChange>,
+}
+
+/// The comparison with the key database: its audit head and highest committed intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredHeadCheck {
+    /// Sequence of the stored head (None: the database holds no head yet).
+    pub sequence: Option<u64>,
+    /// The highest intent sequence of a committed change.
+    pub highest_intent: Option<u64>,
+    /// Whether the head row's MAC was checked (not offline).
+    pub mac_checked: bool,
 }
 
 /// A change that was recorded as about to be committed, with no outcome on the trail.
@@ -188,6 +215,16 @@ pub fn file_name(first_sequence: u64) -> String {
     format!("audit-{first_sequence:012}.jsonl")
 }
 
+/// The first sequence number a file's name announces (`audit-<12 digits>.jsonl`).
+pub fn named_sequence(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let digits = name.strip_prefix("audit-")?.strip_suffix(".jsonl")?;
+    if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn is_audit_file(path: &Path) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
@@ -206,8 +243,15 @@ pub struct VerifyOptions<'a> {
     /// The trail must start at the first record ever written (sequence 1). True when a whole
     /// directory is verified.
     pub from_genesis: bool,
-    /// Compare the end of the trail with the writer's durable head.
+    /// Compare the end of the trail with the writer's durable head (in memory, online):
+    /// the trail must reach it, and lines after it must be kmsd's (MACs).
     pub head: Option<Head>,
+    /// What the key database says the trail must reach: its stored head (whose record must
+    /// be in the trail with that hash) and the highest committed intent record.
+    pub expected: Option<Expected>,
+    /// An incomplete last line of the last file is not a problem (at start: the torn tail
+    /// the restart is about to recover).
+    pub torn_end_ok: bool,
 }
 
 struct Torn {
@@ -222,6 +266,11 @@ pub fn verify_files(files: &[PathBuf], options: &VerifyOptions<'_>) -> VerifyRep
         ok: false,
         mac_checked: options.key.is_some(),
         head_checked: options.head.is_some(),
+        stored_head: options.expected.as_ref().map(|expected| StoredHeadCheck {
+            sequence: expected.head.as_ref().map(|head| head.sequence),
+            highest_intent: expected.highest_intent,
+            mac_checked: options.key.is_some(),
+        }),
         files_checked: 0,
         records_checked: 0,
         checkpoints: 0,
@@ -246,7 +295,14 @@ fn check(
 ) -> Result<(), Problem> {
     let mut prev: Option<(u64, String)> = None;
     let mut torn: Option<Torn> = None;
-    for path in files {
+    let stored = options.expected.as_ref().and_then(|e| e.head.as_ref());
+    let head_name = options
+        .head
+        .as_ref()
+        .and_then(|head| head.file.file_name().map(|n| n.to_os_string()));
+    // Lines after the in-memory head: (file, line) of the first, for messages.
+    let mut beyond_head = 0u64;
+    for (index, path) in files.iter().enumerate() {
         let file = display_name(path);
         let problem = |kind, line, expected_sequence, message: String| Problem {
             kind,
@@ -255,7 +311,7 @@ fn check(
             expected_sequence,
             message,
         };
-        let mut data = std::fs::read(path).map_err(|err| {
+        let data = std::fs::read(path).map_err(|err| {
             problem(
                 ProblemKind::Unreadable,
                 None,
@@ -264,22 +320,33 @@ fn check(
             )
         })?;
         report.files_checked += 1;
-        if let Some(head) = options.head.as_ref().filter(|head| &head.file == path) {
-            if (data.len() as u64) < head.len {
-                return Err(problem(
-                    ProblemKind::Truncated,
-                    None,
-                    Some(head.sequence),
-                    format!(
-                        "the file is {} bytes but kmsd durably wrote {} bytes to it (up to sequence {}): it was truncated",
-                        data.len(),
-                        head.len,
-                        head.sequence
-                    ),
-                ));
+        let is_last = index + 1 == files.len();
+        // Where lines after the in-memory head start in this file (online only): kmsd may be
+        // writing them right now, so they must be its records (MACs), and an incomplete
+        // last line there is a write in progress.
+        let mut beyond_from: Option<usize> = None;
+        if let Some(head) = options.head.as_ref() {
+            if &head.file == path {
+                if (data.len() as u64) < head.len {
+                    return Err(problem(
+                        ProblemKind::Truncated,
+                        None,
+                        Some(head.sequence),
+                        format!(
+                            "the file is {} bytes but kmsd durably wrote {} bytes to it (up to sequence {}): it was truncated",
+                            data.len(),
+                            head.len,
+                            head.sequence
+                        ),
+                    ));
+                }
+                beyond_from = Some(head.len as usize);
+            } else if head_name
+                .as_deref()
+                .is_some_and(|name| path.file_name().is_some_and(|this| this > name))
+            {
+                beyond_from = Some(0);
             }
-            // Bytes after the durable head belong to records still being written.
-            data.truncate(head.len as usize);
         }
         let file_name = path
             .file_name()
@@ -287,10 +354,19 @@ fn check(
             .unwrap_or_default();
         let mut offset = 0usize;
         let mut line_no = 0u64;
+        let mut first_in_file = true;
         while offset < data.len() {
             line_no += 1;
             let expected = prev.as_ref().map(|(seq, _)| seq + 1);
+            let after_head = beyond_from.is_some_and(|from| offset >= from);
             let Some(end) = data[offset..].iter().position(|b| *b == b'\n') else {
+                if after_head {
+                    report.warnings.push(format!(
+                        "{file_name} ends with {} bytes after kmsd's durable head that are not yet a complete record (a write in progress)",
+                        data.len() - offset
+                    ));
+                    break;
+                }
                 torn = Some(Torn {
                     problem: problem(
                         ProblemKind::Truncated,
@@ -308,14 +384,35 @@ fn check(
             };
             let line = &data[offset..offset + end];
             offset += end + 1;
+            let beyond = |reason: String| {
+                let head = options.head.as_ref().map_or(0, |head| head.sequence);
+                problem(
+                    ProblemKind::BeyondHead,
+                    Some(line_no),
+                    expected,
+                    format!(
+                        "line {line_no}, after kmsd's durable head (record {head}), was not written by kmsd: {reason}"
+                    ),
+                )
+            };
             let sealed = SealedLine::parse(line).map_err(|reason| {
-                problem(ProblemKind::Malformed, Some(line_no), expected, reason)
+                if after_head {
+                    beyond(reason)
+                } else {
+                    problem(ProblemKind::Malformed, Some(line_no), expected, reason)
+                }
             })?;
             if let Some(earlier) = torn.take() {
                 excuse_torn(&sealed, earlier, report)?;
             }
             if let Some(key) = options.key {
                 if !sealed.mac_ok(key) {
+                    if after_head {
+                        return Err(beyond(format!(
+                            "record {} fails its MAC (forged)",
+                            sealed.sequence
+                        )));
+                    }
                     return Err(problem(
                         ProblemKind::MacMismatch,
                         Some(line_no),
@@ -326,6 +423,9 @@ fn check(
                         ),
                     ));
                 }
+            }
+            if after_head {
+                beyond_head += 1;
             }
             let seq = sealed.sequence;
             match &prev {
@@ -382,6 +482,47 @@ fn check(
                     }
                 }
             }
+            if first_in_file {
+                first_in_file = false;
+                if let Some(named) = named_sequence(path).filter(|named| *named != seq) {
+                    return Err(problem(
+                        ProblemKind::MisnamedFile,
+                        Some(line_no),
+                        Some(named),
+                        format!(
+                            "the file's first record is {seq} but its name says {named} (files are named audit-<first sequence, 12 digits>.jsonl): records were moved between files, or the file was renamed"
+                        ),
+                    ));
+                }
+            }
+            // The records the heads name must be the ones kmsd wrote.
+            let anchors = [
+                options
+                    .head
+                    .as_ref()
+                    .map(|head| (head.sequence, &head.hash, "kmsd's durable head")),
+                stored.map(|head| {
+                    (
+                        head.sequence,
+                        &head.hash,
+                        "the audit head in the key database",
+                    )
+                }),
+            ];
+            for (sequence, hash, whose) in anchors.into_iter().flatten() {
+                if sequence == seq && hash != &sealed.hash {
+                    return Err(problem(
+                        ProblemKind::ChainBroken,
+                        Some(line_no),
+                        Some(seq),
+                        format!(
+                            "record {seq} differs from the one {whose} names (hash {}…, found {}…): it was edited or replaced",
+                            &hash[..hash.len().min(16)],
+                            &sealed.hash[..sealed.hash.len().min(16)]
+                        ),
+                    ));
+                }
+            }
             if sealed.record["eventName"] == super::record::CHECKPOINT_EVENT {
                 report.checkpoints += 1;
             }
@@ -392,12 +533,47 @@ fn check(
             report.last_hash = Some(sealed.hash.clone());
             prev = Some((seq, sealed.hash));
         }
+        if is_last && options.torn_end_ok {
+            if let Some(earlier) = torn.take() {
+                report.warnings.push(format!(
+                    "{} ends with an incomplete record after {} bytes (a crash during a write)",
+                    earlier.file_name, earlier.valid_bytes
+                ));
+            }
+        }
     }
     if let Some(earlier) = torn {
         return Err(earlier.problem);
     }
+    let (last_seq, last_hash) = prev.unwrap_or((0, GENESIS_HASH.to_string()));
+    let last_file = files
+        .last()
+        .map(|path| display_name(path))
+        .unwrap_or_else(|| "(no files)".into());
+    let listed = |name: &str| {
+        files
+            .iter()
+            .any(|path| path.file_name().is_some_and(|this| this == name))
+    };
     if let Some(head) = &options.head {
-        let (last_seq, last_hash) = prev.unwrap_or((0, GENESIS_HASH.to_string()));
+        let name = head
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if head.sequence > 0 && !name.is_empty() && !listed(&name) {
+            return Err(Problem {
+                kind: ProblemKind::NewestFileMissing,
+                file: display_name(&head.file),
+                line: None,
+                expected_sequence: Some(last_seq + 1),
+                message: format!(
+                    "{} is missing: it holds kmsd's durable head, record {}; the trail ends at record {last_seq} in {last_file}",
+                    display_name(&head.file),
+                    head.sequence
+                ),
+            });
+        }
         if last_seq < head.sequence {
             return Err(Problem {
                 kind: ProblemKind::Truncated,
@@ -420,6 +596,69 @@ fn check(
                 expected_sequence: Some(last_seq),
                 message: format!(
                     "record {last_seq} differs from the one kmsd wrote: it was edited or replaced"
+                ),
+            });
+        }
+        if beyond_head > 0 {
+            report.warnings.push(format!(
+                "{beyond_head} records after kmsd's durable head (record {}) were being written during the verification; their MACs verified",
+                head.sequence
+            ));
+        }
+    }
+    if let Some(expected) = &options.expected {
+        if let Some(head) = stored {
+            if head.sequence > 0 && !listed(&head.file) {
+                return Err(Problem {
+                    kind: ProblemKind::NewestFileMissing,
+                    file: head.file.clone(),
+                    line: None,
+                    expected_sequence: Some(last_seq + 1),
+                    message: format!(
+                        "{} is missing: the audit head in the key database says it holds record {}, written durably by kmsd; the trail ends at record {last_seq} in {last_file}",
+                        head.file, head.sequence
+                    ),
+                });
+            }
+            if last_seq < head.sequence {
+                return Err(Problem {
+                    kind: ProblemKind::BehindHead,
+                    file: last_file.clone(),
+                    line: None,
+                    expected_sequence: Some(last_seq + 1),
+                    message: format!(
+                        "the trail ends at record {last_seq} (in {last_file}) but the audit head in the key database says kmsd durably wrote up to record {} (in {}): records {} to {} were cut off",
+                        head.sequence,
+                        head.file,
+                        last_seq + 1,
+                        head.sequence
+                    ),
+                });
+            }
+            if head.stopped && last_seq > head.sequence {
+                return Err(Problem {
+                    kind: ProblemKind::BeyondHead,
+                    file: last_file,
+                    line: None,
+                    expected_sequence: Some(head.sequence + 1),
+                    message: format!(
+                        "kmsd stopped cleanly after record {} (in {}), yet the trail goes on to record {last_seq}: records {} to {last_seq} were appended while kmsd was stopped",
+                        head.sequence,
+                        head.file,
+                        head.sequence + 1
+                    ),
+                });
+            }
+        }
+        if let Some(intent) = expected.highest_intent.filter(|intent| *intent > last_seq) {
+            return Err(Problem {
+                kind: ProblemKind::BehindHead,
+                file: last_file.clone(),
+                line: None,
+                expected_sequence: Some(last_seq + 1),
+                message: format!(
+                    "the trail ends at record {last_seq} (in {last_file}) but the key database committed a change whose intent record is {intent}: records {} to {intent} were cut off",
+                    last_seq + 1
                 ),
             });
         }
@@ -485,9 +724,48 @@ impl VerifyReport {
         if self.head_checked {
             out.push_str("  end of trail: compared with kmsd's durable head\n");
         }
+        if let Some(stored) = &self.stored_head {
+            let intent = stored
+                .highest_intent
+                .map_or_else(|| "none".to_string(), |seq| seq.to_string());
+            out.push_str(&match (stored.sequence, stored.mac_checked) {
+                (Some(seq), mac_checked) => format!(
+                    "  end of trail: compared with the key database's audit head (record {seq}{}) and newest committed change (intent record {intent})\n",
+                    if mac_checked { "" } else { ", its MAC not checked offline" }
+                ),
+                (None, true) => format!(
+                    "  end of trail: compared with the newest change the key database committed (intent record {intent})\n"
+                ),
+                (None, false) => format!(
+                    "  end of trail: the key database holds no audit head yet; compared with its newest committed change (intent record {intent})\n"
+                ),
+            });
+        }
         for warning in &self.warnings {
             out.push_str(&format!("  warning: {warning}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_announce_their_first_sequence() {
+        assert_eq!(
+            named_sequence(Path::new("/x/audit-000000000042.jsonl")),
+            Some(42)
+        );
+        assert_eq!(named_sequence(Path::new(&file_name(7))), Some(7));
+        for other in [
+            "audit-42.jsonl",
+            "audit-00000000004x.jsonl",
+            "copy.jsonl",
+            "audit-000000000042.json",
+        ] {
+            assert_eq!(named_sequence(Path::new(other)), None, "{other}");
+        }
     }
 }

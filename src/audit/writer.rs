@@ -9,8 +9,9 @@
 //! number of valid bytes, which is what lets verification accept the torn tail.
 
 use super::chain::{seal, MacKey, SealedLine, GENESIS_HASH};
+use super::head::Expected;
 use super::record::{AuditRecord, API_CALL, CHECKPOINT_EVENT, START_EVENT};
-use super::verify::{file_name, list_files, Head};
+use super::verify::{file_name, list_files, named_sequence, verify_files, Head, VerifyOptions};
 use super::{AuditError, AuditSettings, Shared};
 use crate::clock::Clock;
 use serde_json::json;
@@ -70,6 +71,8 @@ pub(super) struct Writer {
     /// Set when the file may hold bytes that are not whole records (a failed fsync or a
     /// failed roll-back); nothing more is written until a restart recovers the tail.
     poisoned: Option<String>,
+    /// A checkpoint was written: the next head update waits for the disk.
+    head_sync_due: bool,
 }
 
 /// How the chain resumes.
@@ -77,6 +80,15 @@ struct Resume {
     next_sequence: u64,
     prev_hash: String,
     details: serde_json::Value,
+    /// The file of the last complete record and its length up to that record.
+    last: Option<(PathBuf, u64)>,
+}
+
+/// What the start compares the trail with (from the key database), and the operator's
+/// override for a cut trail.
+pub(super) struct StartChecks {
+    pub expected: Expected,
+    pub accept_cut: Option<u64>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> AuditError {
@@ -161,13 +173,139 @@ fn resume(dir: &Path, key: &MacKey) -> Result<Resume, AuditError> {
             next_sequence: sealed.sequence + 1,
             prev_hash: sealed.hash,
             details: start_details(torn.as_ref(), "resumed"),
+            last: Some((path.clone(), complete as u64)),
         });
     }
     Ok(Resume {
         next_sequence: 1,
         prev_hash: GENESIS_HASH.to_string(),
         details: start_details(torn.as_ref(), "genesis"),
+        last: None,
     })
+}
+
+/// Before the chain resumes: the trail must reach the durable head in the key database and
+/// its highest committed intent record, the head's record must still be there with its
+/// hash, everything from the head's file on must verify (MACs included: lines appended
+/// without the key fail), and after a clean stop nothing may have been added. Returns the
+/// `acceptedCut` details when the operator accepted a cut with [`super::ACCEPT_CUT_ENV`].
+fn check_start(
+    dir: &Path,
+    key: &MacKey,
+    resume: &Resume,
+    checks: &StartChecks,
+) -> Result<Option<serde_json::Value>, AuditError> {
+    let end = resume.next_sequence - 1;
+    let end_file = resume
+        .last
+        .as_ref()
+        .map(|(path, _)| path.display().to_string())
+        .unwrap_or_else(|| "no file".into());
+    let stored = checks.expected.head.as_ref();
+    let head_seq = stored.map_or(0, |head| head.sequence);
+    let intent = checks.expected.highest_intent.unwrap_or(0);
+    let required = head_seq.max(intent);
+    if end < required {
+        let head_text = match stored {
+            Some(head) => {
+                let present = if dir.join(&head.file).exists() {
+                    "present"
+                } else {
+                    "MISSING"
+                };
+                format!(
+                    "the key database's audit head says kmsd durably wrote up to record {} (hash {}…) in {} ({present})",
+                    head.sequence,
+                    &head.hash[..head.hash.len().min(16)],
+                    dir.join(&head.file).display()
+                )
+            }
+            None => "the key database holds no audit head".into(),
+        };
+        let cut = json!({
+            "headSequence": head_seq,
+            "headFile": stored.map(|head| head.file.clone()),
+            "highestIntent": checks.expected.highest_intent,
+            "trailEnd": end,
+        });
+        if checks.accept_cut == Some(required) {
+            tracing::error!(
+                trail_end = end,
+                head_sequence = head_seq,
+                highest_intent = intent,
+                "AUDIT TRAIL CUT ACCEPTED by {}={required}: records {} to {required} are lost; the chain continues from record {end} and the start record says so",
+                super::ACCEPT_CUT_ENV,
+                end + 1
+            );
+            return Ok(Some(cut));
+        }
+        return Err(AuditError::Cut(format!(
+            "the trail in {} ends at record {end} ({end_file}), but {head_text}, and the highest committed change's intent record is {intent}: records {} to {required} were cut off while kmsd was stopped. kmsd refuses to continue a cut trail. Restore the missing audit files (from a backup or a copy) and start again; or, to continue the chain from record {end} and record the loss in the start record, start once with {}={required}",
+            dir.display(),
+            end + 1,
+            super::ACCEPT_CUT_ENV
+        )));
+    }
+    let Some(stored) = stored else {
+        if resume.last.is_some() {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the key database holds no audit head yet (first start of a kmsd that keeps one): the end of the trail could not be checked this time"
+            );
+        }
+        return Ok(None);
+    };
+    // MACs and chain from the file holding the head's record to the end.
+    let files = list_files(dir).map_err(|err| io_err(dir, err))?;
+    let from = files
+        .iter()
+        .rposition(|path| named_sequence(path).is_some_and(|first| first <= stored.sequence))
+        .unwrap_or(0);
+    let report = verify_files(
+        &files[from..],
+        &VerifyOptions {
+            key: Some(key),
+            from_genesis: false,
+            head: None,
+            expected: Some(checks.expected.clone()),
+            torn_end_ok: true,
+        },
+    );
+    if let Some(problem) = report.problem {
+        return Err(AuditError::Tail {
+            file: PathBuf::from(&problem.file),
+            reason: format!(
+                "{:?}{}: {}",
+                problem.kind,
+                problem
+                    .line
+                    .map(|line| format!(" at line {line}"))
+                    .unwrap_or_default(),
+                problem.message
+            ),
+        });
+    }
+    if stored.stopped {
+        let path = dir.join(&stored.file);
+        let len = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+        if len != stored.len {
+            let (what, remedy) = if len > stored.len {
+                (
+                    "appended to",
+                    "move the added bytes away (keep them as evidence)",
+                )
+            } else {
+                ("cut", "restore it from a copy")
+            };
+            return Err(AuditError::Cut(format!(
+                "kmsd stopped cleanly after record {} with {} at {} bytes, but it is now {len} bytes: it was {what} while kmsd was stopped. Run `kmsctl audit verify --offline` to see the damage; {remedy} to start",
+                stored.sequence,
+                path.display(),
+                stored.len,
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// The details of the start record: a recovery names the torn file and its valid length;
@@ -215,12 +353,30 @@ impl Writer {
         key: Arc<MacKey>,
         shared: Arc<Shared>,
         clock: Clock,
+        checks: StartChecks,
     ) -> Result<Writer, AuditError> {
         prepare_dir(&settings.dir)?;
         let resume = resume(&settings.dir, &key)?;
+        let accepted_cut = check_start(&settings.dir, &key, &resume, &checks)?;
+        // The head as resumed, durably and no longer `stopped`, before anything is added.
+        if let Ok(mut head) = shared.head.lock() {
+            let (file, len) = resume.last.clone().unwrap_or_default();
+            *head = Head {
+                sequence: resume.next_sequence - 1,
+                hash: resume.prev_hash.clone(),
+                file,
+                len,
+            };
+        }
+        shared
+            .persist_head(&key, true, false)
+            .map_err(AuditError::Head)?;
         let (file, path) = open_file(&settings.dir, resume.next_sequence)?;
         let mut details = resume.details;
         details["version"] = json!(env!("CARGO_PKG_VERSION"));
+        if let Some(cut) = accepted_cut {
+            details["acceptedCut"] = cut;
+        }
         tracing::info!(
             dir = %settings.dir.display(),
             file = %path.display(),
@@ -243,10 +399,12 @@ impl Writer {
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             poisoned: None,
+            head_sync_due: false,
         };
         writer
             .append(vec![AuditRecord::service_event(START_EVENT, now, details)])
             .map_err(AuditError::Unavailable)?;
+        writer.record_head();
         Ok(writer)
     }
 
@@ -262,10 +420,14 @@ impl Writer {
                         if let Err(reason) = self.append(Vec::new()) {
                             self.failed(0, &reason);
                         }
+                        self.record_head();
                     }
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.shared.stop_head_thread();
+                    return;
+                }
             };
             let mut batch = vec![first];
             // Group commit: gather what arrives until the next fsync is allowed.
@@ -303,7 +465,20 @@ impl Writer {
             for (index, waiter) in waiters.into_iter().enumerate() {
                 waiter.send(result.clone().map(|first| first + index as u64));
             }
+            // After the answers; the head thread writes it, so no batch waits for it.
+            if result.is_ok() {
+                self.record_head();
+            }
         }
+    }
+
+    /// Has the head recorded in the key database by the head thread: durably after a
+    /// checkpoint, otherwise without waiting for the disk (see [`super::head`]). A failure is
+    /// logged (by the head store) and only widens the window in which records can be cut
+    /// unnoticed.
+    fn record_head(&mut self) {
+        let durable = std::mem::take(&mut self.head_sync_due);
+        self.shared.request_head(durable);
     }
 
     fn failed(&self, count: usize, reason: &str) {
@@ -385,6 +560,7 @@ impl Writer {
                 .set_len(self.file_len)
                 .and_then(|()| self.file.sync_data())
             {
+                self.shared.untidy.store(true, Ordering::SeqCst);
                 self.poisoned = Some(format!(
                     "audit file {} could not be cut back after a failed write ({cut}); restart kmsd to recover",
                     self.path.display()
@@ -401,6 +577,7 @@ impl Writer {
                 "cannot fsync audit file {}: {err}; restart kmsd to recover",
                 self.path.display()
             );
+            self.shared.untidy.store(true, Ordering::SeqCst);
             self.poisoned = Some(reason.clone());
             return Err(reason);
         }
@@ -417,6 +594,7 @@ impl Writer {
             );
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
+            self.head_sync_due = true;
         }
         self.since_checkpoint += api_calls;
         if let Ok(mut head) = self.shared.head.lock() {

@@ -455,6 +455,31 @@ impl Store {
     }
 }
 
+/// For the audit trail's durable head (`src/audit/head.rs`), kept on its own connection.
+impl Store {
+    /// Writes a meta value without waiting for its fsync (`synchronous=NORMAL` for this one
+    /// commit): it survives a crash of kmsd at once, and a crash of the machine once the WAL
+    /// is next synced (the next `synchronous=FULL` commit of any connection, a WAL checkpoint,
+    /// or the kernel's writeback).
+    pub fn set_meta_lazy(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let written = self.set_meta(name, value);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        written
+    }
+
+    /// The highest sequence number in `audit_intents` (the newest committed change's intent
+    /// record), None when no change was committed.
+    pub fn highest_intent(&self) -> Result<Option<u64>, StoreError> {
+        let highest: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(sequence) FROM audit_intents", [], |row| {
+                    row.get(0)
+                })?;
+        Ok(highest.and_then(|sequence| u64::try_from(sequence).ok()))
+    }
+}
+
 fn upsert_key(tx: &Transaction<'_>, record: &KeyRecord) -> Result<(), StoreError> {
     let json = serde_json::to_string(record)
         .map_err(|err| StoreError::Corrupt(format!("cannot encode key record: {err}")))?;
