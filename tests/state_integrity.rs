@@ -464,3 +464,37 @@ async fn a_database_from_before_tags_is_trusted_once_then_verified() {
     assert!(log.contains("every record verified"), "{log}");
     assert!(!log.contains("trusted once"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_first_start_is_initialised_but_not_next_to_an_audit_trail() {
+    let tpm = Swtpm::start();
+    let dir = KmsdDir::new();
+    // What a crash after SQLite created the file, before the binding was committed, leaves.
+    let state = dir.state_dir();
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .unwrap();
+    let db = rusqlite::Connection::open(state.join("kmsd.db")).unwrap();
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
+    )
+    .unwrap();
+    drop(db);
+    // Next to an audit trail it is refused.
+    std::fs::create_dir(state.join("audit")).unwrap();
+    let log = refused(&tpm, &dir, "an empty database next to audit/");
+    assert_names(&log, "audit", &["without a TPM binding", "audit trail"]);
+    // Alone, it is initialised (with a warning) and serves.
+    std::fs::remove_dir(state.join("audit")).unwrap();
+    let mut kmsd = Kmsd::start(&tpm, &dir);
+    assert!(
+        kmsd.log_text().contains("interrupted first start"),
+        "{}",
+        kmsd.log_text()
+    );
+    let key = create_key(&kmsd.client()).await;
+    kmsd.stop();
+    let kmsd = Kmsd::start(&tpm, &dir);
+    ok(&kmsd.client(), "DescribeKey", json!({"KeyId": key})).await;
+}
