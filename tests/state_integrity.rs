@@ -441,7 +441,7 @@ async fn a_database_from_before_tags_is_trusted_once_then_verified() {
          ALTER TABLE key_versions DROP COLUMN mac;
          ALTER TABLE aliases DROP COLUMN mac;
          ALTER TABLE grants DROP COLUMN mac;
-         DELETE FROM meta WHERE name IN ('state-manifest', 'state-manifest-mac');
+         DELETE FROM meta WHERE name LIKE 'state-manifest%';
          PRAGMA user_version = 3;",
     )
     .unwrap();
@@ -472,8 +472,7 @@ async fn an_interrupted_first_start_is_initialised_but_not_next_to_an_audit_trai
     // What a crash after SQLite created the file, before the binding was committed, leaves.
     let state = dir.state_dir();
     std::fs::create_dir(&state).unwrap();
-    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let db = rusqlite::Connection::open(state.join("kmsd.db")).unwrap();
     db.execute_batch(
         "PRAGMA journal_mode = WAL;

@@ -7,18 +7,22 @@
 //!   `"kmsd/v1/row\0"`, then the table name and every column of the row (primary key
 //!   included, so a row cannot be moved to another key) as length-prefixed fields
 //!   ([`RowEncoder`]).
-//! * Manifest: the meta row `state-manifest` holds a JSON body listing, per table, every
-//!   row's primary key and the first 16 bytes of its tag, and a generation number; the meta
-//!   row `state-manifest-mac` holds `HMAC-SHA256(K_state, "kmsd/v1/manifest\0" || body)`.
-//!   It is rewritten in the transaction of every change.
+//! * Manifest: the rows are spread over up to 256 buckets by the first byte of SHA-256 of
+//!   their key id (all rows of a key share one). The meta row `state-manifest/XX` lists, per
+//!   table, every row of bucket `XX` with the first 16 bytes of its tag; the top row
+//!   `state-manifest` holds a generation number and the first 16 bytes of each bucket's MAC
+//!   (`HMAC(K_state, "kmsd/v1/manifest-bucket\0" || bucket || body)`), and
+//!   `state-manifest-mac` the hex `HMAC(K_state, "kmsd/v1/manifest\0" || top)`. A change
+//!   rewrites the buckets it touched and the top, in its own transaction.
 //!
 //! The layout is described in `docs/state-dir.md` ("Integrity").
 
 use crate::crypto::KeyMaterial;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Meta row holding the manifest body (JSON).
 pub const MANIFEST_META: &str = "state-manifest";
@@ -28,6 +32,7 @@ pub const MANIFEST_MAC_META: &str = "state-manifest-mac";
 const MANIFEST_TAG_LEN: usize = 16;
 const ROW_DOMAIN: &[u8] = b"kmsd/v1/row\0";
 const MANIFEST_DOMAIN: &[u8] = b"kmsd/v1/manifest\0";
+const BUCKET_DOMAIN: &[u8] = b"kmsd/v1/manifest-bucket\0";
 
 /// The key that authenticates the rows of the key database, derived from the TPM-sealed
 /// root key. Zeroized on drop (it holds a [`KeyMaterial`]); never printed.
@@ -76,6 +81,15 @@ impl StateMac {
     pub(crate) fn manifest_mac(&self, body: &[u8]) -> [u8; 32] {
         let mut encoded = Vec::with_capacity(MANIFEST_DOMAIN.len() + body.len());
         encoded.extend_from_slice(MANIFEST_DOMAIN);
+        encoded.extend_from_slice(body);
+        self.tag(&encoded)
+    }
+
+    /// The MAC of the body of manifest bucket `bucket`.
+    pub(crate) fn bucket_mac(&self, bucket: u8, body: &[u8]) -> [u8; 32] {
+        let mut encoded = Vec::with_capacity(BUCKET_DOMAIN.len() + 1 + body.len());
+        encoded.extend_from_slice(BUCKET_DOMAIN);
+        encoded.push(bucket);
         encoded.extend_from_slice(body);
         self.tag(&encoded)
     }
@@ -225,65 +239,190 @@ impl std::fmt::Display for RowId {
 pub(crate) struct RowEntry {
     /// The row's full tag.
     pub tag: [u8; 32],
-    /// The key the row belongs to (itself for a key row).
+    /// The key the row belongs to (itself for a key row); it decides the row's bucket.
     pub key_id: String,
 }
 
-/// Every authenticated row of the database as kmsd last committed it.
+/// The manifest bucket of the rows of key `key_id`: the first byte of its SHA-256, so all
+/// rows of one key share a bucket and a change rewrites one bucket.
+pub(crate) fn bucket_of(key_id: &str) -> u8 {
+    Sha256::digest(key_id.as_bytes())[0]
+}
+
+/// The meta row name of bucket `bucket`.
+pub(crate) fn bucket_meta(bucket: u8) -> String {
+    format!("{MANIFEST_META}/{bucket:02x}")
+}
+
+type Bucket = BTreeMap<RowId, RowEntry>;
+
+/// One manifest bucket row to write: its meta name and its body, or None to delete it.
+pub(crate) type ManifestWrite = (String, Option<Vec<u8>>);
+
+/// Every authenticated row of the database as kmsd last committed it, in manifest buckets
+/// (copy-on-write, so a change copies only the buckets it touches).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rows {
     pub generation: u64,
-    pub rows: BTreeMap<RowId, RowEntry>,
-}
-
-/// The stored manifest body.
-#[derive(Debug, Serialize, Deserialize)]
-struct ManifestBody {
-    format: u32,
-    generation: u64,
-    /// Table name → primary key → hex tag prefix.
-    tables: BTreeMap<String, BTreeMap<String, String>>,
+    buckets: BTreeMap<u8, Arc<Bucket>>,
+    /// The stored MAC prefix (hex) of each non-empty bucket.
+    bucket_macs: BTreeMap<u8, String>,
+    /// Buckets changed since the manifest was last written.
+    dirty: BTreeSet<u8>,
 }
 
 impl Rows {
-    /// The manifest body of these rows, with `generation`.
-    pub(crate) fn manifest_body(&self, generation: u64) -> Result<Vec<u8>, String> {
-        let mut tables: BTreeMap<String, BTreeMap<String, String>> = Table::ALL
+    /// Records (or replaces) a row.
+    pub(crate) fn insert(&mut self, id: RowId, entry: RowEntry) {
+        self.remove(&id);
+        let bucket = bucket_of(&entry.key_id);
+        Arc::make_mut(self.buckets.entry(bucket).or_default()).insert(id, entry);
+        self.dirty.insert(bucket);
+    }
+
+    /// Forgets a row, wherever it is.
+    pub(crate) fn remove(&mut self, id: &RowId) {
+        let found = self
+            .buckets
             .iter()
-            .map(|t| (t.name().to_string(), BTreeMap::new()))
-            .collect();
-        for (id, entry) in &self.rows {
-            tables
-                .entry(id.table.name().to_string())
-                .or_default()
-                .insert(id.id.clone(), hex(&entry.tag[..MANIFEST_TAG_LEN]));
+            .find(|(_, rows)| rows.contains_key(id))
+            .map(|(bucket, _)| *bucket);
+        if let Some(bucket) = found {
+            if let Some(rows) = self.buckets.get_mut(&bucket) {
+                Arc::make_mut(rows).remove(id);
+            }
+            self.dirty.insert(bucket);
         }
-        serde_json::to_vec(&ManifestBody {
-            format: 1,
+    }
+
+    /// Forgets every row of key `key_id`.
+    pub(crate) fn remove_key(&mut self, key_id: &str) {
+        let bucket = bucket_of(key_id);
+        if let Some(rows) = self.buckets.get_mut(&bucket) {
+            Arc::make_mut(rows).retain(|_, entry| entry.key_id != key_id);
+            self.dirty.insert(bucket);
+        }
+    }
+
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.values().map(|rows| rows.len()).sum()
+    }
+
+    /// Rows found in the database, with the bucket MACs of the manifest that listed them.
+    pub(crate) fn verified(
+        generation: u64,
+        found: BTreeMap<RowId, RowEntry>,
+        bucket_macs: BTreeMap<u8, String>,
+    ) -> Rows {
+        let mut rows = Rows {
             generation,
-            tables,
+            ..Rows::default()
+        };
+        for (id, entry) in found {
+            // Primary keys are unique, so no row needs looking for in other buckets.
+            let bucket = bucket_of(&entry.key_id);
+            Arc::make_mut(rows.buckets.entry(bucket).or_default()).insert(id, entry);
+        }
+        rows.bucket_macs = bucket_macs;
+        rows
+    }
+
+    /// The manifest rows to write for the changed buckets: `(meta name, Some(body))` to
+    /// store, `(meta name, None)` to delete; then the top body. Marks them clean.
+    pub(crate) fn manifest_writes(
+        &mut self,
+        mac: &StateMac,
+    ) -> Result<(Vec<ManifestWrite>, Vec<u8>), String> {
+        let mut writes = Vec::new();
+        for bucket in std::mem::take(&mut self.dirty) {
+            let rows = self.buckets.get(&bucket).filter(|rows| !rows.is_empty());
+            match rows {
+                None => {
+                    self.buckets.remove(&bucket);
+                    self.bucket_macs.remove(&bucket);
+                    writes.push((bucket_meta(bucket), None));
+                }
+                Some(rows) => {
+                    let mut tables: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+                    for (id, entry) in rows.iter() {
+                        tables
+                            .entry(id.table.name())
+                            .or_default()
+                            .insert(id.id.as_str(), manifest_tag(&entry.tag));
+                    }
+                    let body = serde_json::to_vec(&BucketBody { tables })
+                        .map_err(|err| format!("cannot encode the state manifest: {err}"))?;
+                    self.bucket_macs
+                        .insert(bucket, manifest_tag(&mac.bucket_mac(bucket, &body)));
+                    writes.push((bucket_meta(bucket), Some(body)));
+                }
+            }
+        }
+        let top = serde_json::to_vec(&TopBody {
+            format: 2,
+            generation: self.generation,
+            buckets: self
+                .bucket_macs
+                .iter()
+                .map(|(bucket, tag)| (format!("{bucket:02x}"), tag.clone()))
+                .collect(),
         })
-        .map_err(|err| format!("cannot encode the state manifest: {err}"))
+        .map_err(|err| format!("cannot encode the state manifest: {err}"))?;
+        Ok((writes, top))
     }
 }
 
-/// A parsed manifest: generation and, per row, the tag prefix.
-#[derive(Debug)]
-pub(crate) struct Manifest {
-    pub generation: u64,
-    pub rows: BTreeMap<RowId, String>,
+/// The stored top manifest body (meta `state-manifest`).
+#[derive(Debug, Serialize, Deserialize)]
+struct TopBody {
+    format: u32,
+    generation: u64,
+    /// Bucket (two hex digits) → hex prefix of the bucket body's MAC.
+    buckets: BTreeMap<String, String>,
 }
 
-/// Parses an (authenticated) manifest body.
-pub(crate) fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
-    let parsed: ManifestBody = serde_json::from_slice(body)
+/// A stored bucket body (meta `state-manifest/XX`).
+#[derive(Debug, Serialize, Deserialize)]
+struct BucketBody<'a> {
+    /// Table name → primary key → hex tag prefix.
+    #[serde(borrow)]
+    tables: BTreeMap<&'a str, BTreeMap<&'a str, String>>,
+}
+
+/// A parsed top manifest: generation and the MAC prefix of every bucket.
+#[derive(Debug)]
+pub(crate) struct Top {
+    pub generation: u64,
+    pub buckets: BTreeMap<u8, String>,
+}
+
+/// Parses an (authenticated) top manifest body.
+pub(crate) fn parse_top(body: &[u8]) -> Result<Top, String> {
+    let parsed: TopBody = serde_json::from_slice(body)
         .map_err(|err| format!("the state manifest does not parse: {err}"))?;
-    if parsed.format != 1 {
+    if parsed.format != 2 {
         return Err(format!(
-            "the state manifest has format {}, this kmsd knows 1",
+            "the state manifest has format {}, this kmsd knows 2",
             parsed.format
         ));
     }
+    let mut buckets = BTreeMap::new();
+    for (name, tag) in parsed.buckets {
+        let bucket = u8::from_str_radix(&name, 16)
+            .map_err(|_| format!("the state manifest names a bucket {name:?}"))?;
+        buckets.insert(bucket, tag);
+    }
+    Ok(Top {
+        generation: parsed.generation,
+        buckets,
+    })
+}
+
+/// Parses an (authenticated) bucket body into row → tag prefix.
+pub(crate) fn parse_bucket(body: &[u8]) -> Result<BTreeMap<RowId, String>, String> {
+    let parsed: BucketBody<'_> = serde_json::from_slice(body)
+        .map_err(|err| format!("a state manifest bucket does not parse: {err}"))?;
     let mut rows = BTreeMap::new();
     for (name, entries) in parsed.tables {
         let table = Table::ALL
@@ -294,10 +433,7 @@ pub(crate) fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
             rows.insert(RowId::new(table, id), tag);
         }
     }
-    Ok(Manifest {
-        generation: parsed.generation,
-        rows,
-    })
+    Ok(rows)
 }
 
 /// The manifest's form of a tag.
@@ -361,30 +497,40 @@ mod tests {
     #[test]
     fn manifest_round_trip() {
         let mut rows = Rows::default();
-        rows.rows.insert(
+        rows.insert(
             RowId::new(Table::Keys, "k1"),
             RowEntry {
                 tag: [1; 32],
                 key_id: "k1".into(),
             },
         );
-        rows.rows.insert(
+        rows.insert(
             RowId::version("k1", 1),
             RowEntry {
                 tag: [2; 32],
                 key_id: "k1".into(),
             },
         );
-        let body = rows.manifest_body(5).unwrap();
-        let tag = mac().manifest_mac(&body);
-        assert!(mac().check_manifest(&body, &tag));
-        assert!(!mac().check(&body, &tag));
-        let parsed = parse_manifest(&body).unwrap();
+        rows.generation = 5;
+        let (writes, top) = rows.manifest_writes(&mac()).unwrap();
+        assert_eq!(writes.len(), 1);
+        let (name, body) = &writes[0];
+        assert_eq!(*name, bucket_meta(bucket_of("k1")));
+        let body = body.as_ref().unwrap();
+        let parsed = parse_top(&top).unwrap();
         assert_eq!(parsed.generation, 5);
         assert_eq!(
-            parsed.rows[&RowId::version("k1", 1)],
-            manifest_tag(&[2; 32])
+            parsed.buckets[&bucket_of("k1")],
+            manifest_tag(&mac().bucket_mac(bucket_of("k1"), body))
         );
+        let bucket = parse_bucket(body).unwrap();
+        assert_eq!(bucket[&RowId::version("k1", 1)], manifest_tag(&[2; 32]));
+        // Removing the key empties its bucket: the bucket row is deleted.
+        rows.remove_key("k1");
+        let (writes, top) = rows.manifest_writes(&mac()).unwrap();
+        assert_eq!(writes, vec![(bucket_meta(bucket_of("k1")), None)]);
+        assert!(parse_top(&top).unwrap().buckets.is_empty());
+        assert_eq!(rows.len(), 0);
         assert_eq!(unhex(&hex(&[0, 255, 16])).unwrap(), vec![0, 255, 16]);
     }
 }

@@ -698,7 +698,7 @@ impl Store {
                 );
             }
         }
-        let generation = self.check_manifest(mac, &found, &bad, &mut problems)?;
+        let (generation, bucket_macs) = self.check_manifest(mac, &found, &bad, &mut problems)?;
         // Every row that verified belongs to a key that exists.
         for (id, entry) in &found {
             if id.table != Table::Keys
@@ -717,27 +717,26 @@ impl Store {
                 problems,
             });
         }
-        Ok(Rows {
-            generation,
-            rows: found,
-        })
+        Ok(Rows::verified(generation, found, bucket_macs))
     }
 
-    /// Compares the rows found with the manifest; returns the manifest's generation.
+    /// Compares the rows found with the manifest; returns the manifest's generation and
+    /// bucket MACs.
     fn check_manifest(
         &self,
         mac: &StateMac,
         found: &BTreeMap<RowId, RowEntry>,
         bad: &BTreeSet<RowId>,
         problems: &mut Vec<String>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, BTreeMap<u8, String>), StoreError> {
+        let none = (0, BTreeMap::new());
         let body = self.meta(MANIFEST_META)?;
         let tag = self.meta(MANIFEST_MAC_META)?;
         let (Some(body), Some(tag)) = (body, tag) else {
             problems.push(format!(
                 "the state manifest (meta rows {MANIFEST_META}, {MANIFEST_MAC_META}) is missing, so deleted or restored rows cannot be ruled out"
             ));
-            return Ok(0);
+            return Ok(none);
         };
         let verified = std::str::from_utf8(&tag)
             .ok()
@@ -747,16 +746,40 @@ impl Store {
             problems.push(format!(
                 "the state manifest (meta row {MANIFEST_META}) does not verify (changed outside kmsd)"
             ));
-            return Ok(0);
+            return Ok(none);
         }
-        let manifest = match integrity::parse_manifest(&body) {
-            Ok(manifest) => manifest,
+        let top = match integrity::parse_top(&body) {
+            Ok(top) => top,
             Err(err) => {
                 problems.push(err);
-                return Ok(0);
+                return Ok(none);
             }
         };
-        for (id, tag) in &manifest.rows {
+        let mut listed: BTreeMap<RowId, String> = BTreeMap::new();
+        let mut unreadable = BTreeSet::new();
+        for (bucket, expected) in &top.buckets {
+            let name = integrity::bucket_meta(*bucket);
+            let body = self.meta(&name)?;
+            let parsed = match body {
+                None => Err(format!("manifest bucket {name} (table meta) is missing")),
+                Some(body)
+                    if integrity::manifest_tag(&mac.bucket_mac(*bucket, &body)) != *expected =>
+                {
+                    Err(format!(
+                        "manifest bucket {name} (table meta) does not verify (changed outside kmsd, or restored from an older copy)"
+                    ))
+                }
+                Some(body) => integrity::parse_bucket(&body),
+            };
+            match parsed {
+                Ok(rows) => listed.extend(rows),
+                Err(err) => {
+                    problems.push(err);
+                    unreadable.insert(*bucket);
+                }
+            }
+        }
+        for (id, tag) in &listed {
             match found.get(id) {
                 None if bad.contains(id) => {}
                 None => problems.push(format!(
@@ -768,14 +791,16 @@ impl Store {
                 Some(_) => {}
             }
         }
-        for id in found.keys() {
-            if !manifest.rows.contains_key(id) {
+        for (id, entry) in found {
+            if !listed.contains_key(id)
+                && !unreadable.contains(&integrity::bucket_of(&entry.key_id))
+            {
                 problems.push(format!(
                     "{id} is not in kmsd's manifest (resurrected from an older copy, or copied in from another database of this TPM)"
                 ));
             }
         }
-        Ok(manifest.generation)
+        Ok((top.generation, top.buckets))
     }
 
     /// Tags every row of a database from before tags (trusting it once) and writes the
@@ -783,6 +808,8 @@ impl Store {
     fn tag_all_rows(&mut self) -> Result<usize, StoreError> {
         let mac = self.mac.as_ref().ok_or(StoreError::ReadOnly)?;
         let tx = self.conn.transaction()?;
+        // Leftovers of an older manifest cannot be trusted either.
+        tx.execute("DELETE FROM meta WHERE name LIKE 'state-manifest%'", [])?;
         let mut rows = Rows::default();
         {
             let mut select = tx.prepare("SELECT key_id, record FROM keys")?;
@@ -797,7 +824,7 @@ impl Store {
                     "UPDATE keys SET mac = ?2 WHERE key_id = ?1",
                     params![key_id, tag.as_slice()],
                 )?;
-                rows.rows.insert(
+                rows.insert(
                     RowId::new(Table::Keys, key_id.clone()),
                     RowEntry { tag, key_id },
                 );
@@ -830,7 +857,7 @@ impl Store {
                     "UPDATE key_versions SET mac = ?3 WHERE key_id = ?1 AND version = ?2",
                     params![key_id, version, tag.as_slice()],
                 )?;
-                rows.rows.insert(
+                rows.insert(
                     RowId::new(Table::KeyVersions, format!("{key_id}/{version}")),
                     RowEntry { tag, key_id },
                 );
@@ -855,7 +882,7 @@ impl Store {
                     "UPDATE aliases SET mac = ?2 WHERE name = ?1",
                     params![alias.name, tag.as_slice()],
                 )?;
-                rows.rows.insert(
+                rows.insert(
                     RowId::new(Table::Aliases, alias.name),
                     RowEntry {
                         tag,
@@ -881,16 +908,16 @@ impl Store {
                     "UPDATE grants SET mac = ?2 WHERE grant_id = ?1",
                     params![grant_id, tag.as_slice()],
                 )?;
-                rows.rows.insert(
+                rows.insert(
                     RowId::new(Table::Grants, grant_id),
                     RowEntry { tag, key_id },
                 );
             }
         }
         rows.generation = 1;
-        write_manifest(&tx, mac, &rows)?;
+        write_manifest(&tx, mac, &mut rows)?;
         tx.commit()?;
-        let count = rows.rows.len();
+        let count = rows.len();
         self.rows = rows;
         Ok(count)
     }
@@ -909,7 +936,7 @@ impl Store {
         let mut next = self.rows.clone();
         apply(&tx, mac, &mut next)?;
         next.generation = next.generation.saturating_add(1);
-        write_manifest(&tx, mac, &next)?;
+        write_manifest(&tx, mac, &mut next)?;
         tx.commit()?;
         self.rows = next;
         Ok(())
@@ -1022,7 +1049,7 @@ impl Store {
                 params![key_id],
             )?;
             tx.execute("DELETE FROM keys WHERE key_id = ?1", params![key_id])?;
-            rows.rows.retain(|_, entry| entry.key_id != key_id);
+            rows.remove_key(key_id);
             Ok(())
         })?;
         // Let SQLite reuse and overwrite the freed pages of the wrapped material.
@@ -1049,7 +1076,7 @@ impl Store {
                     tag.as_slice()
                 ],
             )?;
-            rows.rows.insert(
+            rows.insert(
                 RowId::new(Table::Aliases, alias.name.clone()),
                 RowEntry {
                     tag,
@@ -1064,7 +1091,7 @@ impl Store {
     pub fn delete_alias(&mut self, intent: Intent, name: &str) -> Result<(), StoreError> {
         self.change(intent, |tx, _, rows| {
             tx.execute("DELETE FROM aliases WHERE name = ?1", params![name])?;
-            rows.rows.remove(&RowId::new(Table::Aliases, name));
+            rows.remove(&RowId::new(Table::Aliases, name));
             Ok(())
         })
     }
@@ -1098,7 +1125,7 @@ impl Store {
                 "INSERT INTO grants (grant_id, key_id, record, mac) VALUES (?1, ?2, ?3, ?4)",
                 params![grant.grant_id, grant.key_id, json, tag.as_slice()],
             )?;
-            rows.rows.insert(
+            rows.insert(
                 RowId::new(Table::Grants, grant.grant_id.clone()),
                 RowEntry {
                     tag,
@@ -1113,7 +1140,7 @@ impl Store {
     pub fn delete_grant(&mut self, intent: Intent, grant_id: &str) -> Result<(), StoreError> {
         self.change(intent, |tx, _, rows| {
             tx.execute("DELETE FROM grants WHERE grant_id = ?1", params![grant_id])?;
-            rows.rows.remove(&RowId::new(Table::Grants, grant_id));
+            rows.remove(&RowId::new(Table::Grants, grant_id));
             Ok(())
         })
     }
@@ -1210,21 +1237,20 @@ fn grant_row(grant_id: &str, key_id: &str, record: &str) -> Vec<u8> {
         .finish()
 }
 
-fn write_manifest(tx: &Transaction<'_>, mac: &StateMac, rows: &Rows) -> Result<(), StoreError> {
-    let body = rows
-        .manifest_body(rows.generation)
-        .map_err(StoreError::Corrupt)?;
-    let tag = integrity::hex(&mac.manifest_mac(&body));
-    tx.execute(
-        "INSERT INTO meta (name, value) VALUES (?1, ?2)
-         ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-        params![MANIFEST_META, body],
-    )?;
-    tx.execute(
-        "INSERT INTO meta (name, value) VALUES (?1, ?2)
-         ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-        params![MANIFEST_MAC_META, tag.as_bytes()],
-    )?;
+/// Writes the changed manifest buckets and the top manifest with its MAC.
+fn write_manifest(tx: &Transaction<'_>, mac: &StateMac, rows: &mut Rows) -> Result<(), StoreError> {
+    let (writes, top) = rows.manifest_writes(mac).map_err(StoreError::Corrupt)?;
+    let upsert = "INSERT INTO meta (name, value) VALUES (?1, ?2)
+                  ON CONFLICT(name) DO UPDATE SET value = excluded.value";
+    for (name, body) in writes {
+        match body {
+            Some(body) => tx.execute(upsert, params![name, body])?,
+            None => tx.execute("DELETE FROM meta WHERE name = ?1", params![name])?,
+        };
+    }
+    let tag = integrity::hex(&mac.manifest_mac(&top));
+    tx.execute(upsert, params![MANIFEST_META, top])?;
+    tx.execute(upsert, params![MANIFEST_MAC_META, tag.as_bytes()])?;
     Ok(())
 }
 
@@ -1242,7 +1268,7 @@ fn upsert_key(
          ON CONFLICT(key_id) DO UPDATE SET record = excluded.record, mac = excluded.mac",
         params![record.key_id, json, tag.as_slice()],
     )?;
-    rows.rows.insert(
+    rows.insert(
         RowId::new(Table::Keys, record.key_id.clone()),
         RowEntry {
             tag,
@@ -1279,7 +1305,7 @@ fn insert_version(
             tag.as_slice()
         ],
     )?;
-    rows.rows.insert(
+    rows.insert(
         RowId::version(key_id, version.version),
         RowEntry {
             tag,
