@@ -366,7 +366,10 @@ fn open_state_dir(
                 if audit_dir.exists() {
                     found.push(format!("the audit trail {} exists", audit_dir.display()));
                 }
-                let others = other_files(dir)?;
+                let others: Vec<String> = other_files(dir)?
+                    .into_iter()
+                    .filter(|name| dir.join(name) != audit_dir)
+                    .collect();
                 if !others.is_empty() {
                     found.push(format!("other files: {}", others.join(", ")));
                 }

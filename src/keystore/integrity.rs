@@ -163,9 +163,13 @@ impl RowEncoder {
 /// The authenticated tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
+    /// `keys`: one row per key.
     Keys,
+    /// `key_versions`: one row per material version.
     KeyVersions,
+    /// `aliases`: one row per alias.
     Aliases,
+    /// `grants`: one row per grant.
     Grants,
 }
 
@@ -203,7 +207,9 @@ impl Table {
 /// grant id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RowId {
+    /// The table.
     pub table: Table,
+    /// The primary key as text (`key_id/version` for a material version).
     pub id: String,
 }
 
@@ -263,6 +269,7 @@ pub(crate) type ManifestWrite = (String, Option<Vec<u8>>);
 /// (copy-on-write, so a change copies only the buckets it touches).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rows {
+    /// The generation of the manifest these rows were (or will be) written with.
     pub generation: u64,
     buckets: BTreeMap<u8, Arc<Bucket>>,
     /// The stored MAC prefix (hex) of each non-empty bucket.
@@ -393,7 +400,9 @@ struct BucketBody<'a> {
 /// A parsed top manifest: generation and the MAC prefix of every bucket.
 #[derive(Debug)]
 pub(crate) struct Top {
+    /// The manifest's generation.
     pub generation: u64,
+    /// Bucket → hex prefix of its body's MAC.
     pub buckets: BTreeMap<u8, String>,
 }
 
