@@ -62,7 +62,9 @@ impl Default for Timeouts {
 /// Which deadline of [`Timeouts`] ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutKind {
+    /// [`Timeouts::connect`]: the connection could not be opened in time.
     Connect,
+    /// [`Timeouts::read`]: an open connection made no progress in time.
     Read,
 }
 
@@ -74,28 +76,39 @@ const CONNECT_RETRY_MAX: Duration = Duration::from_millis(200);
 /// What can go wrong when calling kmsd.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The socket could not be connected to.
     #[error("cannot connect to kmsd at {path}: {source}")]
     Connect {
+        /// The socket path.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The HTTP exchange failed (connection closed, malformed reply).
     #[error("HTTP error talking to kmsd: {0}")]
     Http(#[from] hyper::Error),
     /// kmsd answered with an AWS exception.
     #[error("{exception}: {message}")]
     Service {
+        /// The HTTP status (400 for client errors, 500 for kmsd faults).
         status: u16,
+        /// The AWS exception name, e.g. `NotFoundException`.
         exception: String,
+        /// The exception message.
         message: String,
     },
+    /// A request could not be encoded or a reply could not be decoded.
     #[error("cannot encode or decode a message: {0}")]
     Codec(String),
     /// A deadline of [`Timeouts`] ran out; `what` names the wait, e.g. "waiting for kmsd's
     /// answer on /run/kmsd/kmsd.sock".
     #[error("timed out after {} {what}", format_duration(*after))]
     Timeout {
+        /// Which deadline.
         kind: TimeoutKind,
+        /// What was waited for.
         what: String,
+        /// The deadline that ran out.
         after: Duration,
     },
 }
@@ -124,8 +137,11 @@ impl ClientError {
 /// A raw HTTP answer, for callers (and tests) that need the status and headers.
 #[derive(Debug)]
 pub struct RawResponse {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The response headers (`x-amzn-RequestId`, ...).
     pub headers: hyper::HeaderMap,
+    /// The response body as received.
     pub body: Bytes,
 }
 

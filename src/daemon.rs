@@ -25,24 +25,44 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The key database could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TPM could not be reached or the root key not unsealed.
     #[error(transparent)]
     Tpm(#[from] TpmError),
+    /// The listening socket could not be prepared.
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    /// The keys could not be loaded into the service.
     #[error("cannot load keys: {0}")]
     Service(#[from] ServiceError),
+    /// The state dir is not new but its database has no TPM binding record.
     #[error("state dir {dir} has a key database without a TPM binding record although it is not new ({found}); it is damaged or was not made by kmsd, and kmsd never re-initialises a state dir. kmsd refused to start and left it untouched; restore the whole state dir from a backup (docs/state-dir.md, \"Backups\")")]
-    MissingBinding { dir: PathBuf, found: String },
+    MissingBinding {
+        /// The state dir.
+        dir: PathBuf,
+        /// What shows that it is not new.
+        found: String,
+    },
+    /// The TPM binding record cannot be read.
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
-    BadBinding { dir: PathBuf, reason: String },
+    BadBinding {
+        /// The state dir.
+        dir: PathBuf,
+        /// What is wrong with the record.
+        reason: String,
+    },
+    /// The usage ledger or the metrics could not be set up.
     #[error(transparent)]
     Metering(#[from] MeteringError),
+    /// The audit trail could not be opened or continued.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The async runtime or a signal handler could not be set up.
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -50,8 +70,11 @@ pub enum DaemonError {
 /// The started daemon: the service plus the TPM handle that keeps its thread alive.
 #[derive(Debug)]
 pub struct Daemon {
+    /// The KMS operations.
     pub kms: Arc<Kms>,
+    /// The TPM thread (kept alive for the daemon's lifetime).
     pub tpm: TpmHandle,
+    /// The configuration the daemon was started with.
     pub config: Config,
     /// Usage ledger, cost estimates and metrics.
     pub metering: Arc<Metering>,
@@ -348,10 +371,10 @@ fn open_state_dir(
                 drop(unsealed);
                 match check.verify(&StateMac::derive(&root))? {
                     Verified::Authentic => {
-                        tracing::info!(state_dir = %dir.display(), "root key unsealed; every record verified")
+                        tracing::info!(state_dir = %dir.display(), "root key unsealed; every record verified");
                     }
                     Verified::Untagged => {
-                        tracing::info!(state_dir = %dir.display(), "root key unsealed; the records predate tags")
+                        tracing::info!(state_dir = %dir.display(), "root key unsealed; the records predate tags");
                     }
                 }
                 drop(check);
@@ -361,7 +384,7 @@ fn open_state_dir(
             None => {
                 let mut found = Vec::new();
                 if check.has_rows()? {
-                    found.push(format!("{} has records", DB_FILE));
+                    found.push(format!("{DB_FILE} has records"));
                 }
                 if audit_dir.exists() {
                     found.push(format!("the audit trail {} exists", audit_dir.display()));

@@ -23,6 +23,7 @@ use std::fmt;
 pub struct Caller {
     /// The connecting process, when the kernel reported it.
     pub pid: Option<i32>,
+    /// Uid of the connecting process (SO_PEERCRED).
     pub uid: u32,
     /// Primary gid (SO_PEERCRED).
     pub gid: u32,
@@ -148,9 +149,13 @@ pub fn still_running(pidfd: &OwnedFd) -> bool {
 /// What `/proc/<pid>` says about a process (unverified until checked against a pidfd).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcFacts {
+    /// Effective uid (`Uid:` line of `status`).
     pub euid: Option<u32>,
+    /// Supplementary gids (`Groups:` line of `status`).
     pub groups: Option<Vec<u32>>,
+    /// Target of `/proc/<pid>/exe`.
     pub exe: Option<String>,
+    /// The systemd unit from `/proc/<pid>/cgroup`.
     pub unit: Option<String>,
 }
 

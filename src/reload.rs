@@ -21,10 +21,15 @@ use std::sync::Arc;
 /// Command-line values that override the config file, kept so a reload applies them again.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigOverrides {
+    /// `--socket`.
     pub socket: Option<PathBuf>,
+    /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--tcti`.
     pub tcti: Option<String>,
+    /// `--log-level`.
     pub log_level: Option<LogFilter>,
+    /// `--maintenance-interval-secs`.
     pub maintenance_interval_secs: Option<u64>,
 }
 
@@ -52,7 +57,9 @@ impl ConfigOverrides {
 /// The config file (if any) and the overrides: everything needed to build the config again.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSource {
+    /// The config file, if one was given or found.
     pub path: Option<PathBuf>,
+    /// The command-line overrides.
     pub overrides: ConfigOverrides,
 }
 

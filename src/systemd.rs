@@ -15,12 +15,20 @@ pub const FD_NAME: &str = "kmsd";
 /// Errors while taking the socket systemd passed in.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
+    /// `LISTEN_FDS` is not a number.
     #[error("LISTEN_FDS = {value:?} is not a number")]
-    BadCount { value: String },
+    BadCount {
+        /// Its value.
+        value: String,
+    },
+    /// A passed descriptor is not a listening Unix stream socket.
     #[error("socket-activated descriptor {index} ({name}) is not a listening Unix stream socket: {source}")]
     NotUnixStream {
+        /// Index among the passed descriptors, from 0.
         index: usize,
+        /// Its name from `LISTEN_FDNAMES`.
         name: String,
+        /// What the check returned.
         source: std::io::Error,
     },
 }

@@ -3,6 +3,9 @@
 //! catches edits, deletions, swaps, truncation and a removed file; the chain continues across
 //! rotation, restarts, a crash with a torn tail, and a new day; a full disk fails closed.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use bytes::Bytes;
 use common::*;
@@ -126,10 +129,6 @@ fn verify_offline(dir: &Path) -> Value {
         assert_eq!(out.status.code(), Some(1));
     }
     report
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -330,8 +329,8 @@ async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
         let forms = [
             b64(secret),
             b64(secret).trim_end_matches('=').to_string(),
-            hex(secret),
-            hex(secret).to_uppercase(),
+            hex::encode(secret),
+            hex::encode(secret).to_uppercase(),
             String::from_utf8_lossy(secret).to_string(),
         ];
         for form in forms {
@@ -466,7 +465,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
         .position(|(i, line)| line.contains("\"uid\":0") && i + 1 < text.lines().count())
         .expect("a request record followed by another line");
     edit_lines(&second, |lines| {
-        lines[target] = lines[target].replace("\"uid\":0", "\"uid\":1000")
+        lines[target] = lines[target].replace("\"uid\":0", "\"uid\":1000");
     });
     let report = verify_online(&fx.kmsd.socket);
     assert_eq!(report["problem"]["kind"], "macMismatch", "{report}");
@@ -498,8 +497,8 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             "edited",
             Box::new(|f: &[PathBuf]| {
                 edit_lines(&f[1], |l| {
-                    l[2] = l[2].replace("\"eventID\":\"", "\"eventID\":\"0")
-                })
+                    l[2] = l[2].replace("\"eventID\":\"", "\"eventID\":\"0");
+                });
             }),
             &["chainBroken"],
         ),
@@ -508,7 +507,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             Box::new(|f: &[PathBuf]| {
                 edit_lines(&f[1], |l| {
                     l.remove(2);
-                })
+                });
             }),
             &["missing"],
         ),
@@ -530,7 +529,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             Box::new(|f: &[PathBuf]| {
                 edit_lines(&f[1], |l| {
                     l.pop();
-                })
+                });
             }),
             &["missing"],
         ),
@@ -597,7 +596,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
                 // Same layout as kmsd: body, then the mac field appended.
                 let body = serde_json::to_string(&record).unwrap();
                 use sha2::Digest;
-                prev = Some(hex(&sha2::Sha256::digest(body.as_bytes())));
+                prev = Some(hex::encode(sha2::Sha256::digest(body.as_bytes())));
                 *line = format!("{},\"mac\":{}}}", &body[..body.len() - 1], mac);
             }
         });

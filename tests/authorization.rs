@@ -10,6 +10,9 @@
 //! and a copy of the interpreter at another path is a distinct executable for Exe tests.
 //! Needs root (CI runs as root); skipped otherwise.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::io::Write;

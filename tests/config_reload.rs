@@ -6,6 +6,9 @@
 //! The access test calls kmsd as another uid (kmsctl run with `CommandExt::uid`), so it
 //! needs root (CI runs as root); it is skipped otherwise.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::os::unix::process::CommandExt;

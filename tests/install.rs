@@ -2,6 +2,9 @@
 //! temporary DESTDIR puts every file in place with the right mode, keeps an operator's
 //! config, and the default config it installs is valid for this kmsd.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kmsd::config::Config;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

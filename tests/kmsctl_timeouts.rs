@@ -3,6 +3,9 @@
 //! listen queue is full. kmsctl must exit 255 soon after the limit, naming what timed out
 //! and after how long. No kmsd or TPM is involved.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use nix::sys::socket::{
     bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };

@@ -4,6 +4,9 @@
 //! cancellation, destroyed keys, month rollover), month-to-date kept across a restart, and
 //! a real Prometheus server evaluating every expression of the shipped dashboard and rules.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use kmsd::metering::Month;

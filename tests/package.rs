@@ -3,6 +3,9 @@
 //! the benchmark tool, the config is a conffile, and the maintainer scripts are executable
 //! shell scripts that never start the service on a fresh install.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 

@@ -61,9 +61,8 @@ async fn fresh_tpm_with_old_state_dir_is_refused_and_state_untouched() {
     fx.kmsd.stop();
     let before = dir_fingerprint(&fx.dir.state_dir());
     let other_tpm = Swtpm::start();
-    let log = match Kmsd::try_start(&other_tpm, &fx.dir, KmsdOptions::default()) {
-        Ok(_) => panic!("kmsd started against a different TPM"),
-        Err(log) => log,
+    let Err(log) = Kmsd::try_start(&other_tpm, &fx.dir, KmsdOptions::default()) else {
+        panic!("kmsd started against a different TPM")
     };
     assert!(
         log.contains("SRK") && log.contains("cleared or replaced"),
@@ -103,9 +102,8 @@ async fn pcr_policy_binding_fails_clearly_after_extend() {
     ]);
     assert!(extended.status.success(), "{extended:?}");
     let before = dir_fingerprint(&dir.state_dir());
-    let log = match Kmsd::try_start(&tpm, &dir, options) {
-        Ok(_) => panic!("kmsd started although PCR 16 changed"),
-        Err(log) => log,
+    let Err(log) = Kmsd::try_start(&tpm, &dir, options) else {
+        panic!("kmsd started although PCR 16 changed")
     };
     assert!(
         log.contains("PCR 16"),

@@ -1,6 +1,9 @@
 //! `GET /ping`, the health endpoint (and the benchmarks' transport ceiling): 200 "ok" on a
 //! kept-alive connection that then still serves KMS operations; other methods get 405.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use bytes::Bytes;
 use common::*;

@@ -4,6 +4,9 @@
 //! (full disk; SIGKILL between the intent record and the outcome), and service events for
 //! automatic rotation and destruction.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::io::{Read, Write};

@@ -2,6 +2,9 @@
 //! serving; 200 concurrent keep-alive clients all get correct answers; another uid is
 //! denied (a child process that setuid()s before exec, via `Command::uid`).
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use bytes::Bytes;
 use common::*;

@@ -7,6 +7,8 @@
 //!
 //! Real swtpm and kmsd processes; the database is edited with rusqlite between runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::path::Path;

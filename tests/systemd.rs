@@ -8,6 +8,9 @@
 //! named in STATUS=), STOPPING=1 and exit 0 on SIGTERM, and that SIGTERM
 //! under load lets every accepted request finish.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::io::{Read, Write};

@@ -1,5 +1,8 @@
 //! Integration tests of the TPM layer against a real swtpm (no mocks).
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 

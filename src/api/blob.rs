@@ -11,18 +11,22 @@ use zeroize::Zeroizing;
 pub struct Blob(pub Zeroizing<Vec<u8>>);
 
 impl Blob {
+    /// Takes ownership of the bytes (they are zeroized when the blob is dropped).
     pub fn new(bytes: Vec<u8>) -> Self {
         Blob(Zeroizing::new(bytes))
     }
 
+    /// The decoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
+    /// Length of the decoded bytes (what the AWS size bounds apply to).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True for a zero-length blob.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Tag {
+    /// The tag's name, unique per key.
     pub tag_key: String,
+    /// The tag's value (may be empty).
     pub tag_value: String,
 }
 
@@ -24,24 +26,40 @@ pub struct Tag {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadata {
+    /// The configured account id, as in the ARN.
     #[serde(rename = "AWSAccountId")]
     pub aws_account_id: String,
+    /// The key id (a UUID).
     pub key_id: String,
+    /// `arn:aws:kms:<region>:<account>:key/<key id>`.
     pub arn: String,
+    /// Creation time, epoch seconds.
     pub creation_date: f64,
+    /// True exactly when the key state is `Enabled`.
     pub enabled: bool,
+    /// Free text set at creation or by UpdateKeyDescription.
     pub description: String,
+    /// What the key is for; kmsd supports `ENCRYPT_DECRYPT` only.
     pub key_usage: String,
+    /// `Enabled`, `Disabled` or `PendingDeletion`.
     pub key_state: String,
+    /// When a key pending deletion will be destroyed, epoch seconds.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub deletion_date: Option<f64>,
+    /// The waiting period of a pending deletion, in days.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pending_deletion_window_in_days: Option<i64>,
+    /// Where the material came from; kmsd generates it (`AWS_KMS`).
     pub origin: String,
+    /// Always `CUSTOMER`: every kmsd key is a customer managed key.
     pub key_manager: String,
+    /// The deprecated twin of `key_spec`, still returned by AWS.
     pub customer_master_key_spec: String,
+    /// The key spec; kmsd supports `SYMMETRIC_DEFAULT` (AES-256-GCM) only.
     pub key_spec: String,
+    /// Always `["SYMMETRIC_DEFAULT"]`.
     pub encryption_algorithms: Vec<String>,
+    /// Always false: a kmsd key lives on one host.
     pub multi_region: bool,
     /// The id of the key's newest material version: the one Encrypt and GenerateDataKey*
     /// use now (AWS, 2025). Derived from the key id and version, see
@@ -50,12 +68,18 @@ pub struct KeyMetadata {
     pub current_key_material_id: Option<String>,
 }
 
+// The fields of the generated request and response structs are AWS's parameters under their
+// AWS names (snake_case here, PascalCase on the wire), documented by the AWS KMS API reference;
+// one doc line per field would only repeat the name, so the macros allow `missing_docs` on them.
+// The structs themselves are documented at each invocation.
 macro_rules! request {
     ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Default, Deserialize)]
         #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-        pub struct $name { $($(#[$fmeta])* #[serde(default)] pub $field: $ty),* }
+        pub struct $name {
+            $($(#[$fmeta])* #[allow(missing_docs)] #[serde(default)] pub $field: $ty),*
+        }
     };
 }
 
@@ -64,201 +88,307 @@ macro_rules! response {
         $(#[$meta])*
         #[derive(Debug, Default, Serialize, Deserialize)]
         #[serde(rename_all = "PascalCase")]
-        pub struct $name { $($(#[$fmeta])* #[serde(default)] pub $field: $ty),* }
+        pub struct $name {
+            $($(#[$fmeta])* #[allow(missing_docs)] #[serde(default)] pub $field: $ty),*
+        }
     };
 }
 
-request!(CreateKeyRequest {
-    description: Option<String>,
-    key_usage: Option<String>,
-    key_spec: Option<String>,
-    customer_master_key_spec: Option<String>,
-    origin: Option<String>,
-    policy: Option<String>,
-    bypass_policy_lockout_safety_check: Option<bool>,
-    tags: Option<Vec<Tag>>,
-    multi_region: Option<bool>,
-    custom_key_store_id: Option<String>,
-    xks_key_id: Option<String>,
-});
-response!(CreateKeyResponse { key_metadata: Option<KeyMetadata> });
+request!(
+    /// Body of CreateKey. kmsd makes symmetric `ENCRYPT_DECRYPT` keys with origin `AWS_KMS` only.
+    CreateKeyRequest {
+        description: Option<String>,
+        key_usage: Option<String>,
+        key_spec: Option<String>,
+        customer_master_key_spec: Option<String>,
+        origin: Option<String>,
+        policy: Option<String>,
+        bypass_policy_lockout_safety_check: Option<bool>,
+        tags: Option<Vec<Tag>>,
+        multi_region: Option<bool>,
+        custom_key_store_id: Option<String>,
+        xks_key_id: Option<String>,
+    }
+);
+response!(
+    /// Reply of CreateKey: the new key's metadata.
+    CreateKeyResponse { key_metadata: Option<KeyMetadata> }
+);
 
-request!(KeyIdRequest { key_id: Option<String> });
-response!(DescribeKeyResponse { key_metadata: Option<KeyMetadata> });
-request!(DescribeKeyRequest { key_id: Option<String>, grant_tokens: Option<Vec<String>> });
+request!(
+    /// Body of the operations that name one key and nothing else (EnableKey, DisableKey,
+    /// CancelKeyDeletion, GetKeyRotationStatus, ...).
+    KeyIdRequest { key_id: Option<String> }
+);
+response!(
+    /// Reply of DescribeKey.
+    DescribeKeyResponse { key_metadata: Option<KeyMetadata> }
+);
+request!(
+    /// Body of DescribeKey.
+    DescribeKeyRequest { key_id: Option<String>, grant_tokens: Option<Vec<String>> }
+);
 
 /// Responses that carry no fields: `{}`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct EmptyResponse {}
 
-request!(ListRequest { limit: Option<i64>, marker: Option<String> });
-request!(ListAliasesRequest { key_id: Option<String>, limit: Option<i64>, marker: Option<String> });
-request!(ListKeyScopedRequest { key_id: Option<String>, limit: Option<i64>, marker: Option<String> });
+request!(
+    /// Body of ListKeys: page size and the marker of the previous page.
+    ListRequest { limit: Option<i64>, marker: Option<String> }
+);
+request!(
+    /// Body of ListAliases, optionally limited to the aliases of one key.
+    ListAliasesRequest { key_id: Option<String>, limit: Option<i64>, marker: Option<String> }
+);
+request!(
+    /// Body of the paged listings of one key (ListResourceTags, ListKeyRotations).
+    ListKeyScopedRequest { key_id: Option<String>, limit: Option<i64>, marker: Option<String> }
+);
 
 /// One entry of ListKeys.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyListEntry {
+    /// The key id (a UUID).
     pub key_id: String,
+    /// The key's ARN.
     pub key_arn: String,
 }
 
-response!(ListKeysResponse {
-    keys: Vec<KeyListEntry>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_marker: Option<String>,
-    truncated: bool,
-});
+response!(
+    /// Reply of ListKeys: one page of keys.
+    ListKeysResponse {
+        keys: Vec<KeyListEntry>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_marker: Option<String>,
+        truncated: bool,
+    }
+);
 
-request!(UpdateKeyDescriptionRequest { key_id: Option<String>, description: Option<String> });
+request!(
+    /// Body of UpdateKeyDescription.
+    UpdateKeyDescriptionRequest { key_id: Option<String>, description: Option<String> }
+);
 
-request!(ScheduleKeyDeletionRequest { key_id: Option<String>, pending_window_in_days: Option<i64> });
-response!(ScheduleKeyDeletionResponse {
-    key_id: String,
-    deletion_date: f64,
-    key_state: String,
-    pending_window_in_days: i64,
-});
-response!(KeyIdResponse { key_id: String });
+request!(
+    /// Body of ScheduleKeyDeletion.
+    ScheduleKeyDeletionRequest { key_id: Option<String>, pending_window_in_days: Option<i64> }
+);
+response!(
+    /// Reply of ScheduleKeyDeletion: when the key will be destroyed.
+    ScheduleKeyDeletionResponse {
+        key_id: String,
+        deletion_date: f64,
+        key_state: String,
+        pending_window_in_days: i64,
+    }
+);
+response!(
+    /// Reply that names only the key acted on (CancelKeyDeletion, RotateKeyOnDemand).
+    KeyIdResponse { key_id: String }
+);
 
-request!(AliasRequest { alias_name: Option<String>, target_key_id: Option<String> });
+request!(
+    /// Body of CreateAlias, UpdateAlias and DeleteAlias (DeleteAlias leaves `target_key_id` empty).
+    AliasRequest { alias_name: Option<String>, target_key_id: Option<String> }
+);
 
 /// One entry of ListAliases.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AliasListEntry {
+    /// `alias/<name>`.
     pub alias_name: String,
+    /// The alias's ARN (`...:alias/<name>`).
     pub alias_arn: String,
+    /// The key id the alias points to.
     pub target_key_id: String,
+    /// Creation time, epoch seconds.
     pub creation_date: f64,
+    /// Time of the last change of target (or the creation), epoch seconds.
     pub last_updated_date: f64,
 }
 
-response!(ListAliasesResponse {
-    aliases: Vec<AliasListEntry>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_marker: Option<String>,
-    truncated: bool,
-});
+response!(
+    /// Reply of ListAliases: one page of aliases.
+    ListAliasesResponse {
+        aliases: Vec<AliasListEntry>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_marker: Option<String>,
+        truncated: bool,
+    }
+);
 
-request!(TagResourceRequest { key_id: Option<String>, tags: Option<Vec<Tag>> });
-request!(UntagResourceRequest { key_id: Option<String>, tag_keys: Option<Vec<String>> });
-response!(ListResourceTagsResponse {
-    tags: Vec<Tag>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_marker: Option<String>,
-    truncated: bool,
-});
+request!(
+    /// Body of TagResource.
+    TagResourceRequest { key_id: Option<String>, tags: Option<Vec<Tag>> }
+);
+request!(
+    /// Body of UntagResource.
+    UntagResourceRequest { key_id: Option<String>, tag_keys: Option<Vec<String>> }
+);
+response!(
+    /// Reply of ListResourceTags: one page of tags.
+    ListResourceTagsResponse {
+        tags: Vec<Tag>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_marker: Option<String>,
+        truncated: bool,
+    }
+);
 
-request!(EncryptRequest {
-    key_id: Option<String>,
-    plaintext: Option<Blob>,
-    encryption_context: Option<EncryptionContext>,
-    grant_tokens: Option<Vec<String>>,
-    encryption_algorithm: Option<String>,
-    dry_run: Option<bool>,
-});
-response!(EncryptResponse {
-    ciphertext_blob: Blob,
-    key_id: String,
-    encryption_algorithm: String,
-});
+request!(
+    /// Body of Encrypt.
+    EncryptRequest {
+        key_id: Option<String>,
+        plaintext: Option<Blob>,
+        encryption_context: Option<EncryptionContext>,
+        grant_tokens: Option<Vec<String>>,
+        encryption_algorithm: Option<String>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of Encrypt.
+    EncryptResponse {
+        ciphertext_blob: Blob,
+        key_id: String,
+        encryption_algorithm: String,
+    }
+);
 
-request!(DecryptRequest {
-    ciphertext_blob: Option<Blob>,
-    encryption_context: Option<EncryptionContext>,
-    grant_tokens: Option<Vec<String>>,
-    key_id: Option<String>,
-    encryption_algorithm: Option<String>,
-    dry_run: Option<bool>,
-});
-response!(DecryptResponse {
-    key_id: String,
-    plaintext: Blob,
-    encryption_algorithm: String,
-    /// The material version that decrypted the ciphertext.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_material_id: Option<String>,
-});
+request!(
+    /// Body of Decrypt; `key_id` is optional and, if given, must match the key in the blob.
+    DecryptRequest {
+        ciphertext_blob: Option<Blob>,
+        encryption_context: Option<EncryptionContext>,
+        grant_tokens: Option<Vec<String>>,
+        key_id: Option<String>,
+        encryption_algorithm: Option<String>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of Decrypt.
+    DecryptResponse {
+        key_id: String,
+        plaintext: Blob,
+        encryption_algorithm: String,
+        /// The material version that decrypted the ciphertext.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_material_id: Option<String>,
+    }
+);
 
-request!(ReEncryptRequest {
-    ciphertext_blob: Option<Blob>,
-    source_encryption_context: Option<EncryptionContext>,
-    source_key_id: Option<String>,
-    destination_key_id: Option<String>,
-    destination_encryption_context: Option<EncryptionContext>,
-    source_encryption_algorithm: Option<String>,
-    destination_encryption_algorithm: Option<String>,
-    grant_tokens: Option<Vec<String>>,
-    dry_run: Option<bool>,
-});
-response!(ReEncryptResponse {
-    ciphertext_blob: Blob,
-    source_key_id: String,
-    key_id: String,
-    source_encryption_algorithm: String,
-    destination_encryption_algorithm: String,
-    /// The material version of the source key that decrypted the ciphertext.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source_key_material_id: Option<String>,
-    /// The material version of the destination key that encrypted the new ciphertext.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    destination_key_material_id: Option<String>,
-});
+request!(
+    /// Body of ReEncrypt.
+    ReEncryptRequest {
+        ciphertext_blob: Option<Blob>,
+        source_encryption_context: Option<EncryptionContext>,
+        source_key_id: Option<String>,
+        destination_key_id: Option<String>,
+        destination_encryption_context: Option<EncryptionContext>,
+        source_encryption_algorithm: Option<String>,
+        destination_encryption_algorithm: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of ReEncrypt.
+    ReEncryptResponse {
+        ciphertext_blob: Blob,
+        source_key_id: String,
+        key_id: String,
+        source_encryption_algorithm: String,
+        destination_encryption_algorithm: String,
+        /// The material version of the source key that decrypted the ciphertext.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source_key_material_id: Option<String>,
+        /// The material version of the destination key that encrypted the new ciphertext.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        destination_key_material_id: Option<String>,
+    }
+);
 
-request!(GenerateDataKeyRequest {
-    key_id: Option<String>,
-    encryption_context: Option<EncryptionContext>,
-    number_of_bytes: Option<i64>,
-    key_spec: Option<String>,
-    grant_tokens: Option<Vec<String>>,
-    dry_run: Option<bool>,
-});
-response!(GenerateDataKeyResponse {
-    ciphertext_blob: Blob,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plaintext: Option<Blob>,
-    key_id: String,
-    /// The material version that encrypted the data key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_material_id: Option<String>,
-});
+request!(
+    /// Body of GenerateDataKey and GenerateDataKeyWithoutPlaintext.
+    GenerateDataKeyRequest {
+        key_id: Option<String>,
+        encryption_context: Option<EncryptionContext>,
+        number_of_bytes: Option<i64>,
+        key_spec: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of GenerateDataKey (and, without `plaintext`, of GenerateDataKeyWithoutPlaintext).
+    GenerateDataKeyResponse {
+        ciphertext_blob: Blob,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plaintext: Option<Blob>,
+        key_id: String,
+        /// The material version that encrypted the data key.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_material_id: Option<String>,
+    }
+);
 
-request!(GenerateRandomRequest {
-    number_of_bytes: Option<i64>,
-    custom_key_store_id: Option<String>,
-});
-response!(GenerateRandomResponse { plaintext: Blob });
+request!(
+    /// Body of GenerateRandom.
+    GenerateRandomRequest {
+        number_of_bytes: Option<i64>,
+        custom_key_store_id: Option<String>,
+    }
+);
+response!(
+    /// Reply of GenerateRandom.
+    GenerateRandomResponse { plaintext: Blob }
+);
 
-request!(EnableKeyRotationRequest { key_id: Option<String>, rotation_period_in_days: Option<i64> });
-response!(GetKeyRotationStatusResponse {
-    key_rotation_enabled: bool,
-    key_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rotation_period_in_days: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_rotation_date: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    on_demand_rotation_start_date: Option<f64>,
-});
+request!(
+    /// Body of EnableKeyRotation.
+    EnableKeyRotationRequest { key_id: Option<String>, rotation_period_in_days: Option<i64> }
+);
+response!(
+    /// Reply of GetKeyRotationStatus.
+    GetKeyRotationStatusResponse {
+        key_rotation_enabled: bool,
+        key_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rotation_period_in_days: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_rotation_date: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_demand_rotation_start_date: Option<f64>,
+    }
+);
 
 /// One entry of ListKeyRotations.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RotationEntry {
+    /// The key id (a UUID).
     pub key_id: String,
+    /// When the new material version was made, epoch seconds.
     pub rotation_date: f64,
+    /// `AUTOMATIC` or `ON_DEMAND`.
     pub rotation_type: String,
     /// The material version this rotation made.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub key_material_id: Option<String>,
 }
-response!(ListKeyRotationsResponse {
-    rotations: Vec<RotationEntry>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_marker: Option<String>,
-    truncated: bool,
-});
+response!(
+    /// Reply of ListKeyRotations: one page of past rotations.
+    ListKeyRotationsResponse {
+        rotations: Vec<RotationEntry>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_marker: Option<String>,
+        truncated: bool,
+    }
+);
 
 mod policy;
 pub use policy::*;

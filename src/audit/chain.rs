@@ -37,9 +37,8 @@ impl MacKey {
 
     fn mac(&self, body: &[u8]) -> [u8; 32] {
         // HMAC accepts keys of any length.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(self.0.expose()) {
-            Ok(mac) => mac,
-            Err(_) => return [0; 32],
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.0.expose()) else {
+            return [0; 32];
         };
         mac.update(body);
         mac.finalize().into_bytes().into()
@@ -60,36 +59,20 @@ impl std::fmt::Debug for MacKey {
     }
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[(byte >> 4) as usize] as char);
-        out.push(DIGITS[(byte & 15) as usize] as char);
-    }
-    out
-}
-
+/// Decodes the 64 lower-case hex digits that [`seal`] writes into 32 bytes; any other form
+/// (upper case, wrong length) is refused, so a line has exactly one valid spelling.
 fn unhex32(text: &[u8]) -> Option<[u8; 32]> {
-    if text.len() != 64 {
+    if text.iter().any(u8::is_ascii_uppercase) {
         return None;
     }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let mut out = [0u8; 32];
-    for (i, pair) in text.chunks(2).enumerate() {
-        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
 /// SHA-256 of a record body, in hex: what the next record carries as `prevHash`.
 pub fn body_hash(body: &[u8]) -> String {
-    hex(&Sha256::digest(body))
+    hex::encode(Sha256::digest(body))
 }
 
 /// Seals a serialized record (a JSON object with at least one field) into a line ending in
@@ -99,7 +82,7 @@ pub fn seal(body: &[u8], key: &MacKey) -> (Vec<u8>, String) {
     let mut line = Vec::with_capacity(body.len() + MAC_SUFFIX_LEN + 1);
     line.extend_from_slice(&body[..body.len().saturating_sub(1)]);
     line.extend_from_slice(MAC_PREFIX);
-    line.extend_from_slice(hex(&tag).as_bytes());
+    line.extend_from_slice(hex::encode(tag).as_bytes());
     line.extend_from_slice(b"\"}\n");
     (line, body_hash(body))
 }
@@ -109,7 +92,9 @@ pub fn seal(body: &[u8], key: &MacKey) -> (Vec<u8>, String) {
 pub struct SealedLine {
     /// The record as JSON (without the `mac` field).
     pub record: serde_json::Value,
+    /// Position of the record in the trail, from 1.
     pub sequence: u64,
+    /// The `prevHash` field: the body hash of the record before.
     pub prev_hash: String,
     /// SHA-256 of the body, hex.
     pub hash: String,
@@ -212,7 +197,11 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let bytes: Vec<u8> = (0..32).collect();
-        assert_eq!(unhex32(hex(&bytes).as_bytes()).unwrap().to_vec(), bytes);
+        assert_eq!(
+            unhex32(hex::encode(&bytes).as_bytes()).unwrap().to_vec(),
+            bytes
+        );
         assert!(unhex32(b"AB").is_none());
+        assert!(unhex32(hex::encode_upper(&bytes).as_bytes()).is_none());
     }
 }

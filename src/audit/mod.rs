@@ -34,15 +34,25 @@ const INTENT_DEADLINE: Duration = Duration::from_secs(30);
 /// The resolved settings the writer runs with.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
+    /// Directory of the trail files.
     pub dir: PathBuf,
+    /// Longest time a record may wait for its fsync; 0 fsyncs each record before the reply.
     pub fsync_interval_ms: u64,
+    /// Start a new file once the current one reaches this size.
     pub rotate_bytes: u64,
+    /// Also start a new file at each UTC midnight.
     pub rotate_daily: bool,
+    /// Write a checkpoint record after this many records.
     pub checkpoint_every: u64,
+    /// ... and at least this often while records are written.
     pub checkpoint_interval: Duration,
+    /// What to do with requests when a record cannot be written.
     pub on_failure: OnFailure,
+    /// Also copy each record to the log (journald).
     pub to_log: bool,
+    /// Region part of the ARNs in records.
     pub region: String,
+    /// Account part of the ARNs in records.
     pub account_id: String,
 }
 
@@ -67,13 +77,23 @@ impl AuditSettings {
 /// Errors of the audit trail.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// A trail file or the directory could not be read or written.
     #[error("audit trail: {path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The last file does not end in a record the chain can continue from.
     #[error("audit trail: cannot continue the chain from {file}: {reason}. Run `kmsctl audit verify --offline` to see the damage; to start a new chain, move the audit files elsewhere (keep them as evidence)")]
-    Tail { file: PathBuf, reason: String },
+    Tail {
+        /// The file that cannot be continued.
+        file: PathBuf,
+        /// What is wrong with its end.
+        reason: String,
+    },
+    /// The writer is broken or gone; the reason is for the log.
     #[error("the audit trail cannot be written: {0}")]
     Unavailable(String),
 }

@@ -30,18 +30,26 @@ pub const OUTCOME_EVENT: &str = "KmsdChangeOutcome";
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct UserIdentity {
+    /// Always `UnixProcess`: a local process on the socket.
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// Uid of the peer (SO_PEERCRED).
     pub uid: u32,
+    /// User name of the uid, when it resolves.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Primary gid of the peer.
     pub gid: u32,
+    /// Group name of the gid, when it resolves.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Pid of the peer, when the kernel reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// Executable of the peer, when `/proc` showed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// systemd unit of the peer, when its cgroup names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
 }
@@ -65,10 +73,13 @@ impl UserIdentity {
 /// One entry of `resources`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Resource {
+    /// ARN of the key or alias.
     #[serde(rename = "ARN")]
     pub arn: String,
+    /// The configured account id.
     #[serde(rename = "accountId")]
     pub account_id: String,
+    /// `AWS::KMS::Key` or `AWS::KMS::Alias`.
     #[serde(rename = "type")]
     pub kind: &'static str,
 }
@@ -77,27 +88,41 @@ pub struct Resource {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
+    /// The record format version (CloudTrail's `eventVersion`).
     pub event_version: &'static str,
     /// UTC, milliseconds: `2025-01-31T12:00:00.123Z`.
     pub event_time: String,
+    /// Always `kmsd`.
     pub event_source: &'static str,
+    /// The operation (`Encrypt`, ...) or the service event name.
     pub event_name: String,
+    /// `AwsApiCall` for requests, `AwsServiceEvent` for the daemon's own events.
     pub event_type: &'static str,
+    /// Who made the request; absent for service events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_identity: Option<UserIdentity>,
+    /// The configured region.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_region: Option<String>,
+    /// The request's parameters, secrets removed.
     pub request_parameters: Value,
+    /// The reply's fields, secrets removed (null on error).
     pub response_elements: Value,
+    /// The AWS exception name, when the request failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// The exception message, when the request failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// The `x-amzn-RequestId` returned to the client.
     #[serde(rename = "requestID", skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// A fresh random id of this record.
     #[serde(rename = "eventID")]
     pub event_id: String,
+    /// True when the operation cannot change anything.
     pub read_only: bool,
+    /// The keys and aliases the request acted on.
     pub resources: Vec<Resource>,
     /// CloudTrail's `additionalEventData`: a mutation's `intentSequence`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,7 +142,9 @@ pub struct AuditRecord {
 /// Where ARNs point: `arn:kmsd:kms:<region>:<account>:`.
 #[derive(Debug, Clone)]
 pub struct ArnContext {
+    /// The configured region.
     pub region: String,
+    /// The configured account id.
     pub account_id: String,
 }
 

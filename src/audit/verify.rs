@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Head {
+    /// Sequence number of the last durable record.
     pub sequence: u64,
+    /// Body hash of that record (what the next one carries as `prevHash`).
     pub hash: String,
     /// The file being appended to.
     pub file: PathBuf,
@@ -44,12 +46,15 @@ pub enum ProblemKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Problem {
+    /// What kind of damage.
     pub kind: ProblemKind,
+    /// The file it was found in.
     pub file: String,
     /// 1-based line number in `file`, when the problem is at a line.
     pub line: Option<u64>,
     /// The sequence number expected at that point, when known.
     pub expected_sequence: Option<u64>,
+    /// A sentence for humans.
     pub message: String,
 }
 
@@ -57,20 +62,28 @@ pub struct Problem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
+    /// True when no problem was found.
     pub ok: bool,
     /// Whether MACs were checked (only the daemon holds the key).
     pub mac_checked: bool,
     /// Whether the end of the trail was compared with the daemon's durable head.
     pub head_checked: bool,
+    /// Number of trail files read.
     pub files_checked: usize,
+    /// Number of records read.
     pub records_checked: u64,
+    /// Number of checkpoint records among them.
     pub checkpoints: u64,
+    /// Sequence number of the first record read.
     pub first_sequence: Option<u64>,
+    /// Sequence number of the last record read.
     pub last_sequence: Option<u64>,
+    /// Body hash of the last record read.
     pub last_hash: Option<String>,
     /// Things that are not errors but an auditor should know (recovered torn tails, a
     /// verification that does not start at the first record).
     pub warnings: Vec<String>,
+    /// The first problem found, if any (verification stops there).
     pub problem: Option<Problem>,
     /// Changes whose intent record has no outcome record (a crash between the two): for
     /// each, whether the key database has the change, when that could be checked.
@@ -384,7 +397,7 @@ fn check(
         return Err(earlier.problem);
     }
     if let Some(head) = &options.head {
-        let (last_seq, last_hash) = prev.clone().unwrap_or((0, GENESIS_HASH.to_string()));
+        let (last_seq, last_hash) = prev.unwrap_or((0, GENESIS_HASH.to_string()));
         if last_seq < head.sequence {
             return Err(Problem {
                 kind: ProblemKind::Truncated,

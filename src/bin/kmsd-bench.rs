@@ -12,8 +12,6 @@
 //! Every kmsd it starts is stopped (SIGTERM, then SIGKILL) and waited for, also on errors
 //! and on SIGINT/SIGTERM.
 
-#![forbid(unsafe_code)]
-
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
@@ -672,8 +670,7 @@ async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> L
         let barrier = Arc::clone(&barrier);
         tasks.spawn(async move {
             let client = Client::new(socket);
-            let mut histogram =
-                Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+            let mut histogram = latency_histogram();
             let mut errors = 0u64;
             // Open the connection before the clock starts.
             if !matches!(client.send(op.request()).await, Ok(r) if r.status == StatusCode::OK) {
@@ -700,8 +697,7 @@ async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> L
     let started = Instant::now();
     let kmsd_cpu = process_cpu(kmsd.pid());
     let client_cpu = own_cpu();
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+    let mut histogram = latency_histogram();
     let mut errors = 0;
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -798,8 +794,7 @@ async fn create_keys(
         let next = Arc::clone(&next);
         tasks.spawn(async move {
             let client = Client::new(socket);
-            let mut histogram =
-                Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+            let mut histogram = latency_histogram();
             let mut ids = Vec::new();
             let mut errors = 0u64;
             while next.fetch_add(1, Ordering::Relaxed) < count {
@@ -822,8 +817,7 @@ async fn create_keys(
         });
     }
     let mut ids = Vec::new();
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds");
+    let mut histogram = latency_histogram();
     let mut errors = 0;
     while let Some(joined) = tasks.join_next().await {
         if let Ok((i, h, e)) = joined {
@@ -1213,7 +1207,7 @@ fn alternatives(args: &Args, plan: &Plan) -> Vec<Alternative> {
                         "{:?}: {}",
                         command.get_program(),
                         String::from_utf8_lossy(&out.stderr).trim()
-                    )
+                    );
                 }
                 Err(err) => setup_note = format!("cannot run {:?}: {err}", command.get_program()),
             }
@@ -1517,4 +1511,10 @@ fn markdown(results: &Results) -> String {
         );
     }
     out
+}
+
+/// An empty latency histogram: 1 ns to 120 s at 3 significant digits.
+#[allow(clippy::expect_used)] // constant bounds that are valid; a panic here is a typo in them
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).expect("valid histogram bounds")
 }

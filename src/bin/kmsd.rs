@@ -1,7 +1,5 @@
 //! `kmsd`: parse the config and command line, harden the process, start the daemon.
 
-#![forbid(unsafe_code)]
-
 use clap::Parser;
 use kmsd::clock::Clock;
 use kmsd::daemon::{Daemon, RunOptions};

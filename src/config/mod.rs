@@ -32,17 +32,30 @@ use std::str::FromStr;
 /// Errors while reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The file is not TOML or has unknown or mistyped keys.
     #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A value is well typed but not allowed.
     #[error("config value {field} = {value:?} is not valid: {reason}")]
     Invalid {
+        /// The key, as written in the file (`[audit] rotate_bytes`).
         field: &'static str,
+        /// The value as given.
         value: String,
+        /// Why it is refused.
         reason: String,
     },
 }

@@ -15,8 +15,11 @@ pub const MAX_PCR: u8 = 23;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PcrBank {
+    /// SHA-1 bank (older TPMs and firmware).
     Sha1,
+    /// SHA-256 bank, the usual one.
     Sha256,
+    /// SHA-384 bank.
     Sha384,
 }
 

@@ -11,6 +11,7 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct InvalidValue {
+    /// Why the text is refused.
     pub reason: String,
 }
 
@@ -81,6 +82,7 @@ serialize_as_text!(SocketMode);
 pub struct Region(String);
 
 impl Region {
+    /// The region as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -115,6 +117,7 @@ serialize_as_text!(Region);
 pub struct AccountId(String);
 
 impl AccountId {
+    /// The account id as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -149,6 +152,7 @@ serialize_as_text!(AccountId);
 pub struct LogFilter(String);
 
 impl LogFilter {
+    /// The filter directive as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }

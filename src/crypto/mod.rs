@@ -11,7 +11,7 @@ pub use context::{canonical_context, EncryptionContext};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
-use rand::RngCore;
+use rand::Rng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -40,8 +40,14 @@ pub enum CryptoError {
     )]
     InvalidCiphertext,
     /// Wrapped CMK material failed to unwrap under the root key.
+    /// Wrapped CMK material failed to unwrap under the root key.
     #[error("wrapped key material for key {key_id} version {version} failed authentication under the root key")]
-    UnwrapFailed { key_id: String, version: u32 },
+    UnwrapFailed {
+        /// The key whose material failed.
+        key_id: String,
+        /// The material version that failed.
+        version: u32,
+    },
     /// The AEAD refused to encrypt (only for absurd lengths).
     #[error("encryption failed")]
     EncryptFailed,
@@ -56,7 +62,7 @@ impl KeyMaterial {
     /// Fresh material from the operating system's CSPRNG.
     pub fn generate() -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        os_fill(bytes.as_mut());
         KeyMaterial(bytes)
     }
 
@@ -91,7 +97,9 @@ impl std::fmt::Debug for KeyMaterial {
 /// The parsed, not yet authenticated, header of a ciphertext blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CiphertextHeader {
+    /// The key id in binary (UUID) form.
     pub key_id: [u8; KEY_ID_LEN],
+    /// The CMK material version the blob was made with.
     pub material_version: u32,
 }
 
@@ -127,7 +135,7 @@ pub fn encrypt(
 ) -> Result<Vec<u8>, CryptoError> {
     // One getrandom call for both (a syscall each was measurable on the request path).
     let mut random = [0u8; KDF_NONCE_LEN + IV_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut random);
+    os_fill(&mut random);
     let (kdf_nonce, iv) = random.split_at(KDF_NONCE_LEN);
 
     let mut blob = Vec::with_capacity(plaintext.len() + OVERHEAD);
@@ -191,7 +199,7 @@ pub fn wrap_material(
     material: &KeyMaterial,
 ) -> Result<Vec<u8>, CryptoError> {
     let mut iv = [0u8; IV_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut iv);
+    os_fill(&mut iv);
     let aad = wrap_aad(key_id, version, purpose);
     let cipher = Aes256Gcm::new(root.expose().into());
     let sealed = cipher
@@ -246,15 +254,26 @@ pub fn unwrap_material(
 /// (no syscall per id; these ids are unique labels, not secrets).
 pub fn random_id() -> uuid::Uuid {
     let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
+    rand::rng().fill_bytes(&mut bytes);
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 /// Random bytes from the OS CSPRNG, zeroized on drop.
 pub fn random_bytes(len: usize) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(vec![0u8; len]);
-    rand::rngs::OsRng.fill_bytes(&mut out);
+    os_fill(&mut out);
     out
+}
+
+/// Fills `buf` from the operating system's CSPRNG (getrandom(2), one call).
+///
+/// Key material, IVs and nonces come from here, never from the thread-local generator.
+/// Panics if the kernel refuses to provide randomness: there is no safe way to go on
+/// without it (the behaviour `rand::rngs::OsRng` had before).
+fn os_fill(buf: &mut [u8]) {
+    if let Err(err) = getrandom::fill(buf) {
+        panic!("the operating system's random source failed: {err}");
+    }
 }
 
 /// HKDF-SHA256 with the per-message nonce as salt; the info string binds the label and the

@@ -47,32 +47,65 @@ const ALL_TABLES: [&str; 6] = [
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file or directory of the state dir could not be read or written.
     #[error("state dir {path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// SQLite reported an error.
     #[error("key database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The state dir holds other files and no kmsd database.
     #[error("state dir {path} is not empty and holds no kmsd database; refusing to initialise it")]
-    ForeignDirectory { path: PathBuf },
+    ForeignDirectory {
+        /// The state dir.
+        path: PathBuf,
+    },
+    /// The database was written by a kmsd with another schema.
     #[error(
         "key database schema version {found} is not supported (this kmsd knows {SCHEMA_VERSION})"
     )]
-    SchemaVersion { found: i64 },
+    SchemaVersion {
+        /// The schema version found in the database.
+        found: i64,
+    },
+    /// A record does not decode; the message says which.
     #[error("key database record is corrupt: {0}")]
     Corrupt(String),
+    /// `kmsd.db` is a zero-length file.
     #[error("key database {path} is empty (0 bytes) although the state dir exists: it was truncated or replaced, and kmsd never re-initialises a state dir. kmsd refused to start and left the state dir untouched; restore the whole state dir from a backup (docs/state-dir.md, \"Backups\")")]
-    EmptyDatabase { path: PathBuf },
+    EmptyDatabase {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// `kmsd.db` does not start with the SQLite header.
     #[error("key database {path} is not a SQLite database ({reason}); kmsd refused to start and left the state dir untouched; restore the whole state dir from a backup (docs/state-dir.md, \"Backups\")")]
-    NotADatabase { path: PathBuf, reason: String },
+    NotADatabase {
+        /// The database file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// `kmsd.db` fails SQLite's `quick_check` (for example, it was truncated).
     #[error("key database {path} is damaged ({reason}); it may be truncated. kmsd refused to start and left the state dir untouched; restore the whole state dir from a backup (docs/state-dir.md, \"Backups\")")]
-    Damaged { path: PathBuf, reason: String },
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite reported.
+        reason: String,
+    },
+    /// Records whose tag or manifest entry does not verify.
     #[error("key database {path} failed its integrity check ({count} problem(s)): {problems}. The database was changed outside kmsd. kmsd refused to start and left the state dir untouched: find out who changed it, then restore the whole state dir from a backup taken while kmsd was stopped (docs/state-dir.md, \"Integrity failures\")", count = problems.len(), problems = list_problems(problems))]
     Tampered {
+        /// The database file.
         path: PathBuf,
+        /// One line per problem, naming the table and the record.
         problems: Vec<String>,
     },
+    /// A change was attempted on the read-only verification connection.
     #[error("the key database was opened read-only for verification; it cannot be changed")]
     ReadOnly,
 }
@@ -96,7 +129,9 @@ fn list_problems(problems: &[String]) -> String {
 /// Everything loaded at start-up.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// Every key with its material versions, oldest version first.
     pub keys: Vec<(KeyRecord, Vec<VersionRecord>)>,
+    /// Every alias.
     pub aliases: Vec<AliasRecord>,
 }
 
@@ -1166,8 +1201,7 @@ impl Scratch {
     /// Copies the database and its WAL into a new private temporary directory.
     fn copy_of(dir: &Path) -> Result<Scratch, StoreError> {
         let base = std::env::temp_dir();
-        let mut suffix = [0u8; 8];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut suffix);
+        let suffix = crate::crypto::random_bytes(8);
         let path = base.join(format!(
             "kmsd-verify-{}-{}",
             std::process::id(),
@@ -1441,7 +1475,7 @@ mod tests {
             store.insert_grant(Intent::recorded(7), &grant).unwrap();
         }
         let mut store = reopen(&state);
-        assert_eq!(store.load_grants().unwrap(), vec![grant.clone()]);
+        assert_eq!(store.load_grants().unwrap(), vec![grant]);
         store.delete_key(Intent::recorded(7), "k1").unwrap();
         assert!(store.load_grants().unwrap().is_empty());
     }

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 /// AWS key states that a kmsd key can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {
+    /// Usable for cryptographic operations.
     Enabled,
+    /// Kept, but refuses cryptographic operations until enabled again.
     Disabled,
+    /// Refuses use; destroyed at its deletion date unless cancelled.
     PendingDeletion,
 }
 
@@ -25,7 +28,9 @@ impl KeyState {
 /// How a material version came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RotationType {
+    /// Made by the automatic rotation schedule.
     Automatic,
+    /// Made by RotateKeyOnDemand.
     OnDemand,
 }
 
@@ -38,6 +43,7 @@ impl RotationType {
         }
     }
 
+    /// Reads the AWS spelling (`AUTOMATIC`, `ON_DEMAND`).
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "AUTOMATIC" => Some(RotationType::Automatic),
@@ -50,25 +56,35 @@ impl RotationType {
 /// Metadata of one CMK (stored as JSON in the `keys` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {
+    /// The key id (a UUID).
     pub key_id: String,
+    /// Creation time, milliseconds since the epoch.
     pub created_ms: i64,
     /// The uid that created the key.
     pub owner_uid: u32,
+    /// Free text.
     pub description: String,
+    /// The AWS key state.
     pub state: KeyState,
+    /// `SYMMETRIC_DEFAULT`.
     pub key_spec: String,
+    /// `ENCRYPT_DECRYPT`.
     pub key_usage: String,
+    /// `AWS_KMS`.
     pub origin: String,
     /// Set while PendingDeletion.
     pub deletion_date_ms: Option<i64>,
+    /// The waiting period asked for by ScheduleKeyDeletion, in days.
     pub pending_window_days: Option<i64>,
     /// Some(days) while automatic rotation is enabled.
     pub rotation_period_days: Option<i64>,
+    /// When automatic rotation will next make a version, while it is enabled.
     pub next_rotation_ms: Option<i64>,
     /// Number of RotateKeyOnDemand calls so far.
     pub on_demand_rotations: u32,
     /// When the latest on-demand rotation started.
     pub on_demand_rotation_start_ms: Option<i64>,
+    /// Tag keys and values.
     pub tags: BTreeMap<String, String>,
     /// The key policy document, once policies exist.
     #[serde(default)]
@@ -102,7 +118,9 @@ impl KeyRecord {
 /// One wrapped material version of a key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionRecord {
+    /// Version number, from 1; ciphertexts name it.
     pub version: u32,
+    /// When the version was made, milliseconds since the epoch.
     pub created_ms: i64,
     /// None for the material created with the key.
     pub rotation_type: Option<RotationType>,
@@ -113,26 +131,36 @@ pub struct VersionRecord {
 /// An alias.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasRecord {
+    /// `alias/<name>`.
     pub name: String,
+    /// The key the alias points to.
     pub key_id: String,
+    /// Creation time, milliseconds since the epoch.
     pub created_ms: i64,
+    /// Time of the last change of target, milliseconds since the epoch.
     pub updated_ms: i64,
 }
 
 /// A grant: permission for a Unix principal to use a key for some operations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantRecord {
+    /// The grant id.
     pub grant_id: String,
+    /// The key the grant is on.
     pub key_id: String,
+    /// The optional name from CreateGrant.
     pub name: Option<String>,
     /// `uid:1001`, `user:alice`, `gid:33`, `group:web`, `unit:x.service`, `exe:/path`.
     pub grantee_principal: String,
+    /// A principal (same forms) that may also retire the grant.
     pub retiring_principal: Option<String>,
     /// Operation names, e.g. `Decrypt`.
     pub operations: Vec<String>,
+    /// Encryption-context conditions every use must meet.
     pub constraints: Option<GrantConstraintsRecord>,
     /// The uid that created the grant.
     pub issuing_uid: u32,
+    /// Creation time, milliseconds since the epoch.
     pub created_ms: i64,
     /// The grant token returned by CreateGrant.
     pub token: String,
@@ -141,6 +169,8 @@ pub struct GrantRecord {
 /// EncryptionContextEquals / EncryptionContextSubset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct GrantConstraintsRecord {
+    /// The request's context must be exactly these pairs.
     pub encryption_context_equals: Option<BTreeMap<String, String>>,
+    /// The request's context must contain these pairs.
     pub encryption_context_subset: Option<BTreeMap<String, String>>,
 }

@@ -27,6 +27,7 @@ impl Pricing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// Succeeded (2xx).
     Success,
     /// Rejected because of the request (4xx other than AccessDenied).
     ClientError,
@@ -37,6 +38,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in label order.
     pub const ALL: [Outcome; 4] = [
         Outcome::Success,
         Outcome::ClientError,
@@ -44,6 +46,7 @@ impl Outcome {
         Outcome::ServerError,
     ];
 
+    /// The label used in the ledger and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
@@ -53,6 +56,7 @@ impl Outcome {
         }
     }
 
+    /// Reads a label written by [`Outcome::as_str`].
     pub fn parse(text: &str) -> Option<Outcome> {
         Outcome::ALL.into_iter().find(|o| o.as_str() == text)
     }
@@ -104,9 +108,13 @@ pub struct KeyRate {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyCost {
+    /// Key storage (pro rata of the key-hours).
     pub storage: f64,
+    /// Storage of rotated material versions.
     pub rotation: f64,
+    /// Priced requests.
     pub requests: f64,
+    /// Sum of the components.
     pub total: f64,
 }
 
@@ -167,12 +175,15 @@ pub fn projected_key_cost(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostCost {
+    /// Key storage of every key.
     pub storage: f64,
+    /// Storage of rotated material versions of every key.
     pub rotation: f64,
     /// Requests before the free tier.
     pub requests_gross: f64,
     /// Value of the free requests (≤ requests_gross), as a positive number.
     pub free_tier_credit: f64,
+    /// What the host would pay: the gross components minus the free-tier credit.
     pub net: f64,
 }
 

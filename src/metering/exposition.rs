@@ -339,6 +339,7 @@ fn per_key_families(
     [requests, info, mtd, projected]
 }
 
+/// The HTTP reply of `GET /metrics`: the Prometheus text format, or 500 if encoding fails.
 pub fn metrics_response(metering: &Metering) -> Response<Full<Bytes>> {
     match metering.render_metrics() {
         Ok(body) => {

@@ -30,10 +30,15 @@ pub struct Accrual {
 /// One request counter row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CountRow {
+    /// The billing month.
     pub month: Month,
+    /// The key the requests named ("" when none).
     pub key_id: String,
+    /// The operation name.
     pub operation: String,
+    /// An [`Outcome`](super::Outcome) label.
     pub outcome: String,
+    /// Number of requests.
     pub count: u64,
 }
 

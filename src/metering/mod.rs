@@ -55,17 +55,24 @@ pub const UNKNOWN_OPERATION: &str = "unknown";
 /// Errors of the metering layer.
 #[derive(Debug, thiserror::Error)]
 pub enum MeteringError {
+    /// The ledger database failed.
     #[error("usage ledger: {0}")]
     Ledger(String),
+    /// A usage query is malformed (for example an unknown month).
     #[error("{0}")]
     Validation(String),
+    /// The caller may not read the usage of other users.
     #[error("{0}")]
     AccessDenied(String),
+    /// The metrics could not be encoded.
     #[error("metrics encoding: {0}")]
     Metrics(String),
+    /// The metrics listener could not be bound.
     #[error("cannot listen for metrics on {addr}: {source}")]
     Listen {
+        /// The address asked for.
         addr: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -136,7 +143,7 @@ impl State {
             .iter()
             .map(|k| (k.key_id.as_str(), k.state))
             .collect();
-        for ((month, key_id), acc) in self.accruals.iter_mut() {
+        for ((month, key_id), acc) in &mut self.accruals {
             if acc.suspended_ms == 0 && acc.suspended_rotation_ms == 0 {
                 continue;
             }
@@ -459,7 +466,7 @@ impl Metering {
                 _ = stop.changed() => return,
             }
             let metering = Arc::clone(&self);
-            let ping = ticks % TPM_PING_EVERY == 0;
+            let ping = ticks.is_multiple_of(TPM_PING_EVERY);
             ticks = ticks.wrapping_add(1);
             let result = tokio::task::spawn_blocking(move || {
                 if ping {

@@ -8,6 +8,7 @@ use time::{Date, Month as CalMonth, OffsetDateTime, Time};
 /// A calendar month in UTC (the billing period).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Month {
+    /// The year, e.g. 2026.
     pub year: i32,
     /// 1 to 12.
     pub month: u8,

@@ -16,6 +16,7 @@ const HOUR_MS: f64 = 3_600_000.0;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RequestCounts {
+    /// All requests, priced or not, whatever their outcome.
     pub total: u64,
     /// Successful priced requests (what the request charge is computed from).
     pub billable: u64,
@@ -54,7 +55,9 @@ impl RequestCounts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyReport {
+    /// The key id ("" for requests that named no key).
     pub key_id: String,
+    /// The key's requests this month.
     pub requests: RequestCounts,
     /// Hours Enabled or Disabled (billed).
     pub key_hours: f64,
@@ -72,9 +75,13 @@ pub struct KeyReport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Totals {
+    /// Requests of every key.
     pub requests: RequestCounts,
+    /// Billed key-hours of every key.
     pub key_hours: f64,
+    /// Month-to-date cost of the host.
     pub month_to_date: HostCost,
+    /// Projected end-of-month cost of the host.
     pub projected: HostCost,
 }
 
@@ -90,8 +97,11 @@ pub struct UsageReport {
     pub sampled_at: Option<f64>,
     /// Whether the month is over.
     pub month_complete: bool,
+    /// One report per key (and one for requests that named no key).
     pub keys: Vec<KeyReport>,
+    /// Sums over the keys, with the free tier applied.
     pub totals: Totals,
+    /// The prices the costs were computed with.
     pub pricing: Pricing,
 }
 
@@ -124,7 +134,7 @@ pub fn build(
     let factor = cost::request_projection_factor(month, now);
     let mut mtd_costs = Vec::new();
     let mut projected_costs = Vec::new();
-    for (key_id, report) in keys.iter_mut() {
+    for (key_id, report) in &mut keys {
         report.key_id = key_id.clone();
         let accrual = accrued.get(key_id.as_str()).copied().unwrap_or_default();
         let usage = KeyUsage {

@@ -16,26 +16,33 @@ pub struct PolicyError(pub String);
 /// A parsed key policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyDocument {
+    /// The statements, in document order.
     pub statements: Vec<Statement>,
 }
 
 /// Allow or Deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
+    /// The statement allows.
     Allow,
+    /// The statement denies, whatever else allows.
     Deny,
 }
 
 /// One statement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
+    /// The optional statement id (named in AccessDenied messages for Deny).
     pub sid: Option<String>,
+    /// Allow or Deny.
     pub effect: Effect,
+    /// Who the statement is about.
     pub principal: Principal,
     /// Action patterns, e.g. `kms:Decrypt`, `kms:Generate*`, `*`.
     pub actions: Vec<String>,
     /// Resource patterns matched against the key ARN; `*` is the key itself.
     pub resources: Vec<String>,
+    /// Conditions that must all hold for the statement to apply.
     pub conditions: Vec<Condition>,
 }
 
@@ -44,21 +51,29 @@ pub struct Statement {
 pub enum Principal {
     /// `"*"`: every caller.
     Any,
+    /// `{"Unix": {...}}`: the listed users, groups, units or executables.
     Unix(UnixPrincipal),
 }
 
 /// `{"Unix": {...}}`: a caller matches when it matches any one entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnixPrincipal {
+    /// `Uid`: numeric uids.
     pub uids: Vec<u32>,
+    /// `User`: user names.
     pub users: Vec<String>,
+    /// `Gid`: numeric gids, primary or supplementary.
     pub gids: Vec<u32>,
+    /// `Group`: group names, primary or supplementary.
     pub groups: Vec<String>,
+    /// `Unit`: systemd unit names.
     pub units: Vec<String>,
+    /// `Exe`: executable paths.
     pub exes: Vec<String>,
 }
 
 impl UnixPrincipal {
+    /// True when no entry is given (the parser refuses such a principal).
     pub fn is_empty(&self) -> bool {
         self.uids.is_empty()
             && self.users.is_empty()
@@ -92,19 +107,33 @@ impl UnixPrincipal {
 /// The comparison of a condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {
+    /// Exact, case-sensitive string match.
     StringEquals,
+    /// No value matches exactly.
     StringNotEquals,
+    /// Exact match ignoring ASCII case.
     StringEqualsIgnoreCase,
+    /// No value matches ignoring ASCII case.
     StringNotEqualsIgnoreCase,
+    /// Glob match (`*` and `?`).
     StringLike,
+    /// No value matches as a glob.
     StringNotLike,
+    /// Numbers are equal.
     NumericEquals,
+    /// Numbers differ.
     NumericNotEquals,
+    /// Request value < policy value.
     NumericLessThan,
+    /// Request value <= policy value.
     NumericLessThanEquals,
+    /// Request value > policy value.
     NumericGreaterThan,
+    /// Request value >= policy value.
     NumericGreaterThanEquals,
+    /// `true` or `false`.
     Bool,
+    /// `true`: the key is absent; `false`: it is present.
     Null,
 }
 
@@ -141,6 +170,7 @@ impl Operator {
         )
     }
 
+    /// True for the `Numeric*` operators.
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
@@ -157,7 +187,9 @@ impl Operator {
 /// `ForAllValues:` / `ForAnyValue:` prefixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetQualifier {
+    /// Every value of the request must match.
     ForAllValues,
+    /// At least one value of the request must match.
     ForAnyValue,
 }
 
@@ -166,17 +198,29 @@ pub enum SetQualifier {
 pub enum ConditionKey {
     /// `kms:EncryptionContext:<key>`: the value of one context pair.
     EncryptionContext(String),
+    /// `kms:EncryptionContextKeys`: the keys of the encryption context.
     EncryptionContextKeys,
+    /// `kms:GrantOperations`: the operations of the grant being created.
     GrantOperations,
+    /// `kms:KeySpec`.
     KeySpec,
+    /// `kms:RequestAlias`: the alias the caller named the key by.
     RequestAlias,
+    /// `kms:ResourceAliases`: every alias of the key.
     ResourceAliases,
+    /// `kmsd:CallerUid`.
     CallerUid,
+    /// `kmsd:CallerGid`: the primary gid.
     CallerGid,
+    /// `kmsd:CallerGids`: primary and supplementary gids.
     CallerGids,
+    /// `kmsd:CallerUser`: the user name.
     CallerUser,
+    /// `kmsd:CallerGroups`: names of the primary and supplementary groups.
     CallerGroups,
+    /// `kmsd:CallerUnit`: the systemd unit.
     CallerUnit,
+    /// `kmsd:CallerExe`: the executable path.
     CallerExe,
 }
 
@@ -216,11 +260,15 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
 /// One `"Operator": {"key": values}` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
+    /// `ForAllValues:` or `ForAnyValue:`, for multi-valued keys.
     pub qualifier: Option<SetQualifier>,
+    /// The comparison.
     pub operator: Operator,
     /// `...IfExists`: an absent key satisfies the condition.
     pub if_exists: bool,
+    /// What is compared.
     pub key: ConditionKey,
+    /// The policy values; one match is enough (for negated operators: none may match).
     pub values: Vec<String>,
 }
 
@@ -439,7 +487,7 @@ fn parse_unix(value: &Value) -> Result<UnixPrincipal, String> {
                                     "Unix.Exe: '{text}' is not an absolute path"
                                 ));
                             }
-                            principal.exes.push(text.to_string())
+                            principal.exes.push(text.to_string());
                         }
                     }
                 }
@@ -516,10 +564,7 @@ fn parse_conditions(operators: &Map<String, Value>) -> Result<Vec<Condition>, (S
                     true
                 };
                 if !valid {
-                    return Err((
-                        at.clone(),
-                        format!("value '{value}' is not valid for {name}"),
-                    ));
+                    return Err((at, format!("value '{value}' is not valid for {name}")));
                 }
             }
             conditions.push(Condition {

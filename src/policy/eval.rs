@@ -17,8 +17,11 @@ use crate::identity::Caller;
 /// Three-valued truth: a fact may be unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Truth {
+    /// Known to hold.
     True,
+    /// Known not to hold.
     False,
+    /// Cannot be known (a fact about the caller is missing): fails closed.
     Unknown,
 }
 
@@ -61,6 +64,7 @@ pub struct Request<'a> {
     pub encryption_context: Option<&'a EncryptionContext>,
     /// Operations of the grant being created (CreateGrant only).
     pub grant_operations: Option<&'a [String]>,
+    /// The key's spec (`kms:KeySpec`).
     pub key_spec: &'a str,
     /// The alias the caller named the key by, if any.
     pub request_alias: Option<&'a str>,
@@ -71,9 +75,11 @@ pub struct Request<'a> {
 /// The outcome of evaluating one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// An Allow statement applied and no Deny did.
     Allow,
     /// A Deny statement applied (its Sid, if any).
     ExplicitDeny(Option<String>),
+    /// No statement allowed.
     ImplicitDeny,
 }
 
@@ -370,7 +376,7 @@ mod tests {
             // Deny beats Allow; a Deny whose fact is unknown still applies.
             (format!(r#"{},{{"Sid":"NoDecrypt","Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*"}}"#, allow(uid, "kms:*", "")), caller(1000), "kms:Decrypt", None, Decision::ExplicitDeny(Some("NoDecrypt".into()))),
             (format!(r#"{},{{"Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*"}}"#, allow(uid, "kms:*", "")), caller(1000), "kms:Encrypt", None, Decision::Allow),
-            (format!(r#"{},{{"Effect":"Deny","Principal":{{"Unix":{{"Exe":"/bin/evil"}}}},"Action":"kms:*","Resource":"*"}}"#, allow(uid, "kms:*", "")), no_exe.clone(), "kms:Decrypt", None, Decision::ExplicitDeny(None)),
+            (format!(r#"{},{{"Effect":"Deny","Principal":{{"Unix":{{"Exe":"/bin/evil"}}}},"Action":"kms:*","Resource":"*"}}"#, allow(uid, "kms:*", "")), no_exe, "kms:Decrypt", None, Decision::ExplicitDeny(None)),
             (format!(r#"{},{{"Effect":"Deny","Principal":{{"Unix":{{"Exe":"/bin/evil"}}}},"Action":"kms:*","Resource":"*"}}"#, allow(uid, "kms:*", "")), caller(1000), "kms:Decrypt", None, Decision::Allow),
             // Resource patterns.
             (r#"{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"arn:kmsd:kms:local:000000000000:key/other"}"#.to_string(), caller(1), "kms:Decrypt", None, Decision::ImplicitDeny),

@@ -148,6 +148,24 @@ pub fn bounded(text: &str) -> String {
     text.chars().take(128).collect()
 }
 
+/// Parses the request as `Req` and makes its call, whose logged parameters depend on
+/// whether it parsed.
+fn prepare<Req: DeserializeOwned>(
+    app: &App,
+    arrival: &Arrival,
+    operation: &'static Operation,
+    request: Map<String, Value>,
+) -> (Value, Call, Result<Req, ApiError>) {
+    let value = Value::Object(request);
+    let parsed = protocol::parse_request::<Req>(operation, &value);
+    let call = arrival.call(
+        app,
+        operation,
+        logged_parameters(operation, &value, parsed.is_ok()),
+    );
+    (value, call, parsed)
+}
+
 type ServiceMethod<Req, Resp> = fn(&Kms, &Call, Req) -> Result<Resp, ServiceError>;
 
 async fn run<Req, Resp>(
@@ -161,13 +179,7 @@ where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let value = Value::Object(request);
-    let parsed = protocol::parse_request::<Req>(operation, &value);
-    let call = arrival.call(
-        app,
-        operation,
-        logged_parameters(operation, &value, parsed.is_ok()),
-    );
+    let (value, call, parsed) = prepare::<Req>(app, arrival, operation, request);
     // The keys the request names, so that a request refused before the operation found its
     // key is still counted and recorded on it.
     let named: Vec<(&'static str, String)> = operation
@@ -312,13 +324,7 @@ async fn run_extension<Req>(
 where
     Req: DeserializeOwned,
 {
-    let value = Value::Object(request);
-    let parsed = protocol::parse_request::<Req>(operation, &value);
-    let call = arrival.call(
-        app,
-        operation,
-        logged_parameters(operation, &value, parsed.is_ok()),
-    );
+    let (_, call, parsed) = prepare::<Req>(app, arrival, operation, request);
     let result = match parsed {
         Ok(request) => handler(app, &arrival.caller, request).await,
         Err(err) => Err(err),

@@ -15,28 +15,52 @@ use tokio::net::UnixListener;
 /// Errors while preparing the listening socket.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
+    /// A live process already listens on the socket path.
     #[error("socket {path}: another process is already listening on it")]
-    InUse { path: PathBuf },
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket is at the path.
     #[error(
         "socket {path}: refusing to replace {found} there; remove it or set another `socket` path"
     )]
-    NotASocket { path: PathBuf, found: &'static str },
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+        /// What is there (`a regular file`, ...).
+        found: &'static str,
+    },
+    /// A socket is at the path but a connect test gave no clear answer.
     #[error("socket {path}: a socket is there, but kmsd cannot tell whether it is in use ({source}); left untouched")]
     Unknown {
+        /// The socket path.
         path: PathBuf,
+        /// What the connect test returned.
         source: std::io::Error,
     },
+    /// The socket could not be bound, removed or set up.
     #[error("socket {path}: {source}")]
     Io {
+        /// The socket path.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The configured socket group does not exist.
     #[error("socket group {group:?} does not exist")]
-    NoSuchGroup { group: String },
+    NoSuchGroup {
+        /// The group name.
+        group: String,
+    },
+    /// The socket could not be given to its group.
     #[error("cannot give socket {path} to group {group}: {source}")]
     Chown {
+        /// The socket path.
         path: PathBuf,
+        /// The group name.
         group: String,
+        /// The underlying error.
         source: nix::Error,
     },
 }

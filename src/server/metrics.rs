@@ -3,25 +3,14 @@
 
 use crate::metering::exposition::metrics_response;
 use crate::metering::{Metering, MeteringError};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use crate::server::protocol::plain;
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    response
-}
 
 /// Binds `metrics_listen` (e.g. 127.0.0.1:9745).
 pub async fn bind_metrics(addr: std::net::SocketAddr) -> Result<TcpListener, MeteringError> {

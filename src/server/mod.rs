@@ -99,7 +99,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    serve_notify(listener, app, shutdown, drain, None).await
+    serve_notify(listener, app, shutdown, drain, None).await;
 }
 
 /// [`serve`], sending on `ready` as the accept loop starts (for the service manager's

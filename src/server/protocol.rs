@@ -200,17 +200,23 @@ pub fn observer_refusal(reason: &str) -> ApiError {
     ApiError::new(Exception::KmsInternal, AUDIT_REFUSAL)
 }
 
-/// Decodes a request body: empty (or blank) is `{}`; anything else must be one JSON object.
-/// The body is zeroized once parsed (it may hold plaintext).
+/// Decodes a request body: empty (or blank) is `{}`; anything else must be one JSON object,
+/// with no key twice in any object, and with the shapes AWS's JSON protocol allows (see
+/// [`check_shapes`]). The body is zeroized once parsed (it may hold plaintext).
 pub fn decode_body(mut body: Vec<u8>) -> Result<Map<String, Value>, ApiError> {
     let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
         Ok(Value::Object(Map::new()))
     } else {
-        serde_json::from_slice(&body)
+        let mut deserializer = serde_json::Deserializer::from_slice(&body);
+        serde::de::DeserializeSeed::deserialize(StrictValue, &mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value))
     };
     body.zeroize();
     match parsed {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => {
+            check_shapes(&map, "")?;
+            Ok(map)
+        }
         Ok(_) => Err(ApiError::new(
             Exception::Serialization,
             "the request body must be a JSON object",
@@ -218,8 +224,9 @@ pub fn decode_body(mut body: Vec<u8>) -> Result<Map<String, Value>, ApiError> {
         Err(err) => Err(ApiError::new(
             Exception::Serialization,
             format!(
-                "the request body is not valid JSON: {} at line {} column {}",
+                "the request body is not valid JSON: {}{} at line {} column {}",
                 json_error_kind(&err),
+                duplicate_key(&err),
                 err.line(),
                 err.column()
             ),
@@ -227,7 +234,156 @@ pub fn decode_body(mut body: Vec<u8>) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// Parses JSON into a [`Value`], refusing an object that names a key twice (serde_json
+/// would keep the last one silently).
+struct StrictValue;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key '{}' appears twice in one object",
+                    key.chars().take(64).collect::<String>()
+                )));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// Request fields whose AWS type is a structure or a map: their value must be a JSON
+/// object (serde would also take an array for a structure, field by field).
+const OBJECT_FIELDS: &[&str] = &[
+    "EncryptionContext",
+    "SourceEncryptionContext",
+    "DestinationEncryptionContext",
+    "Constraints",
+    "EncryptionContextEquals",
+    "EncryptionContextSubset",
+];
+/// Request fields whose AWS type is a list of structures.
+const LIST_OF_OBJECT_FIELDS: &[&str] = &["Tags"];
+
+/// Checks the container shapes of a request: no list holds a list (no AWS KMS request
+/// shape has one), structure and map fields are objects, and lists of structures hold
+/// objects. Names the field (never its value).
+pub fn check_shapes(map: &Map<String, Value>, path: &str) -> Result<(), ApiError> {
+    let wrong = |field: &str, expected: &str| {
+        ApiError::new(
+            Exception::Serialization,
+            format!("the field '{field}' must be {expected}"),
+        )
+    };
+    for (name, value) in map {
+        let field = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        let object_field = OBJECT_FIELDS.contains(&name.as_str());
+        match value {
+            Value::Object(inner) => check_shapes(inner, &field)?,
+            Value::Array(items) => {
+                if object_field {
+                    return Err(wrong(&field, "a JSON object"));
+                }
+                let objects = LIST_OF_OBJECT_FIELDS.contains(&name.as_str());
+                for (index, item) in items.iter().enumerate() {
+                    match item {
+                        Value::Array(_) => {
+                            return Err(wrong(&format!("{field}[{index}]"), "a value, not a list"))
+                        }
+                        Value::Object(inner) => check_shapes(inner, &format!("{field}[{index}]"))?,
+                        _ if objects => {
+                            return Err(wrong(&format!("{field}[{index}]"), "a JSON object"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Value::Null => {}
+            _ if object_field => return Err(wrong(&field, "a JSON object")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// What kind of JSON error, without serde_json's text (which may quote input bytes).
+fn duplicate_key(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.find("the key '") {
+        Some(start) => match text[start..].find(" appears twice") {
+            Some(end) => format!(
+                " ({})",
+                &text[start..start + end + " appears twice in one object".len()]
+            ),
+            None => String::new(),
+        },
+        None => String::new(),
+    }
+}
+
 fn json_error_kind(err: &serde_json::Error) -> &'static str {
     match err.classify() {
         serde_json::error::Category::Io => "read error",
@@ -271,9 +427,33 @@ fn lower_first(name: &str) -> String {
     }
 }
 
+/// A short text/plain response (`/ping`, `/metrics` refusals).
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
 /// A response with an AWS JSON 1.1 body.
 pub fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    json_response_bytes(status, Bytes::from(body), request_id)
+}
+
+/// A response whose body holds plaintext, data keys or random bytes: the buffer is
+/// zeroized when hyper drops it, right after it was written to the socket.
+pub fn secret_json_response(body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
+    json_response_bytes(
+        StatusCode::OK,
+        Bytes::from_owner(zeroize::Zeroizing::new(body)),
+        request_id,
+    )
+}
+
+fn json_response_bytes(status: StatusCode, body: Bytes, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_11));
@@ -348,6 +528,42 @@ mod tests {
                 assert!(!err.message.contains("c2Vj"), "{}", err.message);
             }
         }
+    }
+
+    #[test]
+    fn duplicate_keys_and_wrong_containers_are_refused() {
+        let cases: [(&[u8], &str); 6] = [
+            (
+                b"{\"KeyId\":\"a\",\"KeyId\":\"b\"}",
+                "'KeyId' appears twice",
+            ),
+            (
+                b"{\"EncryptionContext\":{\"a\":\"1\",\"a\":\"2\"}}",
+                "'a' appears twice",
+            ),
+            (
+                b"{\"Constraints\":[{\"EncryptionContextEquals\":{}}]}",
+                "'Constraints' must be a JSON object",
+            ),
+            (
+                b"{\"Tags\":[[\"k\",\"v\"]]}",
+                "'Tags[0]' must be a value, not a list",
+            ),
+            (b"{\"Tags\":[\"k\"]}", "'Tags[0]' must be a JSON object"),
+            (
+                b"{\"EncryptionContext\":\"x\"}",
+                "'EncryptionContext' must be a JSON object",
+            ),
+        ];
+        for (body, needle) in cases {
+            let err = decode_body(body.to_vec()).unwrap_err();
+            assert_eq!(err.exception, Exception::Serialization, "{body:?}");
+            assert!(err.message.contains(needle), "{body:?}: {}", err.message);
+        }
+        let ok = decode_body(
+            b"{\"Tags\":[{\"TagKey\":\"k\",\"TagValue\":\"v\"}],\"GrantTokens\":[\"t\"]}".to_vec(),
+        );
+        assert!(ok.is_ok());
     }
 
     #[test]

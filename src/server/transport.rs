@@ -3,7 +3,7 @@
 //! execute, observe, respond.
 
 use super::dispatch::{self, Arrival, ResponseBody};
-use super::protocol::{self, ApiError, Exception};
+use super::protocol::{self, plain, ApiError, Exception};
 use super::App;
 use crate::api::operations::{self as ops, Handler, ResponseLogging};
 use crate::identity::Caller;
@@ -12,7 +12,7 @@ use crate::request::{Call, Failure, RequestEvent};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -56,10 +56,18 @@ pub async fn handle(
 
     // Admit: within the caller's quota, and — once the audit trail is known broken —
     // nothing runs unaudited.
+    let targets = request.headers().get_all("x-amz-target").iter().count();
     let admitted = app
         .limits
         .take_request(arrival.caller.uid, operation.quota)
         .map_err(|message| ApiError::new(Exception::Throttling, message))
+        .and_then(|()| match targets {
+            0 | 1 => Ok(()),
+            n => Err(ApiError::new(
+                Exception::Serialization,
+                format!("the X-Amz-Target header appears {n} times; send it once"),
+            )),
+        })
         .and_then(|()| {
             app.admit()
                 .map_err(|reason| protocol::observer_refusal(&reason))
@@ -89,6 +97,9 @@ pub async fn handle(
 
     // Respond.
     Ok(match outcome {
+        Ok(body) if call.operation.response == ResponseLogging::Secret => {
+            protocol::secret_json_response(body, &call.request_id)
+        }
         Ok(body) => protocol::json_response(StatusCode::OK, body, &call.request_id),
         Err(err) => protocol::error_response(
             &err,
@@ -253,13 +264,4 @@ fn ping(request: &Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
     } else {
         plain(StatusCode::OK, "ok\n")
     }
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    response
 }

@@ -178,8 +178,9 @@ impl Kms {
         let after = decode_marker(request.marker.as_deref())?;
         let only_key = match &request.key_id {
             Some(key_id) => {
-                let entry = self.resolve(call, "KeyId", key_id)?.entry;
-                self.authorize(caller, &entry, "kms:ListAliases")?;
+                let entry = self
+                    .resolve_authorized(call, "KeyId", key_id, "kms:ListAliases")?
+                    .entry;
                 Some(entry.record.key_id.clone())
             }
             None => None,
@@ -188,13 +189,7 @@ impl Kms {
         type Candidate = (AliasRecord, Arc<KeyEntry>, Vec<Arc<Grant>>, Vec<String>);
         let candidates: Vec<Candidate> = {
             let catalog = self.read_catalog();
-            let mut names: HashMap<&str, Vec<String>> = HashMap::new();
-            for alias in catalog.aliases.values() {
-                names
-                    .entry(alias.key_id.as_str())
-                    .or_default()
-                    .push(alias.name.clone());
-            }
+            let names = catalog.aliases_by_key();
             catalog
                 .aliases
                 .values()

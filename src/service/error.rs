@@ -7,40 +7,58 @@ pub enum ServiceError {
     /// A parameter is missing or out of bounds; the message names the field and the value.
     #[error("{0}")]
     Validation(String),
+    /// No such key, alias or grant (`NotFoundException`).
     #[error("{0}")]
     NotFound(String),
+    /// The key is disabled (`DisabledException`).
     #[error("{0}")]
     Disabled(String),
+    /// The key state does not allow the operation (`KMSInvalidStateException`).
     #[error("{0}")]
     InvalidState(String),
+    /// The blob is not a kmsd ciphertext or fails authentication (`InvalidCiphertextException`).
     #[error("the ciphertext is invalid, corrupted, or its encryption context does not match")]
     InvalidCiphertext,
+    /// The ciphertext was made under another key than the one named (`IncorrectKeyException`).
     #[error("{0}")]
     IncorrectKey(String),
+    /// Neither policy, grant nor daemon access allows the call (`AccessDeniedException`).
     #[error("{0}")]
     AccessDenied(String),
+    /// The alias or grant name is taken (`AlreadyExistsException`).
     #[error("{0}")]
     AlreadyExists(String),
+    /// A per-key or per-host limit is reached (`LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
+    /// The alias name uses the reserved `alias/aws/` prefix (`InvalidAliasNameException`).
     #[error("{0}")]
     InvalidAliasName(String),
+    /// The pagination marker is not one kmsd returned (`InvalidMarkerException`).
     #[error("{0}")]
     InvalidMarker(String),
+    /// A KeyId ARN names neither a key nor an alias (`InvalidArnException`).
     #[error("{0}")]
     InvalidArn(String),
+    /// The key cannot be used for this operation (`InvalidKeyUsageException`).
     #[error("{0}")]
     InvalidKeyUsage(String),
+    /// A tag is malformed or too many are given (`TagException`).
     #[error("{0}")]
     Tag(String),
+    /// The operation or option is not supported by kmsd (`UnsupportedOperationException`).
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// The key policy does not parse or is not allowed (`MalformedPolicyDocumentException`).
     #[error("{0}")]
     MalformedPolicyDocument(String),
+    /// The grant token is malformed or names no live grant (`InvalidGrantTokenException`).
     #[error("{0}")]
     InvalidGrantToken(String),
+    /// No such grant on the key (`InvalidGrantIdException`).
     #[error("{0}")]
     InvalidGrantId(String),
+    /// DryRun was set and the request would have succeeded (`DryRunOperationException`).
     #[error("the request would have succeeded, but DryRun was set")]
     DryRun,
     /// The audit trail cannot record the change, so it was not made (fail closed); the

@@ -47,10 +47,7 @@ fn to_entry(grant: &GrantRecord, key_arn: String) -> GrantListEntry {
 }
 
 fn random_hex(bytes: usize) -> String {
-    crate::crypto::random_bytes(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(crate::crypto::random_bytes(bytes))
 }
 
 /// A page of grants, in grant id order after the marker.
@@ -235,7 +232,6 @@ impl Kms {
         call: &Call,
         request: ListGrantsRequest,
     ) -> Result<ListGrantsResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let limit = int_in_range("Limit", request.limit, 1, 100, 50)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
@@ -245,8 +241,9 @@ impl Kms {
         if let Some(grantee) = &request.grantee_principal {
             validate::length("GranteePrincipal", grantee, 1, validate::MAX_PRINCIPAL)?;
         }
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:ListGrants")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:ListGrants")?
+            .entry;
         let grants: Vec<Arc<Grant>> = self
             .read_catalog()
             .grants
@@ -356,13 +353,13 @@ impl Kms {
         call: &Call,
         request: RevokeGrantRequest,
     ) -> Result<EmptyResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let grant_id = required("GrantId", &request.grant_id)?;
         validate::length("GrantId", grant_id, 1, validate::MAX_GRANT_ID)?;
         let mut store = self.lock_store();
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:RevokeGrant")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:RevokeGrant")?
+            .entry;
         let grant = self.find_grant(&entry.record.key_id, grant_id)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);

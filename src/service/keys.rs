@@ -162,7 +162,7 @@ impl Kms {
             wrapped,
         };
         call.touch(KeyRef {
-            key_id: key_id.clone(),
+            key_id,
             alias: None,
         });
         let mut store = self.lock_store();
@@ -188,11 +188,9 @@ impl Kms {
         call: &Call,
         request: DescribeKeyRequest,
     ) -> Result<DescribeKeyResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         self.check_grant_tokens(&request.grant_tokens)?;
         let key_id = required_key_id("KeyId", &request.key_id)?;
-        let resolved = self.resolve(call, "KeyId", key_id)?;
-        self.authorize(caller, &resolved.entry, "kms:DescribeKey")?;
+        let resolved = self.resolve_authorized(call, "KeyId", key_id, "kms:DescribeKey")?;
         Ok(DescribeKeyResponse {
             key_metadata: Some(self.metadata(&resolved.entry)),
         })

@@ -38,7 +38,9 @@ pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
 /// Static settings of the service.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
+    /// Region part of key ARNs.
     pub region: String,
+    /// Account part of key ARNs.
     pub account_id: String,
     /// Who may call the daemon-level operations, at start ([`Kms::set_access`] replaces it).
     pub access: AccessSettings,
@@ -104,6 +106,20 @@ pub(crate) struct Catalog {
     pub grants: access::GrantIndex,
 }
 
+impl Catalog {
+    /// The alias names of every key that has some, by key id.
+    pub(crate) fn aliases_by_key(&self) -> HashMap<&str, Vec<String>> {
+        let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
+        for alias in self.aliases.values() {
+            aliases
+                .entry(alias.key_id.as_str())
+                .or_default()
+                .push(alias.name.clone());
+        }
+        aliases
+    }
+}
+
 /// The service: every operation goes through one of its methods.
 pub struct Kms {
     store: Mutex<Store>,
@@ -129,13 +145,19 @@ impl std::fmt::Debug for Kms {
 /// What metrics and usage reports need to know about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySummary {
+    /// The key id (a UUID).
     pub key_id: String,
+    /// The AWS key state.
     pub state: KeyState,
+    /// The key spec.
     pub key_spec: String,
+    /// Creation time.
     pub created_ms: UnixMillis,
+    /// When a key pending deletion will be destroyed.
     pub deletion_date_ms: Option<UnixMillis>,
     /// Number of material versions (1 + rotations).
     pub versions: u32,
+    /// Aliases pointing to the key (`alias/<name>`).
     pub aliases: Vec<String>,
 }
 
@@ -272,6 +294,33 @@ impl Kms {
         Ok(resolved)
     }
 
+    /// [`Kms::resolve`] and the decision whether the caller may `action` on the key, both
+    /// against one catalog snapshot (the lock is taken once).
+    pub(crate) fn resolve_authorized(
+        &self,
+        call: &Call,
+        field: &str,
+        key_id: &str,
+        action: &str,
+    ) -> Result<Resolved, ServiceError> {
+        let catalog = self.read_catalog();
+        let resolved = self.resolve_in(&catalog, call, field, key_id)?;
+        call.touch(KeyRef {
+            key_id: resolved.entry.record.key_id.clone(),
+            alias: resolved.alias.clone(),
+        });
+        self.authorize_access(
+            &catalog,
+            &call.caller,
+            &resolved.entry,
+            &access::Access {
+                request_alias: resolved.alias.as_deref(),
+                ..access::Access::new(action)
+            },
+        )?;
+        Ok(resolved)
+    }
+
     /// [`Kms::resolve`] against a catalog snapshot the caller already holds.
     pub(crate) fn resolve_in(
         &self,
@@ -353,13 +402,7 @@ impl Kms {
     /// A summary of every key (id, state, spec, aliases, creation), for metrics.
     pub fn key_summaries(&self) -> Vec<KeySummary> {
         let catalog = self.read_catalog();
-        let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
-        for alias in catalog.aliases.values() {
-            aliases
-                .entry(alias.key_id.as_str())
-                .or_default()
-                .push(alias.name.clone());
-        }
+        let mut aliases = catalog.aliases_by_key();
         catalog
             .keys
             .values()
@@ -403,13 +446,7 @@ impl Kms {
         type Candidate = (Arc<KeyEntry>, Vec<Arc<access::Grant>>, Vec<String>);
         let candidates: Vec<Candidate> = {
             let catalog = self.read_catalog();
-            let mut aliases: HashMap<&str, Vec<String>> = HashMap::new();
-            for alias in catalog.aliases.values() {
-                aliases
-                    .entry(alias.key_id.as_str())
-                    .or_default()
-                    .push(alias.name.clone());
-            }
+            let mut aliases = catalog.aliases_by_key();
             let mut candidates: Vec<_> = catalog
                 .keys
                 .values()
@@ -474,8 +511,9 @@ impl Kms {
         change: impl FnOnce(&mut KeyRecord) -> Result<(), ServiceError>,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
         let mut store = self.lock_store();
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(&call.caller, &entry, action)?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, action)?
+            .entry;
         let arn = self.key_arn(&entry.record.key_id);
         match rule {
             StateRule::Any => {}

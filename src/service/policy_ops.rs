@@ -54,8 +54,9 @@ impl Kms {
         check_policy_name(request.policy_name.as_deref())?;
         let text = validate::required("Policy", &request.policy)?;
         let mut store = self.lock_store();
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:PutKeyPolicy")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:PutKeyPolicy")?
+            .entry;
         require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
         self.check_new_policy(
             caller,
@@ -76,11 +77,11 @@ impl Kms {
         call: &Call,
         request: GetKeyPolicyRequest,
     ) -> Result<GetKeyPolicyResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         check_policy_name(request.policy_name.as_deref())?;
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:GetKeyPolicy")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:GetKeyPolicy")?
+            .entry;
         Ok(GetKeyPolicyResponse {
             policy: self.key_policy_text(&entry),
             policy_name: POLICY_NAME.into(),
@@ -93,12 +94,10 @@ impl Kms {
         call: &Call,
         request: ListKeyPoliciesRequest,
     ) -> Result<ListKeyPoliciesResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         validate::int_in_range("Limit", request.limit, 1, 1000, 100)?;
         validate::marker(request.marker.as_deref())?;
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:ListKeyPolicies")?;
+        self.resolve_authorized(call, "KeyId", key_id, "kms:ListKeyPolicies")?;
         Ok(ListKeyPoliciesResponse {
             policy_names: vec![POLICY_NAME.into()],
             truncated: false,

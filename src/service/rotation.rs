@@ -7,7 +7,6 @@ use super::validate::{int_in_range, required_key_id};
 use super::{decode_marker, encode_marker, require_usable, Kms, ServiceError, StateRule};
 use crate::api::*;
 use crate::clock::{days_ms, to_epoch_seconds};
-use crate::identity::Caller;
 use crate::keystore::RotationType;
 use crate::request::Call;
 
@@ -71,10 +70,10 @@ impl Kms {
         call: &Call,
         request: KeyIdRequest,
     ) -> Result<GetKeyRotationStatusResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:GetKeyRotationStatus")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:GetKeyRotationStatus")?
+            .entry;
         let record = &entry.record;
         Ok(GetKeyRotationStatusResponse {
             key_rotation_enabled: record.rotation_period_days.is_some(),
@@ -91,11 +90,11 @@ impl Kms {
         call: &Call,
         request: KeyIdRequest,
     ) -> Result<KeyIdResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let mut store = self.lock_store();
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:RotateKeyOnDemand")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:RotateKeyOnDemand")?
+            .entry;
         let arn = self.key_arn(&entry.record.key_id);
         require_usable(&entry, &arn)?;
         if entry.record.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
@@ -122,7 +121,6 @@ impl Kms {
         call: &Call,
         request: ListKeyScopedRequest,
     ) -> Result<ListKeyRotationsResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let limit = int_in_range("Limit", request.limit, 1, 1000, 100)? as usize;
         let after = match decode_marker(request.marker.as_deref())? {
@@ -131,8 +129,9 @@ impl Kms {
             })?),
             None => None,
         };
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:ListKeyRotations")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:ListKeyRotations")?
+            .entry;
         let arn = self.key_arn(&entry.record.key_id);
         let mut rotations: Vec<(u32, RotationEntry)> = entry
             .versions

@@ -5,7 +5,6 @@
 use super::validate::{self, int_in_range, required, required_key_id};
 use super::{decode_marker, encode_marker, Kms, ServiceError, StateRule};
 use crate::api::*;
-use crate::identity::Caller;
 use crate::request::Call;
 
 /// At most this many tags per key.
@@ -106,12 +105,12 @@ impl Kms {
         call: &Call,
         request: ListKeyScopedRequest,
     ) -> Result<ListResourceTagsResponse, ServiceError> {
-        let caller: &Caller = &call.caller;
         let key_id = required_key_id("KeyId", &request.key_id)?;
         let limit = int_in_range("Limit", request.limit, 1, 50, 50)? as usize;
         let after = decode_marker(request.marker.as_deref())?;
-        let entry = self.resolve(call, "KeyId", key_id)?.entry;
-        self.authorize(caller, &entry, "kms:ListResourceTags")?;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, "kms:ListResourceTags")?
+            .entry;
         let mut tags: Vec<Tag> = entry
             .record
             .tags

@@ -27,8 +27,6 @@
 //! in its environment (before any TPM use) to silence it, and reports errors
 //! through [`TpmError`] and `tracing` instead.
 
-#![forbid(unsafe_code)]
-
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,6 +89,7 @@ impl PcrBank {
 /// PCRs the root key is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PcrBinding {
+    /// The PCR bank (hash algorithm).
     pub bank: PcrBank,
     /// PCR indices (0..=23). Normalised to sorted, without duplicates.
     pub pcrs: Vec<u8>,
@@ -179,46 +178,78 @@ pub struct TpmStats {
 /// Errors of the TPM layer. They never contain secret bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum TpmError {
+    /// The `[tpm]` settings are inconsistent (bad handle, PCR index, ...).
     #[error("invalid TPM configuration: {0}")]
     InvalidConfig(String),
+    /// The TCTI could not be opened.
     #[error("cannot connect to the TPM via TCTI {tcti:?}: {source}")]
     Connect {
+        /// The TCTI string (`swtpm:host=...`, `device:/dev/tpmrm0`).
         tcti: String,
+        /// The error from tss-esapi.
         #[source]
         source: tss_esapi::Error,
     },
+    /// A TPM command took longer than the configured timeout.
     #[error("the TPM did not answer within {secs} s while {context}")]
-    Timeout { context: &'static str, secs: u64 },
+    Timeout {
+        /// What was being done.
+        context: &'static str,
+        /// The timeout.
+        secs: u64,
+    },
+    /// The SRK is not the one the root key was sealed under.
     #[error(
         "the TPM storage root key does not match the one the root key was sealed under \
          (expected name {expected_hex}, found {found_hex}): the TPM was cleared or replaced, \
          or the state dir came from another machine; the state dir was left untouched"
     )]
     SrkMismatch {
+        /// Name of the SRK at seal time, hex.
         expected_hex: String,
+        /// Name of the SRK found now, hex.
         found_hex: String,
     },
+    /// The PCR policy fails: bound PCRs changed since sealing.
     #[error(
         "PCR policy not satisfied: {bank} {} changed since the root key was sealed \
          (firmware/boot change?); restore the previous boot state so the root key can be \
          unsealed and then re-sealed to the new PCR values, or restore the root key from backup",
         describe_pcrs(.changed)
     )]
-    PcrMismatch { bank: PcrBank, changed: Vec<u8> },
+    PcrMismatch {
+        /// The bank of the binding.
+        bank: PcrBank,
+        /// The PCRs whose values changed.
+        changed: Vec<u8>,
+    },
+    /// The key at the SRK handle is not a usable storage key.
     #[error("the key at persistent handle 0x{handle:08x} cannot be used as SRK: {reason}")]
-    UnsuitableSrk { handle: u32, reason: String },
+    UnsuitableSrk {
+        /// The persistent handle.
+        handle: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A TPM command failed.
     #[error("TPM error while {context}: {source}")]
     Tss {
+        /// What was being done.
         context: &'static str,
+        /// The error from tss-esapi.
         #[source]
         source: tss_esapi::Error,
     },
+    /// The sealed root key record does not decode.
     #[error("invalid sealed root key blob: {0}")]
     BadSealedBlob(String),
+    /// The OS random source failed.
     #[error("cannot get random bytes from the OS: {0}")]
     Rng(getrandom::Error),
+    /// The TPM thread could not be started.
     #[error("cannot spawn the TPM thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The TPM thread ended (it panicked or the handle outlived it).
     #[error("the TPM thread is gone")]
     ThreadGone,
 }
@@ -238,10 +269,6 @@ fn describe_pcrs(pcrs: &[u8]) -> String {
 
 fn tss(context: &'static str) -> impl Fn(tss_esapi::Error) -> TpmError {
     move |source| TpmError::Tss { context, source }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn pcr_slot(pcr: u8) -> Result<PcrSlot, TpmError> {
@@ -278,7 +305,7 @@ pub struct TpmHandle {
 impl fmt::Debug for TpmHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TpmHandle")
-            .field("srk_name", &hex(&self.srk_name))
+            .field("srk_name", &hex::encode(&self.srk_name))
             .finish_non_exhaustive()
     }
 }
@@ -293,7 +320,7 @@ impl TpmHandle {
             .as_ref()
             .map(PcrBinding::normalized)
             .transpose()?;
-        let tcti = config.tcti.clone();
+        let tcti = config.tcti;
         let conf = TctiNameConf::from_str(&tcti).map_err(|source| TpmError::Connect {
             tcti: tcti.clone(),
             source,
@@ -407,7 +434,7 @@ impl Worker {
         })?;
         flush_stale_handles(&mut ctx)?;
         let (srk, srk_name) = acquire_srk(&mut ctx)?;
-        tracing::info!(srk_name = %hex(&srk_name), "TPM ready");
+        tracing::info!(srk_name = %hex::encode(&srk_name), "TPM ready");
         Ok(Worker {
             ctx,
             srk,
@@ -473,7 +500,7 @@ impl Worker {
     fn seal_new_root(&mut self) -> Result<(SealedRoot, RootKey), TpmError> {
         let srk_name = self.current_srk_name()?;
         let mut key = Zeroizing::new([0u8; ROOT_KEY_LEN]);
-        getrandom::getrandom(&mut key[..]).map_err(TpmError::Rng)?;
+        getrandom::fill(&mut key[..]).map_err(TpmError::Rng)?;
         // Mix in the TPM RNG (response encrypted with a salted session), so
         // that a weak host RNG alone does not determine the key.
         let tpm_random = self.salted(
@@ -532,8 +559,8 @@ impl Worker {
         let current = self.current_srk_name()?;
         if current != sealed.srk_name {
             return Err(TpmError::SrkMismatch {
-                expected_hex: hex(&sealed.srk_name),
-                found_hex: hex(&current),
+                expected_hex: hex::encode(&sealed.srk_name),
+                found_hex: hex::encode(&current),
             });
         }
         let public = Public::unmarshall(&sealed.public)

@@ -344,7 +344,7 @@ mod tests {
         for filter in no {
             assert!(!filter.matches(&record), "{filter:?}");
         }
-        let mut ok = record.clone();
+        let mut ok = record;
         ok.as_object_mut().unwrap().remove("errorCode");
         assert!(!Filter {
             errors_only: true,

@@ -14,8 +14,6 @@
 //! argument values), `output` (rendering responses). A new subcommand is a variant of
 //! [`Command`] and an arm in [`run`].
 
-#![forbid(unsafe_code)]
-
 mod audit;
 mod audit_query;
 mod commands;
