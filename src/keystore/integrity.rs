@@ -447,35 +447,7 @@ pub(crate) fn parse_bucket(body: &[u8]) -> Result<BTreeMap<RowId, String>, Strin
 
 /// The manifest's form of a tag.
 pub(crate) fn manifest_tag(tag: &[u8; 32]) -> String {
-    hex(&tag[..MANIFEST_TAG_LEN])
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[(byte >> 4) as usize] as char);
-        out.push(DIGITS[(byte & 15) as usize] as char);
-    }
-    out
-}
-
-/// Parses lower-case hex.
-pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    bytes
-        .chunks(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
+    hex::encode(&tag[..MANIFEST_TAG_LEN])
 }
 
 #[cfg(test)]
@@ -540,6 +512,5 @@ mod tests {
         assert_eq!(writes, vec![(bucket_meta(bucket_of("k1")), None)]);
         assert!(parse_top(&top).unwrap().buckets.is_empty());
         assert_eq!(rows.len(), 0);
-        assert_eq!(unhex(&hex(&[0, 255, 16])).unwrap(), vec![0, 255, 16]);
     }
 }

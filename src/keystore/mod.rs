@@ -775,7 +775,7 @@ impl Store {
         };
         let verified = std::str::from_utf8(&tag)
             .ok()
-            .and_then(integrity::unhex)
+            .and_then(|text| hex::decode(text).ok())
             .is_some_and(|tag| mac.check_manifest(&body, &tag));
         if !verified {
             problems.push(format!(
@@ -1205,7 +1205,7 @@ impl Scratch {
         let path = base.join(format!(
             "kmsd-verify-{}-{}",
             std::process::id(),
-            integrity::hex(&suffix)
+            hex::encode(&suffix)
         ));
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -1282,7 +1282,7 @@ fn write_manifest(tx: &Transaction<'_>, mac: &StateMac, rows: &mut Rows) -> Resu
             None => tx.execute("DELETE FROM meta WHERE name = ?1", params![name])?,
         };
     }
-    let tag = integrity::hex(&mac.manifest_mac(&top));
+    let tag = hex::encode(mac.manifest_mac(&top));
     tx.execute(upsert, params![MANIFEST_META, top])?;
     tx.execute(upsert, params![MANIFEST_MAC_META, tag.as_bytes()])?;
     Ok(())
