@@ -5,7 +5,7 @@ use crate::audit::{AuditError, AuditSettings, AuditTrail, MacKey};
 use crate::clock::Clock;
 use crate::config::{AccessSection, Config, ConfigError, Pricing};
 use crate::crypto::KeyMaterial;
-use crate::keystore::{Store, StoreError};
+use crate::keystore::{DirState, StateMac, Store, StoreError, Verified, DB_FILE};
 use crate::metering::{Metering, MeteringError};
 use crate::reload::{apply_reload, ConfigSource, ReloadTargets};
 use crate::server::{self, ListenerError};
@@ -41,11 +41,13 @@ pub enum DaemonError {
     /// The keys could not be loaded into the service.
     #[error("cannot load keys: {0}")]
     Service(#[from] ServiceError),
-    /// The state dir has keys but no TPM binding record.
-    #[error("state dir {dir} has keys but no TPM binding record; it is damaged or was not made by kmsd. It was left untouched")]
+    /// The state dir is not new but its database has no TPM binding record.
+    #[error("state dir {dir} has a key database without a TPM binding record although it is not new ({found}); it is damaged or was not made by kmsd, and kmsd never re-initialises a state dir. kmsd refused to start and left it untouched; restore the whole state dir from a backup (docs/state-dir.md, \"Backups\")")]
     MissingBinding {
         /// The state dir.
         dir: PathBuf,
+        /// What shows that it is not new.
+        found: String,
     },
     /// The TPM binding record cannot be read.
     #[error("TPM binding record in {dir} is unreadable: {reason}")]
@@ -86,43 +88,15 @@ impl Daemon {
     /// root key. A state dir bound to another TPM is refused and left as it was.
     pub fn open(config: Config, clock: Clock) -> Result<Daemon, DaemonError> {
         config.validate()?;
-        let mut store = Store::open(&config.state_dir)?;
         let pcr_binding = (!config.tpm.pcrs.is_empty()).then(|| PcrBinding {
             bank: config.tpm.pcr_bank,
             pcrs: config.tpm.pcrs.clone(),
         });
-        let tpm = TpmHandle::start(TpmConfig {
+        let tpm_config = TpmConfig {
             tcti: config.tpm.tcti.clone(),
             pcr_binding,
-        })?;
-        let root = match store.meta(BINDING_META)? {
-            Some(bytes) => {
-                let sealed: SealedRoot =
-                    serde_json::from_slice(&bytes).map_err(|err| DaemonError::BadBinding {
-                        dir: config.state_dir.clone(),
-                        reason: err.to_string(),
-                    })?;
-                let root = tpm.unseal_root(&sealed)?;
-                tracing::info!(state_dir = %config.state_dir.display(), "root key unsealed");
-                root
-            }
-            None => {
-                if store.key_count()? > 0 {
-                    return Err(DaemonError::MissingBinding {
-                        dir: config.state_dir,
-                    });
-                }
-                let (sealed, root) = tpm.seal_new_root()?;
-                let json = serde_json::to_vec(&sealed).map_err(|err| DaemonError::BadBinding {
-                    dir: config.state_dir.clone(),
-                    reason: err.to_string(),
-                })?;
-                store.set_meta(BINDING_META, &json)?;
-                tracing::info!(state_dir = %config.state_dir.display(), "new state dir: root key created and sealed to the TPM");
-                root
-            }
         };
-        let root = KeyMaterial::from_bytes(root.as_bytes());
+        let (store, root, tpm) = open_state_dir(&config, tpm_config)?;
         let audit = if config.audit.enabled {
             let settings = AuditSettings::new(
                 &config.audit,
@@ -405,6 +379,99 @@ impl Daemon {
         drop(tpm);
         tracing::info!("kmsd stopped");
     }
+}
+
+/// Opens the state dir, checking everything before anything is written: a new state dir
+/// (absent or completely empty, or an empty database an interrupted initialisation left)
+/// gets a new root key sealed to the TPM; an existing one is opened read-only, its binding
+/// checked against the TPM, the root key unsealed and every record's tag verified, and only
+/// then is the database reopened read-write (migrations, WAL recovery). A refused start
+/// changes no byte of the state dir.
+fn open_state_dir(
+    config: &Config,
+    tpm_config: TpmConfig,
+) -> Result<(Store, KeyMaterial, TpmHandle), DaemonError> {
+    let dir = &config.state_dir;
+    let audit_dir = config.audit.dir_for(dir);
+    if Store::inspect(dir)? == DirState::Existing {
+        let check = Store::open_read_only(dir)?;
+        match check.meta(BINDING_META)? {
+            Some(bytes) => {
+                let sealed: SealedRoot =
+                    serde_json::from_slice(&bytes).map_err(|err| DaemonError::BadBinding {
+                        dir: dir.clone(),
+                        reason: err.to_string(),
+                    })?;
+                let tpm = TpmHandle::start(tpm_config)?;
+                let unsealed = tpm.unseal_root(&sealed)?;
+                let root = KeyMaterial::from_bytes(unsealed.as_bytes());
+                drop(unsealed);
+                match check.verify(&StateMac::derive(&root))? {
+                    Verified::Authentic => {
+                        tracing::info!(state_dir = %dir.display(), "root key unsealed; every record verified");
+                    }
+                    Verified::Untagged => {
+                        tracing::info!(state_dir = %dir.display(), "root key unsealed; the records predate tags");
+                    }
+                }
+                drop(check);
+                let store = Store::open(dir, StateMac::derive(&root))?;
+                return Ok((store, root, tpm));
+            }
+            None => {
+                let mut found = Vec::new();
+                if check.has_rows()? {
+                    found.push(format!("{DB_FILE} has records"));
+                }
+                if audit_dir.exists() {
+                    found.push(format!("the audit trail {} exists", audit_dir.display()));
+                }
+                let others: Vec<String> = other_files(dir)?
+                    .into_iter()
+                    .filter(|name| dir.join(name) != audit_dir)
+                    .collect();
+                if !others.is_empty() {
+                    found.push(format!("other files: {}", others.join(", ")));
+                }
+                if !found.is_empty() {
+                    return Err(DaemonError::MissingBinding {
+                        dir: dir.clone(),
+                        found: found.join("; "),
+                    });
+                }
+                tracing::warn!(state_dir = %dir.display(), "the key database is empty and has no TPM binding (an interrupted first start); initialising it");
+            }
+        }
+    }
+    // A new state dir, or the empty database of an interrupted initialisation.
+    let tpm = TpmHandle::start(tpm_config)?;
+    let (sealed, unsealed) = tpm.seal_new_root()?;
+    let root = KeyMaterial::from_bytes(unsealed.as_bytes());
+    drop(unsealed);
+    let json = serde_json::to_vec(&sealed).map_err(|err| DaemonError::BadBinding {
+        dir: dir.clone(),
+        reason: err.to_string(),
+    })?;
+    let store = Store::create(dir, StateMac::derive(&root), (BINDING_META, &json))?;
+    tracing::info!(state_dir = %dir.display(), "new state dir: root key created and sealed to the TPM");
+    Ok((store, root, tpm))
+}
+
+/// Files of the state dir other than the key database and its WAL files.
+fn other_files(dir: &std::path::Path) -> Result<Vec<String>, DaemonError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut names = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if ![DB_FILE, "kmsd.db-wal", "kmsd.db-shm"].contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// The service's administrators from the `[access]` table.

@@ -122,7 +122,7 @@ impl HeadStore {
     /// Opens a second connection to the key database of `state_dir`.
     pub(super) fn open(state_dir: &Path) -> Result<HeadStore, StoreError> {
         Ok(HeadStore {
-            store: Store::open(state_dir)?,
+            store: Store::open_meta_connection(state_dir)?,
             last: None,
             failing: false,
         })

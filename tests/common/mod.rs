@@ -465,19 +465,28 @@ pub async fn create_key(client: &Client) -> String {
         .to_string()
 }
 
-/// The hash of every file in a directory, to prove it was left untouched.
+/// The contents of every file in a directory and its subdirectories (the audit trail
+/// included), with paths relative to it, to prove it was left untouched.
 pub fn dir_fingerprint(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut entries: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().to_string(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
+    fn walk(base: &Path, dir: &Path, entries: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            let path = entry.path();
+            if kind.is_dir() {
+                walk(base, &path, entries);
+            } else if kind.is_file() {
+                let name = path
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                entries.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    walk(dir, dir, &mut entries);
     entries.sort();
     entries
 }
