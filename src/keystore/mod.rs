@@ -166,6 +166,8 @@ pub struct Store {
     /// A private copy the read-only connection reads from, when the database cannot be
     /// read in place without writing (a WAL without its `-shm` index).
     _scratch: Option<Scratch>,
+    /// False on the read-only verification connection: nothing may be written through it.
+    writable: bool,
 }
 
 /// A private temporary directory, removed on drop.
@@ -330,6 +332,7 @@ impl Store {
             mac: None,
             rows: Rows::default(),
             _scratch: scratch,
+            writable: false,
         })
     }
 
@@ -421,6 +424,7 @@ impl Store {
             mac,
             rows: Rows::default(),
             _scratch: None,
+            writable: true,
         })
     }
 
@@ -569,7 +573,7 @@ impl Store {
     /// feature that keeps one authenticates it itself (the TPM binding is checked by the
     /// TPM).
     pub fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        if self.mac.is_none() {
+        if !self.writable {
             return Err(StoreError::ReadOnly);
         }
         self.conn.execute(
