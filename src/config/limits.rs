@@ -32,7 +32,7 @@ impl Default for LimitsSection {
             body_timeout_secs: 10,
             max_connections: 4096,
             max_connections_per_uid: 512,
-            cryptographic_requests_per_sec: 20_000,
+            cryptographic_requests_per_sec: 100_000,
             management_requests_per_sec: 1_000,
         }
     }
