@@ -144,6 +144,11 @@ impl SealedLine {
             .get("sequence")
             .and_then(|v| v.as_u64())
             .ok_or("the sequence field is missing")?;
+        // No trail reaches u64::MAX; refusing it here keeps `sequence + 1` (the verifier's
+        // expected next record, the writer's resume point) from overflowing.
+        if sequence == u64::MAX {
+            return Err("the sequence field is out of range".into());
+        }
         let prev_hash = record
             .get("prevHash")
             .and_then(|v| v.as_str())
@@ -213,6 +218,15 @@ mod tests {
         let no_seq = seal(br#"{"prevHash":"x"}"#, &key()).0;
         let err = SealedLine::parse(&no_seq[..no_seq.len() - 1]).unwrap_err();
         assert!(err.contains("sequence"), "{err}");
+        // Found with the audit_verify fuzz target (its seed regression-sequence-max): the
+        // verifier computed `sequence + 1` for the record after this one and overflowed.
+        let max = seal(
+            br#"{"sequence":18446744073709551615,"prevHash":"x"}"#,
+            &key(),
+        )
+        .0;
+        let err = SealedLine::parse(&max[..max.len() - 1]).unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
     }
 
     #[test]
