@@ -111,9 +111,19 @@ async fn a_uid_over_its_quota_is_throttled_and_recorded() {
     assert!(trail.contains("\"errorCode\":\"ThrottlingException\""));
 }
 
+/// A child process that is killed and waited for when dropped (also when a test panics).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A process running as `uid` that holds `stalled` connections with half-sent headers and,
 /// once it printed READY, floods the socket with new connections until it is killed.
-fn hog(uid: u32, socket: &Path, stalled: usize) -> Child {
+fn hog(uid: u32, socket: &Path, stalled: usize) -> Reaped {
     let script = r#"
 import socket, sys, time
 path, count = sys.argv[1], int(sys.argv[2])
@@ -149,6 +159,7 @@ while True:
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reaped)
         .expect("python3")
 }
 
@@ -166,7 +177,7 @@ async fn one_uid_cannot_take_every_slot_and_another_keeps_being_served() {
     let key = create_key(&client).await;
     let mut hog = hog(4711, &fx.kmsd.socket, PER_UID);
     let mut ready = String::new();
-    let mut stdout = hog.stdout.take().unwrap();
+    let mut stdout = hog.0.stdout.take().unwrap();
     let mut byte = [0u8; 1];
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready.contains("READY") {
@@ -208,8 +219,7 @@ async fn one_uid_cannot_take_every_slot_and_another_keeps_being_served() {
         .await;
         latencies.push(started.elapsed());
     }
-    hog.kill().unwrap();
-    hog.wait().unwrap();
+    drop(hog);
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
     assert!(
