@@ -29,7 +29,7 @@ use record::ArnContext;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// How long a change waits for its intent record to be durable before it is refused.
@@ -147,6 +147,8 @@ struct HeadRequest {
 
 /// How long the head thread sleeps between looks when nothing wakes it.
 const HEAD_IDLE: Duration = Duration::from_secs(1);
+/// At most one lazy (unsynced) head update per this interval.
+const HEAD_LAZY_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Shared {
     /// Records the current in-memory head in the key database: lazily (no fsync) after a
@@ -195,16 +197,29 @@ impl Shared {
 /// off the writer's path (a batch never waits for it; several batches coalesce into one
 /// write), until stopped.
 fn head_loop(shared: Arc<Shared>, key: Arc<MacKey>) {
+    let mut last_lazy: Option<Instant> = None;
     loop {
         let (dirty, durable, stop) = {
             let mut request = shared
                 .head_request
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            while !request.dirty && !request.stop {
+            loop {
+                if request.stop || request.durable {
+                    break;
+                }
+                // Lazy updates are coalesced to at most one per HEAD_LAZY_INTERVAL: each is a
+                // SQLite commit on the disk the trail's fsyncs also use.
+                let wait = match (request.dirty, last_lazy) {
+                    (false, _) => HEAD_IDLE,
+                    (true, Some(at)) if at.elapsed() < HEAD_LAZY_INTERVAL => {
+                        HEAD_LAZY_INTERVAL - at.elapsed()
+                    }
+                    (true, _) => break,
+                };
                 request = shared
                     .head_wake
-                    .wait_timeout(request, HEAD_IDLE)
+                    .wait_timeout(request, wait)
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .0;
             }
@@ -216,6 +231,9 @@ fn head_loop(shared: Arc<Shared>, key: Arc<MacKey>) {
         if dirty {
             // Failures are logged by the head store.
             let _ = shared.persist_head(&key, durable, false);
+            if !durable {
+                last_lazy = Some(Instant::now());
+            }
         }
         if stop {
             return;
