@@ -58,6 +58,7 @@ fn fixtures() -> &'static Fixtures {
                 key: Some(&key),
                 from_genesis: true,
                 head: Some(head.clone()),
+                ..VerifyOptions::default()
             },
         );
         assert!(report.ok, "the known trail does not verify: {report:?}");
@@ -85,6 +86,7 @@ fuzz_target!(|data: &[u8]| {
                     key: Some(&f.key),
                     from_genesis: true,
                     head: with_head.then(|| f.head.clone()),
+                    ..VerifyOptions::default()
                 },
             );
             if report.ok {
