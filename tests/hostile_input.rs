@@ -144,3 +144,119 @@ async fn decrypt_answers_alike_for_a_missing_key_and_a_mismatched_one() {
     .await;
     assert_eq!(missing, unknown);
 }
+
+/// Writes `request` as it is (from a thread, so a large one cannot block the test on a full
+/// socket buffer) and returns everything the server sends until it closes.
+fn raw_bytes(socket: &std::path::Path, request: Vec<u8>) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    sender.join().unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_layer_errors_have_the_aws_json_shape() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let key = create_key(&client).await;
+    let long_target = format!(
+        "POST /{} HTTP/1.1\r\nHost: kmsd\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let huge_header = format!(
+        "POST / HTTP/1.1\r\nHost: kmsd\r\nX-Filler: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
+    let many_headers = format!(
+        "POST / HTTP/1.1\r\nHost: kmsd\r\n{}\r\n",
+        (0..150)
+            .map(|n| format!("X-H{n}: v\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "garbage",
+            b"\x16\x03\x01 hello there\r\n\r\n".to_vec(),
+            "400",
+            "SerializationException",
+        ),
+        (
+            "bad Content-Length",
+            b"POST / HTTP/1.1\r\nHost: kmsd\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 12abc\r\n\r\n{}".to_vec(),
+            "400",
+            "SerializationException",
+        ),
+        (
+            "two different Content-Lengths",
+            b"POST / HTTP/1.1\r\nHost: kmsd\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(),
+            "400",
+            "SerializationException",
+        ),
+        (
+            "bad version",
+            b"POST / HTTP/9.9\r\nHost: kmsd\r\n\r\n".to_vec(),
+            "400",
+            "SerializationException",
+        ),
+        (
+            "target too long",
+            long_target.into_bytes(),
+            "414",
+            "ValidationException",
+        ),
+        (
+            "head too large",
+            huge_header.into_bytes(),
+            "431",
+            "ValidationException",
+        ),
+        (
+            "too many headers",
+            many_headers.into_bytes(),
+            "431",
+            "ValidationException",
+        ),
+    ];
+    for (what, request, status, exception) in cases {
+        let answer = raw_bytes(&fx.kmsd.socket, request);
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{what}: no HTTP answer: {answer:?}"));
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.starts_with(&format!("http/1.1 {status} ")),
+            "{what}: {answer}"
+        );
+        assert!(
+            head.contains(&format!(
+                "x-amzn-errortype: {}",
+                exception.to_ascii_lowercase()
+            )),
+            "{what}: {answer}"
+        );
+        assert!(head.contains("connection: close"), "{what}: {answer}");
+        assert!(head.contains("x-amzn-requestid: "), "{what}: {answer}");
+        assert!(
+            head.contains("content-type: application/x-amz-json-1.1"),
+            "{what}: {answer}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|err| panic!("{what}: body is not JSON ({err}): {body}"));
+        assert_eq!(parsed["__type"], exception, "{what}: {body}");
+        let message = parsed["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{what}: {body}");
+        assert!(
+            !message.contains("aaaa") && !message.contains("bbbb") && !message.contains("hello"),
+            "{what}: the message quotes the request: {body}"
+        );
+        ok(&client, "DescribeKey", json!({"KeyId": key})).await;
+    }
+}

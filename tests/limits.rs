@@ -65,18 +65,32 @@ fn a_stalled_header_closes_the_connection() {
     stream
         .write_all(b"POST / HTTP/1.1\r\nHost: kmsd\r\n")
         .unwrap();
-    let (_, took) = read_until_closed(&mut stream, Duration::from_secs(10));
+    let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(10));
     assert!(
         took < Duration::from_secs(5),
         "the connection stayed open {took:?}"
     );
-    // An idle keep-alive connection is closed after the same time.
+    // A request was started: 408 in AWS's shape, and the connection closes.
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("x-amzn-errortype: requesttimeoutexception"),
+        "{answer}"
+    );
+    assert!(lower.contains("connection: close"), "{answer}");
+    assert!(
+        answer.contains(r#""__type":"RequestTimeoutException""#),
+        "{answer}"
+    );
+    assert!(answer.contains("header_timeout_secs"), "{answer}");
+    // An idle keep-alive connection is closed after the same time, without a word.
     let mut idle = UnixStream::connect(&fx.kmsd.socket).unwrap();
-    let (_, took) = read_until_closed(&mut idle, Duration::from_secs(10));
+    let (answer, took) = read_until_closed(&mut idle, Duration::from_secs(10));
     assert!(
         took < Duration::from_secs(5),
         "the idle connection stayed open {took:?}"
     );
+    assert_eq!(answer, "", "an idle connection gets no answer");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! The listener: accepts connections on the Unix socket, reads each peer's kernel
 //! credentials once (and the facts `identity` derives from them), and serves HTTP/1.1 with keep-alive on every connection until shutdown.
 
+pub mod connection_io;
 pub mod dispatch;
 pub mod limits;
 mod listener;
@@ -16,6 +17,7 @@ use crate::identity::Caller;
 use crate::metering::Metering;
 use crate::request::{ChangeGate, Observer};
 use crate::service::Kms;
+use connection_io::{ConnectionIo, ConnectionState};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use limits::Limits;
@@ -226,26 +228,38 @@ async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch
         }
     };
     let header_timeout = app.limits.header_timeout();
+    let stream = Arc::new(stream);
+    let state = Arc::new(ConnectionState::default());
+    let io = ConnectionIo::new(Arc::clone(&stream), Arc::clone(&state));
     let service = service_fn(move |request| {
         transport::handle(request, Arc::clone(&app), Arc::clone(&caller))
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .max_headers(connection_io::MAX_HEADERS)
+        .max_buf_size(connection_io::MAX_HEAD_BYTES)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-        }
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
         _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
             connection.as_mut().graceful_shutdown();
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "connection ended with an error during shutdown");
-            }
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(error = %err, uid, "connection ended with an error");
+        if let Some(answer) = connection_io::http_layer_answer(&state, &err, header_timeout) {
+            let request_id = crate::crypto::random_id().to_string();
+            tracing::debug!(
+                uid,
+                status = answer.status,
+                request_id,
+                "answered an HTTP-layer error"
+            );
+            connection_io::send_http_layer_answer(&stream, &answer, &request_id).await;
         }
     }
 }
