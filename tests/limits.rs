@@ -189,6 +189,8 @@ async fn one_uid_cannot_take_every_slot_and_another_keeps_being_served() {
     ));
     let client = fx.client();
     let key = create_key(&client).await;
+    // Root alone first: the ceiling the flooded figure is read against.
+    let alone = encrypt_p99(&client, &key).await;
     let mut hog = hog(4711, &fx.kmsd.socket, PER_UID);
     let mut ready = String::new();
     let mut stdout = hog.0.stdout.take().unwrap();
@@ -222,26 +224,31 @@ async fn one_uid_cannot_take_every_slot_and_another_keeps_being_served() {
         "{text}"
     );
     // Root keeps being served while the hog floods.
+    let flooded = encrypt_p99(&client, &key).await;
+    drop(hog);
+    // The issue's 10 ms p99 is a timing goal and is measured in BENCHMARKS.md ("Fairness
+    // under a flood"); this test proves the other uid gets no error and is not starved (a
+    // starved caller would wait for header_timeout_secs = 60 s, far above this bound).
+    println!("root's Encrypt p99: {alone:?} alone, {flooded:?} while uid 4711 floods");
+    assert!(
+        flooded < Duration::from_millis(250),
+        "p99 {flooded:?} while another uid floods: starved"
+    );
+}
+
+/// The p99 of 300 audited Encrypts in a row; every one must succeed.
+async fn encrypt_p99(client: &Client, key: &str) -> Duration {
     let mut latencies = Vec::new();
     for _ in 0..300 {
         let started = Instant::now();
         ok(
-            &client,
+            client,
             "Encrypt",
             json!({"KeyId": key, "Plaintext": b64(b"served")}),
         )
         .await;
         latencies.push(started.elapsed());
     }
-    drop(hog);
     latencies.sort();
-    let p99 = latencies[latencies.len() * 99 / 100];
-    // The issue's 10 ms p99 is a timing goal and is measured in BENCHMARKS.md;
-    // this test only proves the other uid is not starved (a starved caller waits
-    // for header_timeout_secs = 60 s, far above this bound).
-    println!("p99 of the served uid while another floods: {p99:?}");
-    assert!(
-        p99 < Duration::from_millis(250),
-        "p99 {p99:?} while another uid floods: starved"
-    );
+    latencies[latencies.len() * 99 / 100]
 }
