@@ -7,7 +7,9 @@
 //! CPU time of kmsd and of the load generator; start-up time with 0, 1,000 and 10,000 keys;
 //! resident memory once every key has been used; the durable CreateKey rate; the time and
 //! size of a `/metrics` scrape; and the alternatives (`systemd-creds`, `tpm2_create` +
-//! `tpm2_unseal`) on the same machine and TPM. It writes JSON and a Markdown table.
+//! `tpm2_unseal`) on the same machine and TPM; and fairness: root's Encrypt latency alone and
+//! while another uid holds all its connection slots with stalled requests and floods the
+//! socket with new connections. It writes JSON and a Markdown table.
 //!
 //! Every kmsd it starts is stopped (SIGTERM, then SIGKILL) and waited for, also on errors
 //! and on SIGINT/SIGTERM.
@@ -67,13 +69,24 @@ struct Args {
     /// Commit being measured (recorded in the results).
     #[arg(long, default_value = "unknown")]
     commit: String,
-    /// Sections to run: throughput, scale, alternatives.
+    /// Sections to run: throughput, scale, alternatives, fairness (fairness needs root: the
+    /// flooding caller runs as another uid).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,scale,alternatives"
+        default_value = "throughput,scale,alternatives,fairness"
     )]
     sections: Vec<String>,
+    /// Uid of the flooding caller of the fairness section.
+    #[arg(long, default_value_t = 65534)]
+    flood_uid: u32,
+    /// Internal: run as the flooding caller against this socket (the fairness section starts
+    /// this program so, as `--flood-uid`).
+    #[arg(long, hide = true)]
+    flood_socket: Option<PathBuf>,
+    /// Internal: connections the flooding caller holds with half-sent requests.
+    #[arg(long, hide = true, default_value_t = 0)]
+    flood_stalled: usize,
     /// Only the throughput operations whose name contains one of these (e.g. "Ping,4 KiB").
     #[arg(long, value_delimiter = ',')]
     ops: Vec<String>,
@@ -93,6 +106,7 @@ struct Results {
     memory: Option<Memory>,
     scrape: Option<Scrape>,
     alternatives: Vec<Alternative>,
+    fairness: Vec<LoadResult>,
     targets: Vec<Target>,
 }
 
@@ -184,6 +198,9 @@ struct Target {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(socket) = &args.flood_socket {
+        flood(socket, args.flood_stalled);
+    }
     let runtime = if args.client_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -284,6 +301,7 @@ async fn run(args: &Args) -> Result<(), String> {
             "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
             "cpu_model": cpu_model(),
             "kmsd_config": args.kmsd_config,
+            "sections": args.sections,
         }),
         ..Default::default()
     };
@@ -311,6 +329,10 @@ async fn run(args: &Args) -> Result<(), String> {
     if section("alternatives") {
         eprintln!("== alternatives");
         results.alternatives = alternatives(args, &plan);
+    }
+    if section("fairness") {
+        eprintln!("== fairness under a flood");
+        fairness(args, &plan, &mut results).await?;
     }
     if let Value::Object(meta) = &mut results.meta {
         meta.insert("load_average_after".into(), json!(loadavg()));
@@ -737,6 +759,207 @@ async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> L
         kmsd_cpu_us_per_request: per_request(kmsd_cpu),
         client_cpu_us_per_request: per_request(client_cpu),
         ratio_to_ceiling: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fairness
+
+/// Connection slots per uid in the fairness section; the flooding uid holds all of them.
+const FAIRNESS_SLOTS_PER_UID: usize = 24;
+
+/// Root's Encrypt 32 B at concurrency 1 and 8, alone and then while `--flood-uid` holds all
+/// its connection slots with half-sent requests and opens new connections without pause
+/// (each refused with ThrottlingException). Needs root; skipped otherwise.
+async fn fairness(args: &Args, plan: &Plan, results: &mut Results) -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("fairness: not root (the flooding caller runs as another uid); skipped");
+        return Ok(());
+    }
+    // The flooding uid must reach the socket: a directory of its own under the system's
+    // temporary directory (the work dir may sit in a private one), removed afterwards.
+    let dir = std::env::temp_dir().join(format!("kmsd-bench-fairness-{}", std::process::id()));
+    let _remove = RemoveOnDrop(dir.clone());
+    let limits = format!(
+        "[limits]\nmax_connections = 64\nmax_connections_per_uid = {FAIRNESS_SLOTS_PER_UID}\nheader_timeout_secs = 60\n"
+    );
+    let (kmsd, _) = Kmsd::start(plan, args, &dir, "kmsd", &limits).await?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::set_permissions(&kmsd.socket, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("{}: {e}", kmsd.socket.display()))?;
+    let client = Client::new(&kmsd.socket);
+    let created = client
+        .call_json("CreateKey", &json!({"Description": "kmsd-bench fairness"}))
+        .await
+        .map_err(|e| format!("CreateKey: {e}"))?;
+    let key_id = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .ok_or("CreateKey returned no KeyId")?
+        .to_string();
+    let op = Op::Kms {
+        target: "TrentService.Encrypt",
+        body: Bytes::from(json!({"KeyId": key_id, "Plaintext": b64(&[7u8; 32])}).to_string()),
+    };
+    load(&kmsd, &op, 8, plan.duration / 4).await;
+    let flooded_config = format!(
+        "uid {} floods ({FAIRNESS_SLOTS_PER_UID} stalled)",
+        args.flood_uid
+    );
+    for concurrency in [1, 8] {
+        let mut alone = load(&kmsd, &op, concurrency, plan.duration).await;
+        alone.config = "alone".into();
+        alone.operation = "Encrypt 32 B".into();
+        let flooder = Flooder::start(args.flood_uid, &kmsd.socket, FAIRNESS_SLOTS_PER_UID)?;
+        let mut flooded = load(&kmsd, &op, concurrency, plan.duration).await;
+        let flood_connections = flooder.stop();
+        flooded.config = flooded_config.clone();
+        flooded.operation = "Encrypt 32 B".into();
+        flooded.ratio_to_ceiling = Some(flooded.p99_us / alone.p99_us.max(1.0));
+        for result in [&alone, &flooded] {
+            eprintln!(
+                "{:<32} c={:<3} {:>7.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  errors {}",
+                result.config,
+                concurrency,
+                result.requests_per_second,
+                result.p50_us,
+                result.p99_us,
+                result.errors
+            );
+        }
+        eprintln!("  the flooding uid opened {flood_connections} connections meanwhile");
+        results.fairness.push(alone);
+        results.fairness.push(flooded);
+    }
+    drop(kmsd);
+    Ok(())
+}
+
+/// A directory removed (with what it holds) when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// This program running as the flooding caller; killed and waited for on drop.
+struct Flooder {
+    child: Option<Child>,
+    /// The connection count the flooder last reported.
+    opened: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Flooder {
+    fn start(uid: u32, socket: &Path, stalled: usize) -> Result<Flooder, String> {
+        use std::io::BufRead as _;
+        use std::os::unix::process::CommandExt as _;
+        let program =
+            std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+        let mut child = Command::new(program)
+            .arg("--tcti=unused")
+            .arg("--work-dir=/nonexistent")
+            .arg("--flood-socket")
+            .arg(socket)
+            .arg(format!("--flood-stalled={stalled}"))
+            .uid(uid)
+            .gid(uid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the flooding caller: {e}"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("no stdout of the flooding caller")?;
+        let opened = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let flooder = Flooder {
+            child: Some(child),
+            opened: Arc::clone(&opened),
+        };
+        // READY once every stalled connection is open (EOF if it died), then its counts.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let _ = ready_tx.send(first);
+            for line in lines.map_while(Result::ok) {
+                if let Some(count) = line.strip_prefix("opened ").and_then(|n| n.parse().ok()) {
+                    opened.store(count, Ordering::Relaxed);
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.starts_with("READY") => Ok(flooder),
+            Ok(line) => {
+                flooder.stop();
+                Err(format!("the flooding caller did not get ready: {line:?}"))
+            }
+            Err(_) => {
+                flooder.stop();
+                Err("the flooding caller did not get ready within 30 s".into())
+            }
+        }
+    }
+
+    /// Stops the flooder; returns how many connections it opened (from its last report).
+    fn stop(mut self) -> u64 {
+        self.kill();
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Flooder {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The flooding caller (`--flood-socket`): holds `stalled` connections with half-sent
+/// request heads, prints READY, then opens connections and sends ListKeys without pause
+/// until it is killed, printing its connection count every 10.
+fn flood(socket: &Path, stalled: usize) -> ! {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::net::UnixStream;
+    let mut held = Vec::new();
+    for _ in 0..stalled {
+        match UnixStream::connect(socket) {
+            Ok(mut stream) => {
+                let _ = stream.write_all(b"POST / HTTP/1.1\r\nHost: kmsd\r\n");
+                held.push(stream);
+            }
+            Err(err) => {
+                eprintln!("flood: cannot connect to {}: {err}", socket.display());
+                std::process::exit(1);
+            }
+        }
+    }
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "READY").and_then(|()| stdout.flush());
+    let mut opened = 0u64;
+    let mut answer = [0u8; 4096];
+    loop {
+        if let Ok(mut stream) = UnixStream::connect(socket) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.write_all(
+                b"POST / HTTP/1.1\r\nHost: kmsd\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}",
+            );
+            let _ = stream.read(&mut answer);
+        }
+        opened += 1;
+        if opened.is_multiple_of(10) {
+            let _ = writeln!(stdout, "opened {opened}").and_then(|()| stdout.flush());
+        }
     }
 }
 
@@ -1286,6 +1509,23 @@ fn targets(results: &Results) -> Vec<Target> {
         throughput_targets(results, config, &mut targets);
     }
     startup_targets(results, &mut targets);
+    if let Some(worst) = results
+        .fairness
+        .iter()
+        .filter(|r| r.config != "alone")
+        .max_by(|a, b| a.p99_us.total_cmp(&b.p99_us))
+    {
+        let errors: u64 = results.fairness.iter().map(|r| r.errors).sum();
+        targets.push(Target {
+            name: "p99 while another uid floods, no errors".into(),
+            goal: "< 10 ms, 0 errors".into(),
+            measured: format!(
+                "highest {:.0} µs (concurrency {}), {errors} errors",
+                worst.p99_us, worst.concurrency
+            ),
+            met: worst.p99_us < 10_000.0 && errors == 0,
+        });
+    }
     targets
 }
 
@@ -1400,6 +1640,31 @@ fn markdown(results: &Results) -> String {
             r.client_cpu_us_per_request,
             r.errors
         );
+    }
+    if !results.fairness.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Fairness under a flood (root's Encrypt 32 B; the flooding uid holds all {FAIRNESS_SLOTS_PER_UID} of its slots with stalled requests and opens connections without pause)\n"
+        );
+        let _ = writeln!(out, "| Caller | Operation | Conc. | req/s | p99 vs alone | p50 µs | p99 µs | p99.9 µs | kmsd CPU µs/req | errors |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &results.fairness {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {} |",
+                r.config,
+                r.operation,
+                r.concurrency,
+                r.requests_per_second,
+                r.ratio_to_ceiling
+                    .map_or("-".into(), |x| format!("{x:.2}×")),
+                r.p50_us,
+                r.p99_us,
+                r.p999_us,
+                r.kmsd_cpu_us_per_request,
+                r.errors
+            );
+        }
     }
     let _ = writeln!(out, "\n## Start-up (spawn to first successful ListKeys)\n");
     let _ = writeln!(out, "| Keys | median ms | runs ms | VmRSS after start |");
