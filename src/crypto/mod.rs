@@ -1,10 +1,13 @@
-//! Symmetric cryptography of kmsd: the ciphertext blob format, the per-message key
+//! Cryptography of kmsd: the symmetric ciphertext blob format, the per-message key
 //! derivation, the canonical encoding of encryption contexts, and the wrapping of CMK
-//! material under the TPM-sealed root key.
+//! material under the TPM-sealed root key; `keyspec` holds the key spec tables and
+//! `asymmetric` the asymmetric and HMAC keys.
 //!
 //! The byte layout is documented in `docs/ciphertext-format.md`; keep the two in step.
 
+pub mod asymmetric;
 mod context;
+pub mod keyspec;
 
 pub use context::{canonical_context, EncryptionContext};
 
@@ -248,6 +251,64 @@ pub fn unwrap_material(
     let mut owned = Zeroizing::new([0u8; 32]);
     owned.copy_from_slice(&plain);
     Ok(KeyMaterial(owned))
+}
+
+/// Wraps secret bytes of any length (an asymmetric private key's PKCS#8, an HMAC key) under
+/// the root key, in the format of [`wrap_material`]: the key id, the version and `purpose`
+/// (the key usage and spec) are bound as AAD.
+pub fn wrap_secret(
+    root: &KeyMaterial,
+    key_id: &str,
+    version: u32,
+    purpose: &str,
+    secret: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let mut iv = [0u8; IV_LEN];
+    os_fill(&mut iv);
+    let aad = wrap_aad(key_id, version, purpose);
+    let cipher = Aes256Gcm::new(root.expose().into());
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&iv),
+            Payload {
+                msg: secret,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| CryptoError::EncryptFailed)?;
+    let mut out = Vec::with_capacity(IV_LEN + sealed.len());
+    out.extend_from_slice(&iv);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Reverses [`wrap_secret`].
+pub fn unwrap_secret(
+    root: &KeyMaterial,
+    key_id: &str,
+    version: u32,
+    purpose: &str,
+    wrapped: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let failed = || CryptoError::UnwrapFailed {
+        key_id: key_id.to_string(),
+        version,
+    };
+    if wrapped.len() < IV_LEN + TAG_LEN {
+        return Err(failed());
+    }
+    let aad = wrap_aad(key_id, version, purpose);
+    let cipher = Aes256Gcm::new(root.expose().into());
+    cipher
+        .decrypt(
+            Nonce::from_slice(&wrapped[..IV_LEN]),
+            Payload {
+                msg: &wrapped[IV_LEN..],
+                aad: &aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| failed())
 }
 
 /// A random (version 4) UUID for request and event ids, from the thread-local CSPRNG

@@ -1,0 +1,523 @@
+//! Private keys of asymmetric CMKs (RSA, ECDSA, Ed25519, ML-DSA) and HMAC keys: generation,
+//! their stored form, Sign and Verify, the public key in DER, GenerateMac and VerifyMac.
+//!
+//! The cryptography is aws-lc-rs (AWS-LC, the library AWS KMS's own HSM fleet is built
+//! on; constant-time RSA, FIPS 204 ML-DSA). The stored form of a private key is its PKCS#8
+//! DER (v1), of an HMAC key its raw bytes; both are wrapped under the TPM-sealed root like
+//! symmetric material (`crypto::wrap_secret`). Parsed keys live in AWS-LC's own memory,
+//! which it clears when it frees a key (`OPENSSL_free` cleanses); the PKCS#8 bytes kmsd
+//! handles are in zeroizing buffers.
+
+use super::keyspec::{KeySpec, MacAlgorithm, MessageType, SigningAlgorithm};
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::signature::{self, KeyPair};
+use aws_lc_rs::{digest, hmac, rand, rsa};
+use zeroize::Zeroizing;
+
+/// Errors of asymmetric and MAC operations. They never carry key material or messages.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyOpError {
+    /// The library could not generate a key.
+    #[error("the cryptography library could not generate a {0} key")]
+    Generate(&'static str),
+    /// Stored material does not parse as a key of its spec.
+    #[error("the stored key material is not a valid {0} key")]
+    BadMaterial(&'static str),
+    /// The algorithm is not one the key offers.
+    #[error("{algorithm} is not a signing algorithm of a {spec} key")]
+    WrongAlgorithm {
+        /// The algorithm asked for.
+        algorithm: &'static str,
+        /// The key's spec.
+        spec: &'static str,
+    },
+    /// A DIGEST message has the wrong length for the algorithm.
+    #[error("a DIGEST message for {algorithm} must be {expected} bytes long, not {actual}")]
+    DigestLength {
+        /// The algorithm.
+        algorithm: &'static str,
+        /// Its hash length.
+        expected: usize,
+        /// The message's length.
+        actual: usize,
+    },
+    /// The message type is not one the algorithm takes.
+    #[error("MessageType {message_type} is not supported with {algorithm}")]
+    MessageType {
+        /// The message type.
+        message_type: &'static str,
+        /// The algorithm.
+        algorithm: &'static str,
+    },
+    /// The library refused to sign.
+    #[error("signing failed")]
+    Sign,
+    /// The public key could not be encoded.
+    #[error("the public key could not be encoded")]
+    PublicKey,
+}
+
+/// The private key of an asymmetric CMK version, parsed once and kept in memory.
+pub enum PrivateKey {
+    /// RSA (2048, 3072 or 4096 bits).
+    Rsa(rsa::KeyPair),
+    /// ECDSA on one curve, with the hash AWS pairs with it.
+    Ecdsa(signature::EcdsaKeyPair),
+    /// Ed25519.
+    Ed25519(signature::Ed25519KeyPair),
+    /// ML-DSA.
+    MlDsa(signature::PqdsaKeyPair),
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey(redacted)")
+    }
+}
+
+fn ecdsa_algorithm(spec: KeySpec) -> Option<&'static signature::EcdsaSigningAlgorithm> {
+    match spec {
+        KeySpec::EccNistP256 => Some(&signature::ECDSA_P256_SHA256_ASN1_SIGNING),
+        KeySpec::EccNistP384 => Some(&signature::ECDSA_P384_SHA384_ASN1_SIGNING),
+        KeySpec::EccNistP521 => Some(&signature::ECDSA_P521_SHA512_ASN1_SIGNING),
+        KeySpec::EccSecgP256k1 => Some(&signature::ECDSA_P256K1_SHA256_ASN1_SIGNING),
+        _ => None,
+    }
+}
+
+fn ecdsa_verification(spec: KeySpec) -> Option<&'static signature::EcdsaVerificationAlgorithm> {
+    match spec {
+        KeySpec::EccNistP256 => Some(&signature::ECDSA_P256_SHA256_ASN1),
+        KeySpec::EccNistP384 => Some(&signature::ECDSA_P384_SHA384_ASN1),
+        KeySpec::EccNistP521 => Some(&signature::ECDSA_P521_SHA512_ASN1),
+        KeySpec::EccSecgP256k1 => Some(&signature::ECDSA_P256K1_SHA256_ASN1),
+        _ => None,
+    }
+}
+
+fn ml_dsa_algorithm(spec: KeySpec) -> Option<&'static signature::PqdsaSigningAlgorithm> {
+    match spec {
+        KeySpec::MlDsa44 => Some(&signature::ML_DSA_44_SIGNING),
+        KeySpec::MlDsa65 => Some(&signature::ML_DSA_65_SIGNING),
+        KeySpec::MlDsa87 => Some(&signature::ML_DSA_87_SIGNING),
+        _ => None,
+    }
+}
+
+fn ml_dsa_verification(spec: KeySpec) -> Option<&'static signature::PqdsaVerificationAlgorithm> {
+    match spec {
+        KeySpec::MlDsa44 => Some(&signature::ML_DSA_44),
+        KeySpec::MlDsa65 => Some(&signature::ML_DSA_65),
+        KeySpec::MlDsa87 => Some(&signature::ML_DSA_87),
+        _ => None,
+    }
+}
+
+/// Signature length of ML-DSA (FIPS 204, table 2).
+fn ml_dsa_signature_len(spec: KeySpec) -> usize {
+    match spec {
+        KeySpec::MlDsa44 => 2420,
+        KeySpec::MlDsa65 => 3309,
+        _ => 4627,
+    }
+}
+
+fn rsa_size(spec: KeySpec) -> Option<rsa::KeySize> {
+    match spec {
+        KeySpec::Rsa2048 => Some(rsa::KeySize::Rsa2048),
+        KeySpec::Rsa3072 => Some(rsa::KeySize::Rsa3072),
+        KeySpec::Rsa4096 => Some(rsa::KeySize::Rsa4096),
+        _ => None,
+    }
+}
+
+fn hash_of(algorithm: SigningAlgorithm) -> Option<&'static digest::Algorithm> {
+    match algorithm.digest_len() {
+        Some(32) => Some(&digest::SHA256),
+        Some(48) => Some(&digest::SHA384),
+        Some(64) => Some(&digest::SHA512),
+        _ => None,
+    }
+}
+
+fn rsa_encoding(algorithm: SigningAlgorithm) -> Option<&'static signature::RsaSignatureEncoding> {
+    match algorithm {
+        SigningAlgorithm::RsassaPssSha256 => Some(&signature::RSA_PSS_SHA256),
+        SigningAlgorithm::RsassaPssSha384 => Some(&signature::RSA_PSS_SHA384),
+        SigningAlgorithm::RsassaPssSha512 => Some(&signature::RSA_PSS_SHA512),
+        SigningAlgorithm::RsassaPkcs1V15Sha256 => Some(&signature::RSA_PKCS1_SHA256),
+        SigningAlgorithm::RsassaPkcs1V15Sha384 => Some(&signature::RSA_PKCS1_SHA384),
+        SigningAlgorithm::RsassaPkcs1V15Sha512 => Some(&signature::RSA_PKCS1_SHA512),
+        _ => None,
+    }
+}
+
+fn rsa_verification(algorithm: SigningAlgorithm) -> Option<&'static signature::RsaParameters> {
+    match algorithm {
+        SigningAlgorithm::RsassaPssSha256 => Some(&signature::RSA_PSS_2048_8192_SHA256),
+        SigningAlgorithm::RsassaPssSha384 => Some(&signature::RSA_PSS_2048_8192_SHA384),
+        SigningAlgorithm::RsassaPssSha512 => Some(&signature::RSA_PSS_2048_8192_SHA512),
+        SigningAlgorithm::RsassaPkcs1V15Sha256 => Some(&signature::RSA_PKCS1_2048_8192_SHA256),
+        SigningAlgorithm::RsassaPkcs1V15Sha384 => Some(&signature::RSA_PKCS1_2048_8192_SHA384),
+        SigningAlgorithm::RsassaPkcs1V15Sha512 => Some(&signature::RSA_PKCS1_2048_8192_SHA512),
+        _ => None,
+    }
+}
+
+/// A new private key of `spec`, as PKCS#8 DER (the form kmsd wraps and stores).
+pub fn generate_private_key(spec: KeySpec) -> Result<Zeroizing<Vec<u8>>, KeyOpError> {
+    let failed = || KeyOpError::Generate(spec.as_str());
+    let der = if let Some(size) = rsa_size(spec) {
+        let pair = rsa::KeyPair::generate(size).map_err(|_| failed())?;
+        let der: aws_lc_rs::encoding::Pkcs8V1Der<'_> = pair.as_der().map_err(|_| failed())?;
+        der.as_ref().to_vec()
+    } else if let Some(algorithm) = ecdsa_algorithm(spec) {
+        let pair = signature::EcdsaKeyPair::generate(algorithm).map_err(|_| failed())?;
+        pair.to_pkcs8v1().map_err(|_| failed())?.as_ref().to_vec()
+    } else if spec == KeySpec::EccNistEdwards25519 {
+        let pair = signature::Ed25519KeyPair::generate().map_err(|_| failed())?;
+        pair.to_pkcs8v1().map_err(|_| failed())?.as_ref().to_vec()
+    } else if let Some(algorithm) = ml_dsa_algorithm(spec) {
+        let pair = signature::PqdsaKeyPair::generate(algorithm).map_err(|_| failed())?;
+        pair.to_pkcs8v1().map_err(|_| failed())?.as_ref().to_vec()
+    } else {
+        return Err(failed());
+    };
+    Ok(Zeroizing::new(der))
+}
+
+impl PrivateKey {
+    /// Parses stored PKCS#8 DER of a key of `spec`.
+    pub fn from_pkcs8(spec: KeySpec, der: &[u8]) -> Result<PrivateKey, KeyOpError> {
+        let bad = || KeyOpError::BadMaterial(spec.as_str());
+        if let Some(size) = rsa_size(spec) {
+            let pair = rsa::KeyPair::from_pkcs8(der).map_err(|_| bad())?;
+            if pair.public_modulus_len() != size.len() {
+                return Err(bad());
+            }
+            Ok(PrivateKey::Rsa(pair))
+        } else if let Some(algorithm) = ecdsa_algorithm(spec) {
+            signature::EcdsaKeyPair::from_pkcs8(algorithm, der)
+                .map(PrivateKey::Ecdsa)
+                .map_err(|_| bad())
+        } else if spec == KeySpec::EccNistEdwards25519 {
+            signature::Ed25519KeyPair::from_pkcs8(der)
+                .map(PrivateKey::Ed25519)
+                .map_err(|_| bad())
+        } else if let Some(algorithm) = ml_dsa_algorithm(spec) {
+            signature::PqdsaKeyPair::from_pkcs8(algorithm, der)
+                .map(PrivateKey::MlDsa)
+                .map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    }
+
+    /// The public key as DER SubjectPublicKeyInfo (what GetPublicKey returns).
+    pub fn public_key_der(&self) -> Result<Vec<u8>, KeyOpError> {
+        let der: Result<PublicKeyX509Der<'static>, _> = match self {
+            PrivateKey::Rsa(pair) => pair.public_key().as_der(),
+            PrivateKey::Ecdsa(pair) => pair.public_key().as_der(),
+            PrivateKey::Ed25519(pair) => pair.public_key().as_der(),
+            PrivateKey::MlDsa(pair) => pair.public_key().as_der(),
+        };
+        der.map(|der| der.as_ref().to_vec())
+            .map_err(|_| KeyOpError::PublicKey)
+    }
+
+    /// Signs `message` (its bytes, or its digest for `MessageType::Digest`) with
+    /// `algorithm`, which must be one of `spec`'s.
+    pub fn sign(
+        &self,
+        spec: KeySpec,
+        algorithm: SigningAlgorithm,
+        message_type: MessageType,
+        message: &[u8],
+    ) -> Result<Vec<u8>, KeyOpError> {
+        check_algorithm(spec, algorithm, message_type, message)?;
+        let rng = rand::SystemRandom::new();
+        match (self, message_type) {
+            (PrivateKey::Rsa(pair), _) => {
+                let encoding = rsa_encoding(algorithm).ok_or(KeyOpError::Sign)?;
+                let mut out = vec![0u8; pair.public_modulus_len()];
+                if message_type == MessageType::Digest {
+                    let digest = imported_digest(algorithm, message)?;
+                    pair.sign_digest(encoding, &digest, &mut out)
+                } else {
+                    pair.sign(encoding, &rng, message, &mut out)
+                }
+                .map_err(|_| KeyOpError::Sign)?;
+                Ok(out)
+            }
+            (PrivateKey::Ecdsa(pair), MessageType::Digest) => {
+                let digest = imported_digest(algorithm, message)?;
+                pair.sign_digest(&digest)
+                    .map(|sig| sig.as_ref().to_vec())
+                    .map_err(|_| KeyOpError::Sign)
+            }
+            (PrivateKey::Ecdsa(pair), _) => pair
+                .sign(&rng, message)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| KeyOpError::Sign),
+            (PrivateKey::Ed25519(pair), _) => Ok(pair.sign(message).as_ref().to_vec()),
+            (PrivateKey::MlDsa(pair), _) => {
+                let mut out = vec![0u8; ml_dsa_signature_len(spec)];
+                let written = pair.sign(message, &mut out).map_err(|_| KeyOpError::Sign)?;
+                out.truncate(written);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Whether `signature` is a valid signature of `message` under this key's public key.
+    pub fn verify(
+        &self,
+        spec: KeySpec,
+        algorithm: SigningAlgorithm,
+        message_type: MessageType,
+        message: &[u8],
+        signature_bytes: &[u8],
+    ) -> Result<bool, KeyOpError> {
+        check_algorithm(spec, algorithm, message_type, message)?;
+        let verified = match self {
+            PrivateKey::Rsa(pair) => {
+                let parameters = rsa_verification(algorithm).ok_or(KeyOpError::Sign)?;
+                let key = signature::UnparsedPublicKey::new(parameters, pair.public_key().as_ref());
+                verify_with(&key, algorithm, message_type, message, signature_bytes)?
+            }
+            PrivateKey::Ecdsa(pair) => {
+                let verification = ecdsa_verification(spec).ok_or(KeyOpError::Sign)?;
+                let key =
+                    signature::UnparsedPublicKey::new(verification, pair.public_key().as_ref());
+                verify_with(&key, algorithm, message_type, message, signature_bytes)?
+            }
+            PrivateKey::Ed25519(pair) => {
+                signature::UnparsedPublicKey::new(&signature::ED25519, pair.public_key().as_ref())
+                    .verify(message, signature_bytes)
+                    .is_ok()
+            }
+            PrivateKey::MlDsa(pair) => {
+                let verification = ml_dsa_verification(spec).ok_or(KeyOpError::Sign)?;
+                signature::UnparsedPublicKey::new(verification, pair.public_key().as_ref())
+                    .verify(message, signature_bytes)
+                    .is_ok()
+            }
+        };
+        Ok(verified)
+    }
+}
+
+fn verify_with<B: AsRef<[u8]>>(
+    key: &signature::UnparsedPublicKey<B>,
+    algorithm: SigningAlgorithm,
+    message_type: MessageType,
+    message: &[u8],
+    signature_bytes: &[u8],
+) -> Result<bool, KeyOpError> {
+    Ok(if message_type == MessageType::Digest {
+        let digest = imported_digest(algorithm, message)?;
+        key.verify_digest(&digest, signature_bytes).is_ok()
+    } else {
+        key.verify(message, signature_bytes).is_ok()
+    })
+}
+
+fn imported_digest(
+    algorithm: SigningAlgorithm,
+    message: &[u8],
+) -> Result<digest::Digest, KeyOpError> {
+    let hash = hash_of(algorithm).ok_or(KeyOpError::MessageType {
+        message_type: MessageType::Digest.as_str(),
+        algorithm: algorithm.as_str(),
+    })?;
+    digest::Digest::import_less_safe(message, hash).map_err(|_| KeyOpError::DigestLength {
+        algorithm: algorithm.as_str(),
+        expected: hash.output_len(),
+        actual: message.len(),
+    })
+}
+
+/// The checks AWS makes before it signs or verifies: the algorithm is the key's, the
+/// message type suits the algorithm, a digest has the hash's length.
+fn check_algorithm(
+    spec: KeySpec,
+    algorithm: SigningAlgorithm,
+    message_type: MessageType,
+    message: &[u8],
+) -> Result<(), KeyOpError> {
+    if !spec.signing_algorithms().contains(&algorithm) {
+        return Err(KeyOpError::WrongAlgorithm {
+            algorithm: algorithm.as_str(),
+            spec: spec.as_str(),
+        });
+    }
+    match (message_type, algorithm.digest_len()) {
+        (MessageType::Raw, _) => Ok(()),
+        (MessageType::Digest, Some(expected)) if message.len() != expected => {
+            Err(KeyOpError::DigestLength {
+                algorithm: algorithm.as_str(),
+                expected,
+                actual: message.len(),
+            })
+        }
+        (MessageType::Digest, Some(_)) => Ok(()),
+        (message_type, _) => Err(KeyOpError::MessageType {
+            message_type: message_type.as_str(),
+            algorithm: algorithm.as_str(),
+        }),
+    }
+}
+
+/// An HMAC key: its raw bytes (zeroized on drop) and the algorithm of its spec.
+pub struct HmacKey {
+    algorithm: MacAlgorithm,
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HmacKey({}, redacted)", self.algorithm.as_str())
+    }
+}
+
+fn hmac_algorithm(algorithm: MacAlgorithm) -> hmac::Algorithm {
+    match algorithm {
+        MacAlgorithm::HmacSha224 => hmac::HMAC_SHA224,
+        MacAlgorithm::HmacSha256 => hmac::HMAC_SHA256,
+        MacAlgorithm::HmacSha384 => hmac::HMAC_SHA384,
+        MacAlgorithm::HmacSha512 => hmac::HMAC_SHA512,
+    }
+}
+
+/// New HMAC key bytes for `spec` (as many as the spec has bits / 8).
+pub fn generate_hmac_key(spec: KeySpec) -> Result<Zeroizing<Vec<u8>>, KeyOpError> {
+    let len = spec
+        .hmac_key_len()
+        .ok_or(KeyOpError::Generate(spec.as_str()))?;
+    let mut bytes = Zeroizing::new(vec![0u8; len]);
+    super::os_fill(&mut bytes);
+    Ok(bytes)
+}
+
+impl HmacKey {
+    /// The key of `spec` from its stored bytes.
+    pub fn from_bytes(spec: KeySpec, bytes: &[u8]) -> Result<HmacKey, KeyOpError> {
+        let algorithm = spec
+            .mac_algorithm()
+            .ok_or(KeyOpError::BadMaterial(spec.as_str()))?;
+        if Some(bytes.len()) != spec.hmac_key_len() {
+            return Err(KeyOpError::BadMaterial(spec.as_str()));
+        }
+        Ok(HmacKey {
+            algorithm,
+            key: hmac::Key::new(hmac_algorithm(algorithm), bytes),
+        })
+    }
+
+    /// The key's MAC algorithm.
+    pub fn algorithm(&self) -> MacAlgorithm {
+        self.algorithm
+    }
+
+    /// The MAC of `message`.
+    pub fn mac(&self, message: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.key, message).as_ref().to_vec()
+    }
+
+    /// Whether `tag` is the MAC of `message` (compared in constant time).
+    pub fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.key, message, tag).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keyspec::KEY_SPECS;
+
+    #[test]
+    fn every_signing_spec_signs_and_verifies_with_each_of_its_algorithms() {
+        for spec in KEY_SPECS.iter().copied().filter(|s| !s.signing_algorithms().is_empty()) {
+            // RSA 3072/4096 generation is slow in debug builds; 2048 covers the RSA code.
+            if matches!(spec, KeySpec::Rsa3072 | KeySpec::Rsa4096) {
+                continue;
+            }
+            let der = generate_private_key(spec).unwrap();
+            let key = PrivateKey::from_pkcs8(spec, &der).unwrap();
+            assert!(!key.public_key_der().unwrap().is_empty());
+            for algorithm in spec.signing_algorithms() {
+                let signature = key.sign(spec, *algorithm, MessageType::Raw, b"message").unwrap();
+                assert!(key
+                    .verify(spec, *algorithm, MessageType::Raw, b"message", &signature)
+                    .unwrap());
+                assert!(!key
+                    .verify(spec, *algorithm, MessageType::Raw, b"massage", &signature)
+                    .unwrap());
+                if let (Some(hash), Some(_)) = (hash_of(*algorithm), algorithm.digest_len()) {
+                    let digest = digest::digest(hash, b"message");
+                    let by_digest = key
+                        .sign(spec, *algorithm, MessageType::Digest, digest.as_ref())
+                        .unwrap();
+                    // A signature over the digest verifies as one over the raw message.
+                    assert!(key
+                        .verify(spec, *algorithm, MessageType::Raw, b"message", &by_digest)
+                        .unwrap());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_algorithms_message_types_and_digest_lengths_are_refused() {
+        let spec = KeySpec::EccNistP256;
+        let key = PrivateKey::from_pkcs8(spec, &generate_private_key(spec).unwrap()).unwrap();
+        let cases: &[(SigningAlgorithm, MessageType, usize, &str)] = &[
+            (SigningAlgorithm::EcdsaSha384, MessageType::Raw, 5, "is not a signing algorithm"),
+            (SigningAlgorithm::EcdsaSha256, MessageType::Digest, 31, "must be 32 bytes long, not 31"),
+            (SigningAlgorithm::EcdsaSha256, MessageType::ExternalMu, 64, "EXTERNAL_MU is not supported"),
+        ];
+        for (algorithm, message_type, len, needle) in cases {
+            let err = key
+                .sign(spec, *algorithm, *message_type, &vec![1u8; *len])
+                .unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let ed = KeySpec::EccNistEdwards25519;
+        let key = PrivateKey::from_pkcs8(ed, &generate_private_key(ed).unwrap()).unwrap();
+        let err = key
+            .sign(ed, SigningAlgorithm::Ed25519Sha512, MessageType::Digest, &[0; 64])
+            .unwrap_err();
+        assert!(err.to_string().contains("DIGEST is not supported"), "{err}");
+    }
+
+    #[test]
+    fn material_of_another_spec_is_refused() {
+        let der = generate_private_key(KeySpec::EccNistP256).unwrap();
+        assert!(PrivateKey::from_pkcs8(KeySpec::EccNistP384, &der).is_err());
+        assert!(PrivateKey::from_pkcs8(KeySpec::Rsa2048, &der).is_err());
+        assert!(PrivateKey::from_pkcs8(KeySpec::EccNistP256, &der[..der.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        // RFC 4231, test case 2 (key "Jefe"): HMAC-SHA-256. kmsd keys have the spec's
+        // length, so the vector's 4-byte key is padded the way HMAC pads (with zeros).
+        let mut key = b"Jefe".to_vec();
+        key.resize(32, 0);
+        let hmac = HmacKey::from_bytes(KeySpec::Hmac256, &key).unwrap();
+        let tag = hmac.mac(b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(&tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(hmac.verify(b"what do ya want for nothing?", &tag));
+        assert!(!hmac.verify(b"what do ya want for nothing!", &tag));
+        assert!(HmacKey::from_bytes(KeySpec::Hmac256, &[0; 31]).is_err());
+        for spec in [KeySpec::Hmac224, KeySpec::Hmac384, KeySpec::Hmac512] {
+            let bytes = generate_hmac_key(spec).unwrap();
+            assert_eq!(Some(bytes.len()), spec.hmac_key_len());
+            let key = HmacKey::from_bytes(spec, &bytes).unwrap();
+            assert_eq!(key.mac(b"m").len(), bytes.len());
+        }
+    }
+}
