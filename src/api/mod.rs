@@ -39,7 +39,7 @@ pub struct KeyMetadata {
     pub enabled: bool,
     /// Free text set at creation or by UpdateKeyDescription.
     pub description: String,
-    /// What the key is for; kmsd supports `ENCRYPT_DECRYPT` only.
+    /// What the key is for: `ENCRYPT_DECRYPT`, `SIGN_VERIFY` or `GENERATE_VERIFY_MAC`.
     pub key_usage: String,
     /// `Enabled`, `Disabled` or `PendingDeletion`.
     pub key_state: String,
@@ -55,10 +55,20 @@ pub struct KeyMetadata {
     pub key_manager: String,
     /// The deprecated twin of `key_spec`, still returned by AWS.
     pub customer_master_key_spec: String,
-    /// The key spec; kmsd supports `SYMMETRIC_DEFAULT` (AES-256-GCM) only.
+    /// The key spec (`SYMMETRIC_DEFAULT`, `RSA_2048`, `ECC_NIST_P256`, `HMAC_256`, ...).
     pub key_spec: String,
-    /// Always `["SYMMETRIC_DEFAULT"]`.
+    /// `["SYMMETRIC_DEFAULT"]` for symmetric keys; absent for keys that do not encrypt.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub encryption_algorithms: Vec<String>,
+    /// The signing algorithms of a SIGN_VERIFY key.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub signing_algorithms: Vec<String>,
+    /// The MAC algorithm of an HMAC key.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mac_algorithms: Vec<String>,
+    /// `["ECDH"]` for a KEY_AGREEMENT key.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub key_agreement_algorithms: Vec<String>,
     /// Always false: a kmsd key lives on one host.
     pub multi_region: bool,
     /// The id of the key's newest material version: the one Encrypt and GenerateDataKey*
@@ -95,7 +105,7 @@ macro_rules! response {
 }
 
 request!(
-    /// Body of CreateKey. kmsd makes symmetric `ENCRYPT_DECRYPT` keys with origin `AWS_KMS` only.
+    /// Body of CreateKey. kmsd makes keys with origin `AWS_KMS` only.
     CreateKeyRequest {
         description: Option<String>,
         key_usage: Option<String>,
@@ -392,3 +402,92 @@ response!(
 
 mod policy;
 pub use policy::*;
+
+request!(
+    /// Body of Sign. Message: 1–4096 bytes (RAW) or the digest (DIGEST).
+    SignRequest {
+        key_id: Option<String>,
+        message: Option<Blob>,
+        message_type: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        signing_algorithm: Option<String>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of Sign.
+    SignResponse {
+        key_id: String,
+        signature: Blob,
+        signing_algorithm: String,
+    }
+);
+request!(
+    /// Body of Verify.
+    VerifyRequest {
+        key_id: Option<String>,
+        message: Option<Blob>,
+        message_type: Option<String>,
+        signature: Option<Blob>,
+        signing_algorithm: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of Verify (an invalid signature is KMSInvalidSignatureException instead).
+    VerifyResponse {
+        key_id: String,
+        signature_valid: bool,
+        signing_algorithm: String,
+    }
+);
+request!(
+    /// Body of GetPublicKey.
+    GetPublicKeyRequest { key_id: Option<String>, grant_tokens: Option<Vec<String>> }
+);
+response!(
+    /// Reply of GetPublicKey: the DER SubjectPublicKeyInfo and the key's usage facts.
+    GetPublicKeyResponse {
+        key_id: String,
+        public_key: Blob,
+        customer_master_key_spec: String,
+        key_spec: String,
+        key_usage: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        encryption_algorithms: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        signing_algorithms: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        key_agreement_algorithms: Vec<String>,
+    }
+);
+request!(
+    /// Body of GenerateMac. Message: 1–4096 bytes.
+    GenerateMacRequest {
+        message: Option<Blob>,
+        key_id: Option<String>,
+        mac_algorithm: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of GenerateMac.
+    GenerateMacResponse { mac: Blob, mac_algorithm: String, key_id: String }
+);
+request!(
+    /// Body of VerifyMac.
+    VerifyMacRequest {
+        message: Option<Blob>,
+        key_id: Option<String>,
+        mac_algorithm: Option<String>,
+        mac: Option<Blob>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of VerifyMac (an invalid MAC is KMSInvalidMacException instead).
+    VerifyMacResponse { key_id: String, mac_valid: bool, mac_algorithm: String }
+);

@@ -41,8 +41,12 @@ impl KeyIdForms {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum PriceClass {
-    /// Symmetric cryptographic and key-management requests ($0.03 per 10,000).
+    /// Symmetric cryptographic and key-management requests ($0.03 per 10,000), HMAC
+    /// requests included.
     Symmetric,
+    /// Requests with asymmetric keys: Sign, Verify, GetPublicKey ($0.15 per 10,000, RSA_2048
+    /// keys $0.03; never in the free tier).
+    Asymmetric,
     /// Not an AWS KMS request (kmsd extensions, unknown operations): counted, never priced.
     Unpriced,
 }
@@ -52,6 +56,7 @@ impl PriceClass {
     pub fn as_str(self) -> &'static str {
         match self {
             PriceClass::Symmetric => "symmetric",
+            PriceClass::Asymmetric => "asymmetric",
             PriceClass::Unpriced => "unpriced",
         }
     }
@@ -398,6 +403,48 @@ pub const RETIRE_GRANT: Operation = with!(change("RetireGrant", "kms:RetireGrant
 pub const REVOKE_GRANT: Operation = with!(change("RevokeGrant", "kms:RevokeGrant"),
     logged_fields: &["KeyId", "GrantId", "DryRun"],
 );
+/// Sign (the message is never logged, as in CloudTrail).
+pub const SIGN: Operation = with!(aws("Sign", "kms:Sign"),
+    logged_fields: &["KeyId", "MessageType", "SigningAlgorithm", "GrantTokens", "DryRun"],
+    secret_fields: &["Message"],
+    price: PriceClass::Asymmetric,
+    grant_operations: &["Sign"],
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
+/// Verify.
+pub const VERIFY: Operation = with!(aws("Verify", "kms:Verify"),
+    logged_fields: &["KeyId", "MessageType", "SigningAlgorithm", "GrantTokens", "DryRun"],
+    secret_fields: &["Message"],
+    price: PriceClass::Asymmetric,
+    grant_operations: &["Verify"],
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
+/// GetPublicKey.
+pub const GET_PUBLIC_KEY: Operation = with!(aws("GetPublicKey", "kms:GetPublicKey"),
+    logged_fields: &["KeyId", "GrantTokens"],
+    price: PriceClass::Asymmetric,
+    grant_operations: &["GetPublicKey"],
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
+/// GenerateMac (the message is never logged).
+pub const GENERATE_MAC: Operation = with!(aws("GenerateMac", "kms:GenerateMac"),
+    logged_fields: &["KeyId", "MacAlgorithm", "GrantTokens", "DryRun"],
+    secret_fields: &["Message"],
+    grant_operations: &["GenerateMac"],
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
+/// VerifyMac.
+pub const VERIFY_MAC: Operation = with!(aws("VerifyMac", "kms:VerifyMac"),
+    logged_fields: &["KeyId", "MacAlgorithm", "GrantTokens", "DryRun"],
+    secret_fields: &["Message"],
+    grant_operations: &["VerifyMac"],
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
 /// The kmsd extension `KmsdGetUsage`: a usage and cost report from the ledger.
 pub const KMSD_GET_USAGE: Operation = with!(aws("KmsdGetUsage", "kmsd:GetUsage"),
     work: Work::Blocking,
@@ -459,6 +506,11 @@ pub const OPERATIONS: &[&Operation] = &[
     &LIST_RETIRABLE_GRANTS,
     &RETIRE_GRANT,
     &REVOKE_GRANT,
+    &SIGN,
+    &VERIFY,
+    &GET_PUBLIC_KEY,
+    &GENERATE_MAC,
+    &VERIFY_MAC,
     &KMSD_GET_USAGE,
     &KMSD_AUDIT_VERIFY,
 ];
@@ -561,6 +613,11 @@ mod tests {
             "ReEncrypt",
             "GenerateDataKey",
             "GenerateDataKeyWithoutPlaintext",
+            "Sign",
+            "Verify",
+            "GetPublicKey",
+            "GenerateMac",
+            "VerifyMac",
         ];
         for op in OPERATIONS {
             for field in op.key_fields {
@@ -626,11 +683,17 @@ mod tests {
                 "GenerateDataKey",
                 "GenerateDataKeyWithoutPlaintext",
                 "CreateGrant",
-                "RetireGrant"
+                "RetireGrant",
+                "Sign",
+                "Verify",
+                "GetPublicKey",
+                "GenerateMac",
+                "VerifyMac"
             ]
         );
         assert!(grant_operation_takes_context("ReEncryptTo"));
         assert!(!grant_operation_takes_context("DescribeKey"));
+        assert!(!grant_operation_takes_context("Sign"));
         let actions: Vec<_> = policy_actions().collect();
         assert!(actions.contains(&"kms:ReEncryptFrom") && actions.contains(&"kms:ReEncryptTo"));
         assert!(!actions.contains(&"kms:ReEncrypt*"));

@@ -99,6 +99,11 @@ handlers! {
     ops::GET_KEY_POLICY => Kms::get_key_policy;
     ops::LIST_KEY_POLICIES => Kms::list_key_policies;
     ops::CREATE_GRANT => Kms::create_grant;
+    ops::SIGN => Kms::sign;
+    ops::VERIFY => Kms::verify;
+    ops::GET_PUBLIC_KEY => Kms::get_public_key;
+    ops::GENERATE_MAC => Kms::generate_mac;
+    ops::VERIFY_MAC => Kms::verify_mac;
     ops::LIST_GRANTS => Kms::list_grants;
     ops::LIST_RETIRABLE_GRANTS => Kms::list_retirable_grants;
     ops::RETIRE_GRANT => Kms::retire_grant;

@@ -6,7 +6,8 @@ use super::access::Access;
 use super::validate::{
     self, int_in_range, required, required_key_id, MAX_CIPHERTEXT, MAX_PLAINTEXT,
 };
-use super::{require_usable, KeyEntry, Kms, ServiceError};
+use super::{require_usable, KeyEntry, Kms, ServiceError, VersionMaterial};
+use crate::crypto::keyspec::KeySpec;
 use crate::api::*;
 use crate::crypto::{self, CiphertextHeader, EncryptionContext};
 use crate::identity::Caller;
@@ -279,7 +280,14 @@ impl Kms {
             },
         )?;
         drop(catalog);
-        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        let arn = self.key_arn(&entry.record.key_id);
+        require_usable(&entry, &arn)?;
+        if entry.spec() != KeySpec::SymmetricDefault {
+            return Err(ServiceError::InvalidKeyUsage(format!(
+                "{arn} has KeySpec {} and KeyUsage {}; {} needs a SYMMETRIC_DEFAULT key",
+                entry.record.key_spec, entry.record.key_usage, call.operation.name
+            )));
+        }
         Ok(entry)
     }
 
@@ -296,7 +304,7 @@ impl Kms {
         let key_id = uuid::Uuid::parse_str(&entry.record.key_id)
             .map_err(|_| ServiceError::Internal("stored key id is not a UUID".into()))?;
         let ciphertext = crypto::encrypt(
-            &latest.material,
+            latest.material.symmetric()?,
             CiphertextHeader {
                 key_id: *key_id.as_bytes(),
                 material_version: latest.version,
@@ -370,7 +378,12 @@ impl Kms {
         let version = entry
             .version(header.material_version)
             .ok_or(ServiceError::InvalidCiphertext)?;
-        let plaintext = crypto::decrypt(&version.material, blob, context)?;
+        // A blob's header is not authenticated before decryption: one naming a key that
+        // is not symmetric is simply not a valid ciphertext.
+        let VersionMaterial::Symmetric(material) = &version.material else {
+            return Err(ServiceError::InvalidCiphertext);
+        };
+        let plaintext = crypto::decrypt(material, blob, context)?;
         Ok(OpenedCiphertext {
             version: version.version,
             entry,

@@ -40,6 +40,12 @@ pub enum ServiceError {
     /// A KeyId ARN names neither a key nor an alias (`InvalidArnException`).
     #[error("{0}")]
     InvalidArn(String),
+    /// The signature does not verify (`KMSInvalidSignatureException`).
+    #[error("the signature is not valid for this message, key and signing algorithm")]
+    InvalidSignature,
+    /// The MAC does not verify (`KMSInvalidMacException`).
+    #[error("the MAC is not valid for this message, key and MAC algorithm")]
+    InvalidMac,
     /// The key cannot be used for this operation (`InvalidKeyUsageException`).
     #[error("{0}")]
     InvalidKeyUsage(String),
@@ -74,6 +80,22 @@ impl From<crate::keystore::StoreError> for ServiceError {
     fn from(err: crate::keystore::StoreError) -> Self {
         tracing::error!(error = %err, "key database failure");
         ServiceError::Internal("the key database failed; see the daemon log".into())
+    }
+}
+
+impl From<crate::crypto::asymmetric::KeyOpError> for ServiceError {
+    fn from(err: crate::crypto::asymmetric::KeyOpError) -> Self {
+        use crate::crypto::asymmetric::KeyOpError;
+        match err {
+            KeyOpError::WrongAlgorithm { .. } => ServiceError::InvalidKeyUsage(err.to_string()),
+            KeyOpError::DigestLength { .. } | KeyOpError::MessageType { .. } => {
+                ServiceError::Validation(err.to_string())
+            }
+            other => {
+                tracing::error!(error = %other, "asymmetric key operation failed");
+                ServiceError::Internal(format!("{other}; see the daemon log"))
+            }
+        }
     }
 }
 

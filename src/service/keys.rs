@@ -4,40 +4,24 @@
 use super::tags::validate_tags;
 use super::validate::{self, int_in_range, required_key_id};
 use super::{
-    decode_marker, encode_marker, KeyEntry, Kms, LoadedVersion, ServiceError, StateRule, PURPOSE,
+    decode_marker, encode_marker, material_from_secret, wrapping_purpose, KeyEntry, Kms,
+    LoadedVersion, ServiceError, StateRule, VersionMaterial,
 };
 use crate::api::*;
 use crate::clock::{days_ms, to_epoch_seconds};
-use crate::crypto::{self, KeyMaterial};
+use crate::crypto::keyspec::{self, KeySpec, KeyUsage};
+use crate::crypto::{self, asymmetric, KeyMaterial};
 use crate::identity::Caller;
 use crate::keystore::{KeyRecord, KeyState, VersionRecord};
 use crate::request::{Call, KeyRef};
 use std::sync::Arc;
 
-/// Key specs AWS knows but kmsd does not implement (API reference, CreateKey KeySpec).
-const AWS_KEY_SPECS: &[&str] = &[
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "ECC_NIST_P256",
-    "ECC_NIST_P384",
-    "ECC_NIST_P521",
-    "ECC_SECG_P256K1",
-    "ECC_NIST_EDWARDS25519",
-    "HMAC_224",
-    "HMAC_256",
-    "HMAC_384",
-    "HMAC_512",
-    "ML_DSA_44",
-    "ML_DSA_65",
-    "ML_DSA_87",
-    "SM2",
-];
-
 impl Kms {
     /// The KeyMetadata of a key.
     pub(crate) fn metadata(&self, entry: &KeyEntry) -> KeyMetadata {
         let record = &entry.record;
+        let (encryption_algorithms, signing_algorithms, mac_algorithms, key_agreement_algorithms) =
+            keyspec::algorithm_lists(entry.spec(), entry.usage());
         KeyMetadata {
             aws_account_id: self.settings.account_id.clone(),
             key_id: record.key_id.clone(),
@@ -53,7 +37,10 @@ impl Kms {
             key_manager: "CUSTOMER".into(),
             customer_master_key_spec: record.key_spec.clone(),
             key_spec: record.key_spec.clone(),
-            encryption_algorithms: vec!["SYMMETRIC_DEFAULT".into()],
+            encryption_algorithms,
+            signing_algorithms,
+            mac_algorithms,
+            key_agreement_algorithms,
             multi_region: false,
             current_key_material_id: entry
                 .latest()
@@ -61,48 +48,14 @@ impl Kms {
         }
     }
 
-    /// CreateKey: a new SYMMETRIC_DEFAULT key owned by the caller.
+    /// CreateKey: a new key of any spec kmsd creates, owned by the caller.
     pub fn create_key(
         &self,
         call: &Call,
         request: CreateKeyRequest,
     ) -> Result<CreateKeyResponse, ServiceError> {
         let caller: &Caller = &call.caller;
-        let spec = request
-            .key_spec
-            .as_deref()
-            .or(request.customer_master_key_spec.as_deref())
-            .unwrap_or("SYMMETRIC_DEFAULT");
-        if spec != "SYMMETRIC_DEFAULT" {
-            if AWS_KEY_SPECS.contains(&spec) {
-                return Err(ServiceError::UnsupportedOperation(format!(
-                    "KeySpec '{spec}' is not supported by kmsd; only SYMMETRIC_DEFAULT is"
-                )));
-            }
-            return Err(super::error::invalid(
-                "KeySpec",
-                spec,
-                &format!(
-                    "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, {}]",
-                    AWS_KEY_SPECS.join(", ")
-                ),
-            ));
-        }
-        match request.key_usage.as_deref() {
-            None | Some("ENCRYPT_DECRYPT") => {}
-            Some(usage @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => {
-                return Err(ServiceError::Validation(format!(
-                    "KeyUsage '{usage}' is not valid for KeySpec SYMMETRIC_DEFAULT"
-                )))
-            }
-            Some(other) => {
-                return Err(super::error::invalid(
-                    "KeyUsage",
-                    other,
-                    "Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT]",
-                ))
-            }
-        }
+        let (spec, usage) = key_spec_and_usage(&request)?;
         match request.origin.as_deref() {
             None | Some("AWS_KMS") => {}
             Some(other @ ("EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
@@ -149,12 +102,26 @@ impl Kms {
         };
         let now = self.now();
         let mut record = KeyRecord::new(key_id.clone(), now, caller.uid, description);
+        record.key_spec = spec.as_str().into();
+        record.key_usage = usage.as_str().into();
         record.policy = Some(policy);
         for tag in tags {
             record.tags.insert(tag.tag_key, tag.tag_value);
         }
-        let material = KeyMaterial::generate();
-        let wrapped = crypto::wrap_material(&self.root, &key_id, 1, PURPOSE, &material)?;
+        let purpose = wrapping_purpose(spec, usage);
+        let (material, wrapped) = if spec == KeySpec::SymmetricDefault {
+            let material = KeyMaterial::generate();
+            let wrapped = crypto::wrap_material(&self.root, &key_id, 1, &purpose, &material)?;
+            (VersionMaterial::Symmetric(material), wrapped)
+        } else {
+            let secret = if spec.is_hmac() {
+                asymmetric::generate_hmac_key(spec)?
+            } else {
+                asymmetric::generate_private_key(spec)?
+            };
+            let wrapped = crypto::wrap_secret(&self.root, &key_id, 1, &purpose, &secret)?;
+            (material_from_secret(spec, &secret)?, wrapped)
+        };
         let first = VersionRecord {
             version: 1,
             created_ms: now,
@@ -359,4 +326,76 @@ impl Kms {
             key_id: self.key_arn(&entry.record.key_id),
         })
     }
+}
+
+/// The KeySpec (or its deprecated twin CustomerMasterKeySpec) and KeyUsage of a CreateKey
+/// request, checked as AWS does: unknown values are ValidationException naming the field
+/// and the allowed values, a pair AWS does not allow is ValidationException, SM2 (AWS China
+/// regions only) and the usages kmsd does not implement yet are UnsupportedOperationException.
+fn key_spec_and_usage(request: &CreateKeyRequest) -> Result<(KeySpec, KeyUsage), ServiceError> {
+    let (field, text) = match (&request.key_spec, &request.customer_master_key_spec) {
+        (Some(spec), _) => ("KeySpec", spec.as_str()),
+        (None, Some(spec)) => ("CustomerMasterKeySpec", spec.as_str()),
+        (None, None) => ("KeySpec", "SYMMETRIC_DEFAULT"),
+    };
+    if let (Some(spec), Some(old)) = (&request.key_spec, &request.customer_master_key_spec) {
+        if spec != old {
+            return Err(ServiceError::Validation(format!(
+                "KeySpec '{spec}' and CustomerMasterKeySpec '{old}' differ; give only KeySpec"
+            )));
+        }
+    }
+    let spec = match KeySpec::parse(text) {
+        Some(spec) => spec,
+        None if keyspec::UNSUPPORTED_KEY_SPECS.contains(&text) => {
+            return Err(ServiceError::UnsupportedOperation(format!(
+                "{field} '{text}' is offered by AWS only in its China regions; kmsd does not create it"
+            )))
+        }
+        None => {
+            let names: Vec<&str> = keyspec::KEY_SPECS
+                .iter()
+                .map(|s| s.as_str())
+                .chain(keyspec::UNSUPPORTED_KEY_SPECS.iter().copied())
+                .collect();
+            return Err(super::error::invalid(
+                field,
+                text,
+                &format!("Member must satisfy enum value set: [{}]", names.join(", ")),
+            ));
+        }
+    };
+    let usage = match request.key_usage.as_deref() {
+        None => KeyUsage::EncryptDecrypt,
+        Some(text) => KeyUsage::parse(text).ok_or_else(|| {
+            super::error::invalid(
+                "KeyUsage",
+                text,
+                "Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT]",
+            )
+        })?,
+    };
+    if !spec.usages().contains(&usage) {
+        let allowed: Vec<&str> = spec.usages().iter().map(|u| u.as_str()).collect();
+        return Err(ServiceError::Validation(format!(
+            "KeyUsage {} is not compatible with KeySpec {}; a {} key may have KeyUsage {}",
+            usage.as_str(),
+            spec.as_str(),
+            spec.as_str(),
+            allowed.join(" or ")
+        )));
+    }
+    let not_yet = match usage {
+        KeyUsage::EncryptDecrypt if spec != KeySpec::SymmetricDefault => Some("RSA encryption"),
+        KeyUsage::KeyAgreement => Some("key agreement (DeriveSharedSecret)"),
+        _ => None,
+    };
+    if let Some(what) = not_yet {
+        return Err(ServiceError::UnsupportedOperation(format!(
+            "KeyUsage {} with KeySpec {} is not supported by kmsd yet ({what} is not implemented); SIGN_VERIFY is",
+            usage.as_str(),
+            spec.as_str()
+        )));
+    }
+    Ok((spec, usage))
 }

@@ -15,6 +15,7 @@ mod keys;
 mod maintenance;
 mod policy_ops;
 mod rotation;
+mod signing;
 mod tags;
 mod validate;
 
@@ -23,6 +24,8 @@ pub use error::ServiceError;
 
 use crate::api::operations::KeyIdForms;
 use crate::clock::{Clock, UnixMillis};
+use crate::crypto::asymmetric::{HmacKey, PrivateKey};
+use crate::crypto::keyspec::{KeySpec, KeyUsage};
 use crate::crypto::{self, KeyMaterial};
 use crate::identity::Caller;
 use crate::keystore::{
@@ -32,8 +35,51 @@ use crate::request::{Call, ChangeGate, KeyRef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// The key usage every kmsd key has today; bound into the wrapping AAD.
+/// What the wrapping AAD binds for symmetric keys (their usage).
 pub(crate) const PURPOSE: &str = "ENCRYPT_DECRYPT";
+
+/// What the wrapping AAD binds for a key of `spec` and `usage`: the usage alone for
+/// symmetric keys (as before other specs existed), `<usage>/<spec>` for every other, so a
+/// wrapped private key cannot be moved to a key of another spec or usage.
+pub(crate) fn wrapping_purpose(spec: KeySpec, usage: KeyUsage) -> String {
+    if spec == KeySpec::SymmetricDefault {
+        PURPOSE.to_string()
+    } else {
+        format!("{}/{}", usage.as_str(), spec.as_str())
+    }
+}
+
+/// The unwrapped material of one version, in the form its key spec uses.
+pub(crate) enum VersionMaterial {
+    /// A SYMMETRIC_DEFAULT key's 256 bits.
+    Symmetric(KeyMaterial),
+    /// An asymmetric key's private key, parsed.
+    Private(PrivateKey),
+    /// An HMAC key.
+    Hmac(HmacKey),
+}
+
+impl std::fmt::Debug for VersionMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VersionMaterial::Symmetric(_) => "Symmetric(redacted)",
+            VersionMaterial::Private(_) => "Private(redacted)",
+            VersionMaterial::Hmac(_) => "Hmac(redacted)",
+        })
+    }
+}
+
+impl VersionMaterial {
+    /// The symmetric material, or InvalidKeyUsage naming what the key is.
+    pub(crate) fn symmetric(&self) -> Result<&KeyMaterial, ServiceError> {
+        match self {
+            VersionMaterial::Symmetric(material) => Ok(material),
+            _ => Err(ServiceError::Internal(
+                "a non-symmetric key reached a symmetric operation".into(),
+            )),
+        }
+    }
+}
 
 /// Static settings of the service.
 #[derive(Debug, Clone)]
@@ -52,7 +98,7 @@ pub(crate) struct LoadedVersion {
     pub version: u32,
     pub created_ms: UnixMillis,
     pub rotation_type: Option<RotationType>,
-    pub material: KeyMaterial,
+    pub material: VersionMaterial,
 }
 
 /// A key as the request path sees it: immutable; a change publishes a new entry.
@@ -87,6 +133,16 @@ impl KeyEntry {
         self.parsed_policy
             .get_or_init(|| crate::policy::parse(&text()).ok().map(Arc::new))
             .clone()
+    }
+
+    /// The key's spec (checked when the key was loaded or created).
+    pub(crate) fn spec(&self) -> KeySpec {
+        KeySpec::parse(&self.record.key_spec).unwrap_or(KeySpec::SymmetricDefault)
+    }
+
+    /// The key's usage (checked when the key was loaded or created).
+    pub(crate) fn usage(&self) -> KeyUsage {
+        KeyUsage::parse(&self.record.key_usage).unwrap_or(KeyUsage::EncryptDecrypt)
     }
 
     fn latest(&self) -> Option<&Arc<LoadedVersion>> {
@@ -182,7 +238,7 @@ impl Kms {
         for (record, versions) in snapshot.keys {
             let loaded = versions
                 .iter()
-                .map(|v| load_version(&root, &record.key_id, v).map(Arc::new))
+                .map(|v| load_version(&root, &record, v).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
             catalog.keys.insert(
                 record.key_id.clone(),
@@ -558,7 +614,7 @@ impl Kms {
             version: next,
             created_ms: now,
             rotation_type: Some(rotation_type),
-            material,
+            material: VersionMaterial::Symmetric(material),
         }));
         Ok(self.publish(KeyEntry::new(record, Arc::new(versions))))
     }
@@ -612,17 +668,51 @@ pub(crate) fn require_not_pending_deletion(
 
 fn load_version(
     root: &KeyMaterial,
-    key_id: &str,
+    record: &KeyRecord,
     version: &VersionRecord,
 ) -> Result<LoadedVersion, ServiceError> {
-    let material =
-        crypto::unwrap_material(root, key_id, version.version, PURPOSE, &version.wrapped)?;
+    let key_id = &record.key_id;
+    let unknown = |what: &str, value: &str| {
+        ServiceError::Internal(format!(
+            "key {key_id} has the {what} '{value}', which this kmsd does not know"
+        ))
+    };
+    let spec =
+        KeySpec::parse(&record.key_spec).ok_or_else(|| unknown("KeySpec", &record.key_spec))?;
+    let usage = KeyUsage::parse(&record.key_usage)
+        .ok_or_else(|| unknown("KeyUsage", &record.key_usage))?;
+    let purpose = wrapping_purpose(spec, usage);
+    let material = if spec == KeySpec::SymmetricDefault {
+        VersionMaterial::Symmetric(crypto::unwrap_material(
+            root,
+            key_id,
+            version.version,
+            &purpose,
+            &version.wrapped,
+        )?)
+    } else {
+        let secret =
+            crypto::unwrap_secret(root, key_id, version.version, &purpose, &version.wrapped)?;
+        material_from_secret(spec, &secret)?
+    };
     Ok(LoadedVersion {
         version: version.version,
         created_ms: version.created_ms,
         rotation_type: version.rotation_type,
         material,
     })
+}
+
+/// The in-memory form of a non-symmetric key's unwrapped secret.
+pub(crate) fn material_from_secret(
+    spec: KeySpec,
+    secret: &[u8],
+) -> Result<VersionMaterial, ServiceError> {
+    if spec.is_hmac() {
+        Ok(VersionMaterial::Hmac(HmacKey::from_bytes(spec, secret)?))
+    } else {
+        Ok(VersionMaterial::Private(PrivateKey::from_pkcs8(spec, secret)?))
+    }
 }
 
 /// The `KeyMaterialId` of a key's material version: 64 hex digits derived from the key id

@@ -35,6 +35,7 @@ impl Kms {
             "kms:EnableKeyRotation",
             StateRule::Usable,
             |record| {
+                only_symmetric_rotate(record)?;
                 record.rotation_period_days = Some(days);
                 record.next_rotation_ms = Some(next);
                 Ok(())
@@ -56,6 +57,7 @@ impl Kms {
             "kms:DisableKeyRotation",
             StateRule::Usable,
             |record| {
+                only_symmetric_rotate(record)?;
                 record.rotation_period_days = None;
                 record.next_rotation_ms = None;
                 Ok(())
@@ -75,6 +77,7 @@ impl Kms {
             .resolve_authorized(call, "KeyId", key_id, "kms:GetKeyRotationStatus")?
             .entry;
         let record = &entry.record;
+        only_symmetric_rotate(record)?;
         Ok(GetKeyRotationStatusResponse {
             key_rotation_enabled: record.rotation_period_days.is_some(),
             key_id: self.key_arn(&record.key_id),
@@ -97,6 +100,7 @@ impl Kms {
             .entry;
         let arn = self.key_arn(&entry.record.key_id);
         require_usable(&entry, &arn)?;
+        only_symmetric_rotate(&entry.record)?;
         if entry.record.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
             return Err(ServiceError::LimitExceeded(format!(
                 "{arn} has been rotated on demand {MAX_ON_DEMAND_ROTATIONS} times, the maximum"
@@ -133,6 +137,7 @@ impl Kms {
             .resolve_authorized(call, "KeyId", key_id, "kms:ListKeyRotations")?
             .entry;
         let arn = self.key_arn(&entry.record.key_id);
+        only_symmetric_rotate(&entry.record)?;
         let mut rotations: Vec<(u32, RotationEntry)> = entry
             .versions
             .iter()
@@ -163,5 +168,18 @@ impl Kms {
             truncated,
             rotations: rotations.into_iter().map(|(_, r)| r).collect(),
         })
+    }
+}
+
+/// Only symmetric encryption keys rotate (AWS: asymmetric and HMAC keys do not; their
+/// rotation operations are UnsupportedOperationException).
+fn only_symmetric_rotate(record: &crate::keystore::KeyRecord) -> Result<(), ServiceError> {
+    if record.key_spec == "SYMMETRIC_DEFAULT" {
+        Ok(())
+    } else {
+        Err(ServiceError::UnsupportedOperation(format!(
+            "key {} has KeySpec {}: only SYMMETRIC_DEFAULT keys rotate",
+            record.key_id, record.key_spec
+        )))
     }
 }
