@@ -437,7 +437,11 @@ mod tests {
 
     #[test]
     fn every_signing_spec_signs_and_verifies_with_each_of_its_algorithms() {
-        for spec in KEY_SPECS.iter().copied().filter(|s| !s.signing_algorithms().is_empty()) {
+        for spec in KEY_SPECS
+            .iter()
+            .copied()
+            .filter(|s| !s.signing_algorithms().is_empty())
+        {
             // RSA 3072/4096 generation is slow in debug builds; 2048 covers the RSA code.
             if matches!(spec, KeySpec::Rsa3072 | KeySpec::Rsa4096) {
                 continue;
@@ -446,7 +450,9 @@ mod tests {
             let key = PrivateKey::from_pkcs8(spec, &der).unwrap();
             assert!(!key.public_key_der().unwrap().is_empty());
             for algorithm in spec.signing_algorithms() {
-                let signature = key.sign(spec, *algorithm, MessageType::Raw, b"message").unwrap();
+                let signature = key
+                    .sign(spec, *algorithm, MessageType::Raw, b"message")
+                    .unwrap();
                 assert!(key
                     .verify(spec, *algorithm, MessageType::Raw, b"message", &signature)
                     .unwrap());
@@ -472,9 +478,24 @@ mod tests {
         let spec = KeySpec::EccNistP256;
         let key = PrivateKey::from_pkcs8(spec, &generate_private_key(spec).unwrap()).unwrap();
         let cases: &[(SigningAlgorithm, MessageType, usize, &str)] = &[
-            (SigningAlgorithm::EcdsaSha384, MessageType::Raw, 5, "is not a signing algorithm"),
-            (SigningAlgorithm::EcdsaSha256, MessageType::Digest, 31, "must be 32 bytes long, not 31"),
-            (SigningAlgorithm::EcdsaSha256, MessageType::ExternalMu, 64, "EXTERNAL_MU is not supported"),
+            (
+                SigningAlgorithm::EcdsaSha384,
+                MessageType::Raw,
+                5,
+                "is not a signing algorithm",
+            ),
+            (
+                SigningAlgorithm::EcdsaSha256,
+                MessageType::Digest,
+                31,
+                "must be 32 bytes long, not 31",
+            ),
+            (
+                SigningAlgorithm::EcdsaSha256,
+                MessageType::ExternalMu,
+                64,
+                "EXTERNAL_MU is not supported",
+            ),
         ];
         for (algorithm, message_type, len, needle) in cases {
             let err = key
@@ -485,7 +506,12 @@ mod tests {
         let ed = KeySpec::EccNistEdwards25519;
         let key = PrivateKey::from_pkcs8(ed, &generate_private_key(ed).unwrap()).unwrap();
         let err = key
-            .sign(ed, SigningAlgorithm::Ed25519Sha512, MessageType::Digest, &[0; 64])
+            .sign(
+                ed,
+                SigningAlgorithm::Ed25519Sha512,
+                MessageType::Digest,
+                &[0; 64],
+            )
             .unwrap_err();
         assert!(err.to_string().contains("DIGEST is not supported"), "{err}");
     }

@@ -138,9 +138,7 @@ impl KeySpec {
         use KeyUsage::*;
         match self {
             KeySpec::SymmetricDefault => &[EncryptDecrypt],
-            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
-                &[EncryptDecrypt, SignVerify]
-            }
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[EncryptDecrypt, SignVerify],
             KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 => {
                 &[SignVerify, KeyAgreement]
             }
@@ -213,7 +211,10 @@ impl KeyUsage {
 
     /// Reads the AWS spelling.
     pub fn parse(text: &str) -> Option<KeyUsage> {
-        KEY_USAGES.iter().copied().find(|usage| usage.as_str() == text)
+        KEY_USAGES
+            .iter()
+            .copied()
+            .find(|usage| usage.as_str() == text)
     }
 }
 
@@ -430,7 +431,10 @@ mod tests {
             assert_eq!(KeyUsage::parse(usage.as_str()), Some(*usage));
         }
         for algorithm in SIGNING_ALGORITHMS {
-            assert_eq!(SigningAlgorithm::parse(algorithm.as_str()), Some(*algorithm));
+            assert_eq!(
+                SigningAlgorithm::parse(algorithm.as_str()),
+                Some(*algorithm)
+            );
         }
         for algorithm in MAC_ALGORITHMS {
             assert_eq!(MacAlgorithm::parse(algorithm.as_str()), Some(*algorithm));
@@ -454,7 +458,11 @@ mod tests {
             ("HMAC_384", &[GenerateVerifyMac]),
         ];
         for (spec, usages) in cases {
-            assert_eq!(KeySpec::parse(spec).map(KeySpec::usages), Some(*usages), "{spec}");
+            assert_eq!(
+                KeySpec::parse(spec).map(KeySpec::usages),
+                Some(*usages),
+                "{spec}"
+            );
         }
     }
 

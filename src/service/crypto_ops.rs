@@ -7,8 +7,8 @@ use super::validate::{
     self, int_in_range, required, required_key_id, MAX_CIPHERTEXT, MAX_PLAINTEXT,
 };
 use super::{require_usable, KeyEntry, Kms, ServiceError, VersionMaterial};
-use crate::crypto::keyspec::KeySpec;
 use crate::api::*;
+use crate::crypto::keyspec::KeySpec;
 use crate::crypto::{self, CiphertextHeader, EncryptionContext};
 use crate::identity::Caller;
 use crate::request::{Call, KeyRef};

@@ -55,8 +55,8 @@ pub(crate) enum VersionMaterial {
     Symmetric(KeyMaterial),
     /// An asymmetric key's private key, parsed.
     Private(PrivateKey),
-    /// An HMAC key.
-    Hmac(HmacKey),
+    /// An HMAC key (boxed: its precomputed inner and outer states are large).
+    Hmac(Box<HmacKey>),
 }
 
 impl std::fmt::Debug for VersionMaterial {
@@ -679,8 +679,8 @@ fn load_version(
     };
     let spec =
         KeySpec::parse(&record.key_spec).ok_or_else(|| unknown("KeySpec", &record.key_spec))?;
-    let usage = KeyUsage::parse(&record.key_usage)
-        .ok_or_else(|| unknown("KeyUsage", &record.key_usage))?;
+    let usage =
+        KeyUsage::parse(&record.key_usage).ok_or_else(|| unknown("KeyUsage", &record.key_usage))?;
     let purpose = wrapping_purpose(spec, usage);
     let material = if spec == KeySpec::SymmetricDefault {
         VersionMaterial::Symmetric(crypto::unwrap_material(
@@ -709,9 +709,13 @@ pub(crate) fn material_from_secret(
     secret: &[u8],
 ) -> Result<VersionMaterial, ServiceError> {
     if spec.is_hmac() {
-        Ok(VersionMaterial::Hmac(HmacKey::from_bytes(spec, secret)?))
+        Ok(VersionMaterial::Hmac(Box::new(HmacKey::from_bytes(
+            spec, secret,
+        )?)))
     } else {
-        Ok(VersionMaterial::Private(PrivateKey::from_pkcs8(spec, secret)?))
+        Ok(VersionMaterial::Private(PrivateKey::from_pkcs8(
+            spec, secret,
+        )?))
     }
 }
 

@@ -173,7 +173,9 @@ impl Kms {
         action: &str,
         usage: KeyUsage,
     ) -> Result<Arc<KeyEntry>, ServiceError> {
-        let entry = self.resolve_authorized(call, "KeyId", key_id, action)?.entry;
+        let entry = self
+            .resolve_authorized(call, "KeyId", key_id, action)?
+            .entry;
         let arn = self.key_arn(&entry.record.key_id);
         require_usable(&entry, &arn)?;
         if entry.usage() != usage {

@@ -1,0 +1,570 @@
+//! Asymmetric and HMAC keys through the real socket: every signing spec and algorithm signs
+//! and verifies in kmsd, and OpenSSL (a tool nobody here wrote) verifies kmsd's signatures
+//! with the DER public key GetPublicKey returns, for RAW and DIGEST messages; HMAC keys
+//! generate and verify MACs; the bounds and exceptions of the AWS API reference; keys and
+//! their public keys survive a restart; the trail never holds a message.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+async fn create(client: &kmsd::client::Client, spec: &str, usage: &str) -> String {
+    let created = ok(
+        client,
+        "CreateKey",
+        json!({"KeySpec": spec, "KeyUsage": usage}),
+    )
+    .await;
+    assert_eq!(created["KeyMetadata"]["KeySpec"], spec);
+    assert_eq!(created["KeyMetadata"]["CustomerMasterKeySpec"], spec);
+    assert_eq!(created["KeyMetadata"]["KeyUsage"], usage);
+    created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The OpenSSL options that verify `algorithm`: (digest, extra -sigopt flags).
+fn openssl_digest(algorithm: &str) -> (&'static str, Vec<&'static str>) {
+    let digest = if algorithm.ends_with("256") {
+        "-sha256"
+    } else if algorithm.ends_with("384") {
+        "-sha384"
+    } else {
+        "-sha512"
+    };
+    let pss = if algorithm.starts_with("RSASSA_PSS") {
+        // AWS: the salt is as long as the hash.
+        vec![
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:digest",
+        ]
+    } else {
+        vec![]
+    };
+    (digest, pss)
+}
+
+/// Whether OpenSSL verifies `signature` of `message` under the PEM public key.
+fn openssl_verifies(
+    dir: &Path,
+    spec: &str,
+    algorithm: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    let message_file = dir.join("message.bin");
+    let signature_file = dir.join("signature.bin");
+    std::fs::write(&message_file, message).unwrap();
+    std::fs::write(&signature_file, signature).unwrap();
+    let public = dir.join("public.pem");
+    let output = if spec == "ECC_NIST_EDWARDS25519" {
+        Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
+            .arg(&public)
+            .arg("-in")
+            .arg(&message_file)
+            .arg("-sigfile")
+            .arg(&signature_file)
+            .output()
+            .unwrap()
+    } else {
+        let (digest, extra) = openssl_digest(algorithm);
+        Command::new("openssl")
+            .args(["dgst", digest])
+            .args(&extra)
+            .arg("-verify")
+            .arg(&public)
+            .arg("-signature")
+            .arg(&signature_file)
+            .arg(&message_file)
+            .output()
+            .unwrap()
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    output.status.success() && text.contains("Verified OK")
+        || output.status.success() && text.contains("Signature Verified Successfully")
+}
+
+fn digest_of(algorithm: &str, message: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    if algorithm.ends_with("256") {
+        sha2::Sha256::digest(message).to_vec()
+    } else if algorithm.ends_with("384") {
+        sha2::Sha384::digest(message).to_vec()
+    } else {
+        sha2::Sha512::digest(message).to_vec()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openssl_verifies_every_signing_spec_and_algorithm() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let scratch = tempfile::tempdir().unwrap();
+    let message = b"kmsd signs this message".to_vec();
+    let specs = [
+        "RSA_2048",
+        "RSA_3072",
+        "ECC_NIST_P256",
+        "ECC_NIST_P384",
+        "ECC_NIST_P521",
+        "ECC_SECG_P256K1",
+        "ECC_NIST_EDWARDS25519",
+        "ML_DSA_44",
+        "ML_DSA_65",
+        "ML_DSA_87",
+    ];
+    for spec in specs {
+        let key = create(&client, spec, "SIGN_VERIFY").await;
+        let described = ok(&client, "DescribeKey", json!({"KeyId": key})).await;
+        let metadata = &described["KeyMetadata"];
+        assert!(
+            metadata.get("EncryptionAlgorithms").is_none(),
+            "{spec}: {metadata}"
+        );
+        let algorithms: Vec<String> = metadata["SigningAlgorithms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert!(!algorithms.is_empty(), "{spec}");
+        let public = ok(&client, "GetPublicKey", json!({"KeyId": key})).await;
+        assert_eq!(public["KeySpec"], spec);
+        assert_eq!(public["KeyUsage"], "SIGN_VERIFY");
+        assert_eq!(public["SigningAlgorithms"], metadata["SigningAlgorithms"]);
+        let der = unb64(&public["PublicKey"]);
+        let der_file = scratch.path().join("public.der");
+        std::fs::write(&der_file, &der).unwrap();
+        let interop = !spec.starts_with("ML_DSA"); // OpenSSL 3.0 has no ML-DSA
+        if interop {
+            // The DER is a SubjectPublicKeyInfo OpenSSL reads.
+            let converted = Command::new("openssl")
+                .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+                .arg(&der_file)
+                .arg("-out")
+                .arg(scratch.path().join("public.pem"))
+                .output()
+                .unwrap();
+            assert!(converted.status.success(), "{spec}: {converted:?}");
+        }
+        for algorithm in &algorithms {
+            let signed = ok(
+                &client,
+                "Sign",
+                json!({"KeyId": key, "Message": b64(&message), "SigningAlgorithm": algorithm}),
+            )
+            .await;
+            assert_eq!(signed["SigningAlgorithm"], *algorithm);
+            let signature = unb64(&signed["Signature"]);
+            let verified = ok(
+                &client,
+                "Verify",
+                json!({"KeyId": key, "Message": b64(&message), "Signature": b64(&signature),
+                       "SigningAlgorithm": algorithm}),
+            )
+            .await;
+            assert_eq!(verified["SignatureValid"], true, "{spec} {algorithm}");
+            let mut tampered = message.clone();
+            tampered[0] ^= 1;
+            fails(
+                &client,
+                "Verify",
+                json!({"KeyId": key, "Message": b64(&tampered), "Signature": b64(&signature),
+                       "SigningAlgorithm": algorithm}),
+                "KMSInvalidSignatureException",
+            )
+            .await;
+            if interop {
+                assert!(
+                    openssl_verifies(scratch.path(), spec, algorithm, &message, &signature),
+                    "OpenSSL does not verify {spec} {algorithm}"
+                );
+                assert!(
+                    !openssl_verifies(scratch.path(), spec, algorithm, &tampered, &signature),
+                    "OpenSSL verifies a tampered message ({spec} {algorithm})"
+                );
+            }
+            if !spec.starts_with("ML_DSA") && spec != "ECC_NIST_EDWARDS25519" {
+                // DIGEST: kmsd signs the digest; OpenSSL checks it over the message.
+                let digest = digest_of(algorithm, &message);
+                let by_digest = ok(
+                    &client,
+                    "Sign",
+                    json!({"KeyId": key, "Message": b64(&digest), "MessageType": "DIGEST",
+                           "SigningAlgorithm": algorithm}),
+                )
+                .await;
+                let signature = unb64(&by_digest["Signature"]);
+                assert!(
+                    openssl_verifies(scratch.path(), spec, algorithm, &message, &signature),
+                    "OpenSSL does not verify a DIGEST signature ({spec} {algorithm})"
+                );
+                ok(
+                    &client,
+                    "Verify",
+                    json!({"KeyId": key, "Message": b64(&digest), "MessageType": "DIGEST",
+                           "Signature": b64(&signature), "SigningAlgorithm": algorithm}),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hmac_keys_generate_and_verify_macs() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    for (spec, algorithm, len) in [
+        ("HMAC_224", "HMAC_SHA_224", 28),
+        ("HMAC_256", "HMAC_SHA_256", 32),
+        ("HMAC_384", "HMAC_SHA_384", 48),
+        ("HMAC_512", "HMAC_SHA_512", 64),
+    ] {
+        let key = create(&client, spec, "GENERATE_VERIFY_MAC").await;
+        let described = ok(&client, "DescribeKey", json!({"KeyId": key})).await;
+        assert_eq!(
+            described["KeyMetadata"]["MacAlgorithms"],
+            json!([algorithm])
+        );
+        let message = b64(b"a token to protect");
+        let made = ok(
+            &client,
+            "GenerateMac",
+            json!({"KeyId": key, "Message": message, "MacAlgorithm": algorithm}),
+        )
+        .await;
+        let mac = unb64(&made["Mac"]);
+        assert_eq!(mac.len(), len, "{spec}");
+        // Deterministic: the same message gives the same MAC.
+        let again = ok(
+            &client,
+            "GenerateMac",
+            json!({"KeyId": key, "Message": message, "MacAlgorithm": algorithm}),
+        )
+        .await;
+        assert_eq!(unb64(&again["Mac"]), mac);
+        let verified = ok(
+            &client,
+            "VerifyMac",
+            json!({"KeyId": key, "Message": message, "MacAlgorithm": algorithm, "Mac": b64(&mac)}),
+        )
+        .await;
+        assert_eq!(verified["MacValid"], true);
+        let mut bad = mac.clone();
+        bad[0] ^= 0x80;
+        fails(
+            &client,
+            "VerifyMac",
+            json!({"KeyId": key, "Message": message, "MacAlgorithm": algorithm, "Mac": b64(&bad)}),
+            "KMSInvalidMacException",
+        )
+        .await;
+        let other = if algorithm == "HMAC_SHA_256" {
+            "HMAC_SHA_512"
+        } else {
+            "HMAC_SHA_256"
+        };
+        fails(
+            &client,
+            "GenerateMac",
+            json!({"KeyId": key, "Message": message, "MacAlgorithm": other}),
+            "InvalidKeyUsageException",
+        )
+        .await;
+        fails(
+            &client,
+            "GetPublicKey",
+            json!({"KeyId": key}),
+            "UnsupportedOperationException",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bounds_and_exceptions_follow_the_api_reference() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let symmetric = create_key(&client).await;
+    let ecc = create(&client, "ECC_NIST_P256", "SIGN_VERIFY").await;
+    let ed = create(&client, "ECC_NIST_EDWARDS25519", "SIGN_VERIFY").await;
+    let hmac = create(&client, "HMAC_256", "GENERATE_VERIFY_MAC").await;
+    let sign = |key: &str, message: Vec<u8>, extra: serde_json::Value| {
+        let mut body =
+            json!({"KeyId": key, "Message": b64(&message), "SigningAlgorithm": "ECDSA_SHA_256"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let cases: Vec<(&str, serde_json::Value, &str, &str)> = vec![
+        (
+            "CreateKey",
+            json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "ENCRYPT_DECRYPT"}),
+            "ValidationException",
+            "not compatible",
+        ),
+        (
+            "CreateKey",
+            json!({"KeySpec": "HMAC_256"}),
+            "ValidationException",
+            "GENERATE_VERIFY_MAC",
+        ),
+        (
+            "CreateKey",
+            json!({"KeySpec": "ECC_SECG_P256K1", "KeyUsage": "KEY_AGREEMENT"}),
+            "ValidationException",
+            "not compatible",
+        ),
+        (
+            "CreateKey",
+            json!({"KeySpec": "RSA_9999", "KeyUsage": "SIGN_VERIFY"}),
+            "ValidationException",
+            "'keySpec'",
+        ),
+        (
+            "CreateKey",
+            json!({"KeySpec": "SM2", "KeyUsage": "SIGN_VERIFY"}),
+            "UnsupportedOperationException",
+            "SM2",
+        ),
+        (
+            "CreateKey",
+            json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY", "CustomerMasterKeySpec": "RSA_4096"}),
+            "ValidationException",
+            "differ",
+        ),
+        (
+            "Sign",
+            sign(&ecc, vec![], json!({})),
+            "ValidationException",
+            "length greater than or equal to 1",
+        ),
+        (
+            "Sign",
+            sign(&ecc, vec![1; 4097], json!({})),
+            "ValidationException",
+            "4096",
+        ),
+        (
+            "Sign",
+            sign(&ecc, vec![1; 31], json!({"MessageType": "DIGEST"})),
+            "ValidationException",
+            "32 bytes",
+        ),
+        (
+            "Sign",
+            sign(&ecc, vec![1; 32], json!({"MessageType": "HASHED"})),
+            "ValidationException",
+            "MessageType",
+        ),
+        (
+            "Sign",
+            sign(
+                &ecc,
+                vec![1; 32],
+                json!({"SigningAlgorithm": "ECDSA_SHA_384"}),
+            ),
+            "InvalidKeyUsageException",
+            "ECDSA_SHA_384",
+        ),
+        (
+            "Sign",
+            sign(
+                &ecc,
+                vec![1; 32],
+                json!({"SigningAlgorithm": "ECDSA_SHA_999"}),
+            ),
+            "ValidationException",
+            "SigningAlgorithm",
+        ),
+        (
+            "Sign",
+            json!({"KeyId": ecc, "Message": b64(b"m")}),
+            "ValidationException",
+            "SigningAlgorithm",
+        ),
+        (
+            "Sign",
+            sign(
+                &ed,
+                vec![1; 64],
+                json!({"SigningAlgorithm": "ED25519_PH_SHA_512"}),
+            ),
+            "UnsupportedOperationException",
+            "ED25519_PH_SHA_512",
+        ),
+        (
+            "Sign",
+            sign(
+                &ed,
+                vec![1; 64],
+                json!({"SigningAlgorithm": "ED25519_SHA_512", "MessageType": "DIGEST"}),
+            ),
+            "ValidationException",
+            "DIGEST",
+        ),
+        (
+            "Sign",
+            sign(&symmetric, b"m".to_vec(), json!({})),
+            "InvalidKeyUsageException",
+            "SYMMETRIC_DEFAULT",
+        ),
+        (
+            "Sign",
+            sign(&hmac, b"m".to_vec(), json!({})),
+            "InvalidKeyUsageException",
+            "GENERATE_VERIFY_MAC",
+        ),
+        (
+            "Encrypt",
+            json!({"KeyId": ecc, "Plaintext": b64(b"x")}),
+            "InvalidKeyUsageException",
+            "SIGN_VERIFY",
+        ),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": hmac, "KeySpec": "AES_256"}),
+            "InvalidKeyUsageException",
+            "HMAC_256",
+        ),
+        (
+            "GenerateMac",
+            json!({"KeyId": ecc, "Message": b64(b"m"), "MacAlgorithm": "HMAC_SHA_256"}),
+            "InvalidKeyUsageException",
+            "SIGN_VERIFY",
+        ),
+        (
+            "GenerateMac",
+            json!({"KeyId": hmac, "Message": b64(&[0; 4097]), "MacAlgorithm": "HMAC_SHA_256"}),
+            "ValidationException",
+            "4096",
+        ),
+        (
+            "VerifyMac",
+            json!({"KeyId": hmac, "Message": b64(b"m"), "MacAlgorithm": "HMAC_SHA_256"}),
+            "ValidationException",
+            "Mac",
+        ),
+        (
+            "Verify",
+            json!({"KeyId": ecc, "Message": b64(b"m"), "SigningAlgorithm": "ECDSA_SHA_256", "Signature": b64(&[0; 6145])}),
+            "ValidationException",
+            "6144",
+        ),
+        (
+            "GetPublicKey",
+            json!({"KeyId": symmetric}),
+            "UnsupportedOperationException",
+            "no public key",
+        ),
+        (
+            "EnableKeyRotation",
+            json!({"KeyId": ecc}),
+            "UnsupportedOperationException",
+            "only SYMMETRIC_DEFAULT keys rotate",
+        ),
+        (
+            "RotateKeyOnDemand",
+            json!({"KeyId": hmac}),
+            "UnsupportedOperationException",
+            "only SYMMETRIC_DEFAULT keys rotate",
+        ),
+    ];
+    for (operation, body, exception, needle) in cases {
+        let message = fails(&client, operation, body.clone(), exception).await;
+        assert!(
+            message.to_lowercase().contains(&needle.to_lowercase()),
+            "{operation} {body}: {message}"
+        );
+    }
+    // A disabled signing key refuses to sign.
+    ok(&client, "DisableKey", json!({"KeyId": ecc})).await;
+    fails(
+        &client,
+        "Sign",
+        sign(&ecc, b"m".to_vec(), json!({})),
+        "DisabledException",
+    )
+    .await;
+    // Through an alias.
+    ok(&client, "EnableKey", json!({"KeyId": ecc})).await;
+    ok(
+        &client,
+        "CreateAlias",
+        json!({"AliasName": "alias/signer", "TargetKeyId": ecc}),
+    )
+    .await;
+    ok(
+        &client,
+        "Sign",
+        sign("alias/signer", b"m".to_vec(), json!({})),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_survive_a_restart_and_the_trail_holds_no_message() {
+    let mut fx = Fixture::start();
+    let client = fx.client();
+    let rsa = create(&client, "RSA_2048", "SIGN_VERIFY").await;
+    let hmac = create(&client, "HMAC_512", "GENERATE_VERIFY_MAC").await;
+    let message = b64(b"the-secret-message-kmsd-must-not-log");
+    let signed = ok(
+        &client,
+        "Sign",
+        json!({"KeyId": rsa, "Message": message, "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+    )
+    .await;
+    let public = ok(&client, "GetPublicKey", json!({"KeyId": rsa})).await;
+    let mac = ok(
+        &client,
+        "GenerateMac",
+        json!({"KeyId": hmac, "Message": message, "MacAlgorithm": "HMAC_SHA_512"}),
+    )
+    .await;
+    fx.restart();
+    let client = fx.client();
+    let after = ok(&client, "GetPublicKey", json!({"KeyId": rsa})).await;
+    assert_eq!(after["PublicKey"], public["PublicKey"]);
+    ok(
+        &client,
+        "Verify",
+        json!({"KeyId": rsa, "Message": message, "Signature": signed["Signature"],
+               "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+    )
+    .await;
+    ok(
+        &client,
+        "VerifyMac",
+        json!({"KeyId": hmac, "Message": message, "Mac": mac["Mac"], "MacAlgorithm": "HMAC_SHA_512"}),
+    )
+    .await;
+    let trail: String = std::fs::read_dir(fx.dir.state_dir().join("audit"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .collect();
+    assert!(trail.contains("\"eventName\":\"Sign\""), "no Sign record");
+    assert!(
+        trail.contains("\"eventName\":\"VerifyMac\""),
+        "no VerifyMac record"
+    );
+    assert!(trail.contains("\"signingAlgorithm\":\"RSASSA_PSS_SHA_256\""));
+    assert!(!trail.contains(&message), "the trail holds the message");
+    let signature = signed["Signature"].as_str().unwrap();
+    assert!(!trail.contains(signature), "the trail holds the signature");
+    assert!(
+        !trail.contains(mac["Mac"].as_str().unwrap()),
+        "the trail holds the MAC"
+    );
+}
