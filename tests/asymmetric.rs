@@ -568,3 +568,156 @@ async fn keys_survive_a_restart_and_the_trail_holds_no_message() {
         "the trail holds the MAC"
     );
 }
+
+/// Runs kmsctl against `socket`; returns stdout, failing the test on a non-zero exit.
+fn kmsctl(socket: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kmsctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn kmsctl_signs_verifies_and_macs_like_aws_kms() {
+    let fx = Fixture::start();
+    let socket = fx.kmsd.socket.clone();
+    let scratch = tempfile::tempdir().unwrap();
+    let message = scratch.path().join("message.txt");
+    std::fs::write(&message, b"release-1.2.3.tar.gz sha256 ...").unwrap();
+    let message_arg = format!("fileb://{}", message.display());
+    let key = kmsctl(
+        &socket,
+        &[
+            "create-key",
+            "--key-spec",
+            "ECC_NIST_P384",
+            "--key-usage",
+            "SIGN_VERIFY",
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+        ],
+    );
+    let signature = kmsctl(
+        &socket,
+        &[
+            "sign",
+            "--key-id",
+            &key,
+            "--message",
+            &message_arg,
+            "--signing-algorithm",
+            "ECDSA_SHA_384",
+            "--query",
+            "Signature",
+            "--output",
+            "text",
+        ],
+    );
+    let verified = kmsctl(
+        &socket,
+        &[
+            "verify",
+            "--key-id",
+            &key,
+            "--message",
+            &message_arg,
+            "--signature",
+            &signature,
+            "--signing-algorithm",
+            "ECDSA_SHA_384",
+            "--query",
+            "SignatureValid",
+            "--output",
+            "text",
+        ],
+    );
+    assert_eq!(verified, "True");
+    let public = kmsctl(
+        &socket,
+        &[
+            "get-public-key",
+            "--key-id",
+            &key,
+            "--query",
+            "PublicKey",
+            "--output",
+            "text",
+        ],
+    );
+    // OpenSSL checks the signature kmsctl got with the public key kmsctl got.
+    let der = unb64(&serde_json::Value::String(public));
+    std::fs::write(scratch.path().join("public.der"), der).unwrap();
+    let signature_bytes = unb64(&serde_json::Value::String(signature));
+    std::fs::write(scratch.path().join("signature.bin"), signature_bytes).unwrap();
+    let openssl = Command::new("openssl")
+        .args(["dgst", "-sha384", "-keyform", "DER", "-verify"])
+        .arg(scratch.path().join("public.der"))
+        .arg("-signature")
+        .arg(scratch.path().join("signature.bin"))
+        .arg(&message)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&openssl.stdout).contains("Verified OK"),
+        "{openssl:?}"
+    );
+    let hmac = kmsctl(
+        &socket,
+        &[
+            "create-key",
+            "--key-spec",
+            "HMAC_256",
+            "--key-usage",
+            "GENERATE_VERIFY_MAC",
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+        ],
+    );
+    let mac = kmsctl(
+        &socket,
+        &[
+            "generate-mac",
+            "--key-id",
+            &hmac,
+            "--message",
+            &message_arg,
+            "--mac-algorithm",
+            "HMAC_SHA_256",
+            "--query",
+            "Mac",
+            "--output",
+            "text",
+        ],
+    );
+    let valid = kmsctl(
+        &socket,
+        &[
+            "verify-mac",
+            "--key-id",
+            &hmac,
+            "--message",
+            &message_arg,
+            "--mac",
+            &mac,
+            "--mac-algorithm",
+            "HMAC_SHA_256",
+            "--query",
+            "MacValid",
+            "--output",
+            "text",
+        ],
+    );
+    assert_eq!(valid, "True");
+}

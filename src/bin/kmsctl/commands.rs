@@ -115,6 +115,16 @@ pub enum KmsCommand {
     /// Lists a key's completed rotations (ListKeyRotations); all pages unless --limit or
     /// --marker.
     ListKeyRotations(KeyListArgs),
+    /// Signs a message or its digest with an asymmetric key (Sign).
+    Sign(SignArgs),
+    /// Checks a signature; a bad one is KMSInvalidSignatureException (Verify).
+    Verify(VerifyArgs),
+    /// Returns the public key of an asymmetric key, DER SubjectPublicKeyInfo (GetPublicKey).
+    GetPublicKey(GetPublicKeyArgs),
+    /// Computes the HMAC of a message with an HMAC key (GenerateMac).
+    GenerateMac(GenerateMacArgs),
+    /// Checks a MAC; a bad one is KMSInvalidMacException (VerifyMac).
+    VerifyMac(VerifyMacArgs),
     #[command(flatten)]
     Policy(policy::PolicyCommand),
 }
@@ -270,6 +280,56 @@ impl KmsCommand {
             C::GetKeyRotationStatus(a) => a.call("GetKeyRotationStatus"),
             C::RotateKeyOnDemand(a) => a.call("RotateKeyOnDemand"),
             C::ListKeyRotations(a) => a.apply("ListKeyRotations", "Rotations"),
+            C::Sign(a) => {
+                let message = inputs.blob("--message", &a.message)?;
+                Request::new()
+                    .set("KeyId", a.key_id.as_str())
+                    .set("Message", message.as_str())
+                    .opt("MessageType", a.message_type.as_deref())
+                    .set("SigningAlgorithm", a.signing_algorithm.as_str())
+                    .opt("GrantTokens", a.grant_tokens.clone())
+                    .opt("DryRun", flag(a.dry_run.dry_run, a.dry_run.no_dry_run))
+                    .call("Sign")
+            }
+            C::Verify(a) => {
+                let message = inputs.blob("--message", &a.message)?;
+                let signature = inputs.blob("--signature", &a.signature)?;
+                Request::new()
+                    .set("KeyId", a.key_id.as_str())
+                    .set("Message", message.as_str())
+                    .opt("MessageType", a.message_type.as_deref())
+                    .set("Signature", signature.as_str())
+                    .set("SigningAlgorithm", a.signing_algorithm.as_str())
+                    .opt("GrantTokens", a.grant_tokens.clone())
+                    .opt("DryRun", flag(a.dry_run.dry_run, a.dry_run.no_dry_run))
+                    .call("Verify")
+            }
+            C::GetPublicKey(a) => Request::new()
+                .set("KeyId", a.key_id.as_str())
+                .opt("GrantTokens", a.grant_tokens.clone())
+                .call("GetPublicKey"),
+            C::GenerateMac(a) => {
+                let message = inputs.blob("--message", &a.message)?;
+                Request::new()
+                    .set("KeyId", a.key_id.as_str())
+                    .set("Message", message.as_str())
+                    .set("MacAlgorithm", a.mac_algorithm.as_str())
+                    .opt("GrantTokens", a.grant_tokens.clone())
+                    .opt("DryRun", flag(a.dry_run.dry_run, a.dry_run.no_dry_run))
+                    .call("GenerateMac")
+            }
+            C::VerifyMac(a) => {
+                let message = inputs.blob("--message", &a.message)?;
+                let mac = inputs.blob("--mac", &a.mac)?;
+                Request::new()
+                    .set("KeyId", a.key_id.as_str())
+                    .set("Message", message.as_str())
+                    .set("MacAlgorithm", a.mac_algorithm.as_str())
+                    .set("Mac", mac.as_str())
+                    .opt("GrantTokens", a.grant_tokens.clone())
+                    .opt("DryRun", flag(a.dry_run.dry_run, a.dry_run.no_dry_run))
+                    .call("VerifyMac")
+            }
             C::Policy(p) => p.call(inputs)?,
         })
     }
@@ -308,10 +368,11 @@ pub struct CreateKeyArgs {
     /// A description of the key (up to 8192 characters).
     #[arg(long, allow_hyphen_values = true)]
     description: Option<String>,
-    /// ENCRYPT_DECRYPT (the only usage kmsd supports).
+    /// ENCRYPT_DECRYPT (default), SIGN_VERIFY or GENERATE_VERIFY_MAC.
     #[arg(long)]
     key_usage: Option<String>,
-    /// SYMMETRIC_DEFAULT (the only spec kmsd supports).
+    /// SYMMETRIC_DEFAULT (default), RSA_2048|3072|4096, ECC_NIST_P256|P384|P521,
+    /// ECC_SECG_P256K1, ECC_NIST_EDWARDS25519, ML_DSA_44|65|87, HMAC_224|256|384|512.
     #[arg(long)]
     key_spec: Option<String>,
     /// Deprecated spelling of --key-spec.
@@ -613,4 +674,94 @@ pub struct EnableKeyRotationArgs {
     /// Days between rotations, 90-2560 (default 365).
     #[arg(long, allow_negative_numbers = true)]
     rotation_period_in_days: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[arg(long, help = KEY_ID_HELP)]
+    key_id: String,
+    /// The message (RAW, up to 4096 bytes) or its digest (DIGEST): base64 text, or
+    /// fileb://PATH for a file's raw bytes (fileb://- = stdin).
+    #[arg(long, value_name = "BLOB")]
+    message: String,
+    /// RAW (default) or DIGEST.
+    #[arg(long)]
+    message_type: Option<String>,
+    /// One of the key's SigningAlgorithms, e.g. ECDSA_SHA_256 or RSASSA_PSS_SHA_256.
+    #[arg(long)]
+    signing_algorithm: String,
+    /// Grant tokens (space-separated).
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Option<Vec<String>>,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long, help = KEY_ID_HELP)]
+    key_id: String,
+    /// The message or its digest, as for sign.
+    #[arg(long, value_name = "BLOB")]
+    message: String,
+    /// RAW (default) or DIGEST.
+    #[arg(long)]
+    message_type: Option<String>,
+    /// The signature: base64 text, or fileb://PATH.
+    #[arg(long, value_name = "BLOB")]
+    signature: String,
+    /// The algorithm the signature was made with.
+    #[arg(long)]
+    signing_algorithm: String,
+    /// Grant tokens (space-separated).
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Option<Vec<String>>,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetPublicKeyArgs {
+    #[arg(long, help = KEY_ID_HELP)]
+    key_id: String,
+    /// Grant tokens (space-separated).
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateMacArgs {
+    #[arg(long, help = KEY_ID_HELP)]
+    key_id: String,
+    /// The message (up to 4096 bytes): base64 text, or fileb://PATH.
+    #[arg(long, value_name = "BLOB")]
+    message: String,
+    /// The key's MacAlgorithm: HMAC_SHA_224, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512.
+    #[arg(long)]
+    mac_algorithm: String,
+    /// Grant tokens (space-separated).
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Option<Vec<String>>,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyMacArgs {
+    #[arg(long, help = KEY_ID_HELP)]
+    key_id: String,
+    /// The message: base64 text, or fileb://PATH.
+    #[arg(long, value_name = "BLOB")]
+    message: String,
+    /// The key's MacAlgorithm.
+    #[arg(long)]
+    mac_algorithm: String,
+    /// The MAC: base64 text, or fileb://PATH.
+    #[arg(long, value_name = "BLOB")]
+    mac: String,
+    /// Grant tokens (space-separated).
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Option<Vec<String>>,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
 }
