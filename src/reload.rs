@@ -121,6 +121,10 @@ pub const RELOADABLE: &[Setting] = &[
         "pricing.symmetric_usd_per_10k_requests",
         pricing.symmetric_usd_per_10k_requests
     ),
+    setting!(
+        "pricing.asymmetric_usd_per_10k_requests",
+        pricing.asymmetric_usd_per_10k_requests
+    ),
     setting!("pricing.free_tier_requests", pricing.free_tier_requests),
     setting!("pricing.prices_as_of", pricing.prices_as_of),
 ];

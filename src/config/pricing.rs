@@ -14,8 +14,11 @@ pub struct Pricing {
     pub rotation_month_usd: f64,
     /// Rotations beyond this many add nothing (AWS: the first and second rotation are billed).
     pub max_billed_rotations: u32,
-    /// Price of 10,000 symmetric and management requests.
+    /// Price of 10,000 symmetric and management requests (HMAC requests included).
     pub symmetric_usd_per_10k_requests: f64,
+    /// Price of 10,000 requests with asymmetric keys (Sign, Verify, GetPublicKey); they are
+    /// never in the free tier.
+    pub asymmetric_usd_per_10k_requests: f64,
     /// Requests per month that are free, host-wide.
     pub free_tier_requests: u64,
     /// When the defaults were taken from AWS's price list (informational).
@@ -29,6 +32,7 @@ impl Default for Pricing {
             rotation_month_usd: 1.0,
             max_billed_rotations: 2,
             symmetric_usd_per_10k_requests: 0.03,
+            asymmetric_usd_per_10k_requests: 0.15,
             free_tier_requests: 20_000,
             prices_as_of: "2025-01-15".to_string(),
         }
@@ -44,6 +48,10 @@ impl Pricing {
             (
                 "pricing.symmetric_usd_per_10k_requests",
                 self.symmetric_usd_per_10k_requests,
+            ),
+            (
+                "pricing.asymmetric_usd_per_10k_requests",
+                self.asymmetric_usd_per_10k_requests,
             ),
         ];
         for (field, value) in prices {

@@ -17,6 +17,10 @@ impl Pricing {
         self.symmetric_usd_per_10k_requests / 10_000.0
     }
 
+    fn per_asymmetric_request_usd(&self) -> f64 {
+        self.asymmetric_usd_per_10k_requests / 10_000.0
+    }
+
     /// Extra material versions that are billed, for a key with `versions` versions.
     pub fn billed_rotations(&self, versions: u32) -> u32 {
         versions.saturating_sub(1).min(self.max_billed_rotations)
@@ -81,7 +85,7 @@ pub fn price_class(operation: &str) -> PriceClass {
 
 /// Whether a request with this class and outcome is billed: successful priced requests only.
 pub fn is_billable(class: PriceClass, outcome: Outcome) -> bool {
-    class == PriceClass::Symmetric && outcome == Outcome::Success
+    class != PriceClass::Unpriced && outcome == Outcome::Success
 }
 
 /// What one key used in one month (the ledger's view).
@@ -91,8 +95,10 @@ pub struct KeyUsage {
     pub billable_ms: i64,
     /// Sum over time of billed rotations (0 to max) × milliseconds.
     pub rotation_ms: i64,
-    /// Billable (successful, priced) requests.
+    /// Billable (successful, priced) requests, asymmetric ones included.
     pub billable_requests: u64,
+    /// Of those, requests with asymmetric keys (their own price, no free tier).
+    pub billable_asymmetric_requests: u64,
 }
 
 /// How a key is billed from now on (for projections).
@@ -135,7 +141,11 @@ pub fn key_cost(pricing: &Pricing, month: Month, usage: &KeyUsage) -> KeyCost {
     KeyCost::new(
         usage.billable_ms as f64 / month_ms * pricing.key_month_usd,
         usage.rotation_ms as f64 / month_ms * pricing.rotation_month_usd,
-        usage.billable_requests as f64 * pricing.per_request_usd(),
+        usage
+            .billable_requests
+            .saturating_sub(usage.billable_asymmetric_requests) as f64
+            * pricing.per_request_usd()
+            + usage.billable_asymmetric_requests as f64 * pricing.per_asymmetric_request_usd(),
     )
 }
 
@@ -187,13 +197,20 @@ pub struct HostCost {
     pub net: f64,
 }
 
-/// Sums per-key costs and applies the free tier to the host's billable requests.
-pub fn host_cost(pricing: &Pricing, keys: &[KeyCost], billable_requests: f64) -> HostCost {
+/// Sums per-key costs and applies the free tier to the host's billable symmetric requests
+/// (asymmetric requests are never free).
+pub fn host_cost(
+    pricing: &Pricing,
+    keys: &[KeyCost],
+    symmetric_requests: f64,
+    asymmetric_requests: f64,
+) -> HostCost {
     let storage: f64 = keys.iter().map(|k| k.storage).sum();
     let rotation: f64 = keys.iter().map(|k| k.rotation).sum();
-    let requests_gross = billable_requests * pricing.per_request_usd();
+    let requests_gross = symmetric_requests * pricing.per_request_usd()
+        + asymmetric_requests * pricing.per_asymmetric_request_usd();
     let free_tier_credit =
-        billable_requests.min(pricing.free_tier_requests as f64) * pricing.per_request_usd();
+        symmetric_requests.min(pricing.free_tier_requests as f64) * pricing.per_request_usd();
     HostCost {
         storage,
         rotation,
@@ -285,6 +302,7 @@ mod tests {
                     billable_ms: hours * h,
                     rotation_ms: rot_hours * h,
                     billable_requests: requests,
+                    billable_asymmetric_requests: 0,
                 },
             );
             assert!(close(cost.storage, storage), "{month} {hours}: {cost:?}");
@@ -318,6 +336,7 @@ mod tests {
             billable_ms: 240 * h,
             rotation_ms: 0,
             billable_requests: 30_000,
+            billable_asymmetric_requests: 0,
         };
         // (now, rate, storage, rotation, requests)
         let cases = [
@@ -371,6 +390,40 @@ mod tests {
     }
 
     #[test]
+    fn asymmetric_requests_have_their_price_and_no_free_tier() {
+        let p = Pricing::default();
+        let month = Month::parse("2025-06").unwrap();
+        // (billable, of them asymmetric, key request cost, host net request cost)
+        let cases = [
+            (10_000, 10_000, 0.15, 0.15),
+            (30_000, 10_000, 0.06 + 0.15, 0.15),
+            (10_000, 0, 0.03, 0.0),
+        ];
+        for (billable, asymmetric, key_requests, host_net) in cases {
+            let usage = KeyUsage {
+                billable_requests: billable,
+                billable_asymmetric_requests: asymmetric,
+                ..KeyUsage::default()
+            };
+            let key = key_cost(&p, month, &usage);
+            assert!(
+                close(key.requests, key_requests),
+                "{billable}/{asymmetric}: {key:?}"
+            );
+            let host = host_cost(
+                &p,
+                &[key],
+                (billable - asymmetric) as f64,
+                asymmetric as f64,
+            );
+            assert!(
+                close(host.net, host_net),
+                "{billable}/{asymmetric}: {host:?}"
+            );
+        }
+    }
+
+    #[test]
     fn free_tier_applies_to_the_host_total() {
         let p = Pricing::default();
         let keys = [KeyCost::new(1.0, 0.0, 0.045), KeyCost::new(0.5, 1.0, 0.03)];
@@ -382,7 +435,7 @@ mod tests {
             (25_000.0, 0.06, 2.5 + 0.015),
         ];
         for (requests, credit, net) in cases {
-            let host = host_cost(&p, &keys, requests);
+            let host = host_cost(&p, &keys, requests, 0.0);
             assert!(close(host.storage, 1.5));
             assert!(close(host.rotation, 1.0));
             assert!(close(host.requests_gross, requests * 0.000003), "{host:?}");

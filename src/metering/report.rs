@@ -20,9 +20,12 @@ pub struct RequestCounts {
     pub total: u64,
     /// Successful priced requests (what the request charge is computed from).
     pub billable: u64,
+    /// Of those, requests with asymmetric keys (their own price, no free tier).
+    #[serde(default)]
+    pub billable_asymmetric: u64,
     /// By outcome: success, client_error, denied, server_error.
     pub by_outcome: BTreeMap<String, u64>,
-    /// By price class: symmetric, unpriced.
+    /// By price class: symmetric, asymmetric, unpriced.
     pub by_class: BTreeMap<String, u64>,
     /// By operation, then outcome.
     pub by_operation: BTreeMap<String, BTreeMap<String, u64>>,
@@ -34,6 +37,9 @@ impl RequestCounts {
         self.total += count;
         if Outcome::parse(outcome).is_some_and(|o| cost::is_billable(class, o)) {
             self.billable += count;
+            if class == cost::PriceClass::Asymmetric {
+                self.billable_asymmetric += count;
+            }
         }
         *self.by_outcome.entry(outcome.to_string()).or_default() += count;
         *self.by_class.entry(class.as_str().to_string()).or_default() += count;
@@ -141,6 +147,7 @@ pub fn build(
             billable_ms: accrual.billable_ms,
             rotation_ms: accrual.rotation_ms,
             billable_requests: report.requests.billable,
+            billable_asymmetric_requests: report.requests.billable_asymmetric,
         };
         report.key_hours = accrual.billable_ms as f64 / HOUR_MS;
         report.rotation_hours = accrual.rotation_ms as f64 / HOUR_MS;
@@ -156,9 +163,15 @@ pub fn build(
         mtd_costs.push(report.month_to_date);
         projected_costs.push(report.projected);
     }
-    let billable = totals.requests.billable as f64;
-    totals.month_to_date = cost::host_cost(pricing, &mtd_costs, billable);
-    totals.projected = cost::host_cost(pricing, &projected_costs, billable * factor);
+    let asymmetric = totals.requests.billable_asymmetric as f64;
+    let symmetric = totals.requests.billable as f64 - asymmetric;
+    totals.month_to_date = cost::host_cost(pricing, &mtd_costs, symmetric, asymmetric);
+    totals.projected = cost::host_cost(
+        pricing,
+        &projected_costs,
+        symmetric * factor,
+        asymmetric * factor,
+    );
     UsageReport {
         month: month.to_string(),
         generated_at: now as f64 / 1000.0,
