@@ -7,6 +7,7 @@ use super::{decode_marker, encode_marker, require_not_pending_deletion, Kms, Ser
 use crate::api::operations;
 use crate::api::*;
 use crate::clock::to_epoch_seconds;
+use crate::crypto::keyspec::{KeySpec, KeyUsage};
 use crate::identity::Caller;
 use crate::keystore::{GrantConstraintsRecord, GrantRecord};
 use crate::policy::UnixPrincipal;
@@ -173,6 +174,17 @@ impl Kms {
             }
         }
         require_not_pending_deletion(&entry, &self.key_arn(&entry.record.key_id))?;
+        if let Some(op) = operations
+            .iter()
+            .find(|op| !grant_operation_fits(op, entry.spec(), entry.usage()))
+        {
+            return Err(ServiceError::Validation(format!(
+                "Operations: {op} is not valid for key {}, whose KeySpec is {} and KeyUsage {}",
+                self.key_arn(&entry.record.key_id),
+                entry.record.key_spec,
+                entry.record.key_usage
+            )));
+        }
         let existing = {
             let catalog = self.read_catalog();
             let grants = catalog.grants.of_key(&entry.record.key_id);
@@ -384,5 +396,57 @@ impl Kms {
                     self.key_arn(key_id)
                 ))
             })
+    }
+}
+
+/// Whether a grant operation applies to a key of this spec and usage (AWS refuses, for
+/// example, a Sign grant on a symmetric encryption key).
+fn grant_operation_fits(operation: &str, spec: KeySpec, usage: KeyUsage) -> bool {
+    match operation {
+        "DescribeKey" | "CreateGrant" | "RetireGrant" => true,
+        "Encrypt" | "Decrypt" | "ReEncryptFrom" | "ReEncryptTo" => {
+            usage == KeyUsage::EncryptDecrypt
+        }
+        "GenerateDataKey"
+        | "GenerateDataKeyWithoutPlaintext"
+        | "GenerateDataKeyPair"
+        | "GenerateDataKeyPairWithoutPlaintext" => spec == KeySpec::SymmetricDefault,
+        "Sign" | "Verify" => usage == KeyUsage::SignVerify,
+        "GetPublicKey" => spec.is_asymmetric(),
+        "GenerateMac" | "VerifyMac" => usage == KeyUsage::GenerateVerifyMac,
+        "DeriveSharedSecret" => usage == KeyUsage::KeyAgreement,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_operations_fit_the_key_type() {
+        use KeySpec::*;
+        use KeyUsage::*;
+        let cases: &[(&str, KeySpec, KeyUsage, bool)] = &[
+            ("Encrypt", SymmetricDefault, EncryptDecrypt, true),
+            ("Sign", SymmetricDefault, EncryptDecrypt, false),
+            ("GetPublicKey", SymmetricDefault, EncryptDecrypt, false),
+            ("Sign", EccNistP256, SignVerify, true),
+            ("GetPublicKey", EccNistP256, SignVerify, true),
+            ("Encrypt", EccNistP256, SignVerify, false),
+            ("GenerateDataKey", Rsa2048, EncryptDecrypt, false),
+            ("Decrypt", Rsa2048, EncryptDecrypt, true),
+            ("GenerateMac", Hmac256, GenerateVerifyMac, true),
+            ("Verify", Hmac256, GenerateVerifyMac, false),
+            ("DescribeKey", Hmac256, GenerateVerifyMac, true),
+            ("DeriveSharedSecret", EccNistP384, KeyAgreement, true),
+        ];
+        for (operation, spec, usage, fits) in cases {
+            assert_eq!(
+                grant_operation_fits(operation, *spec, *usage),
+                *fits,
+                "{operation} on {spec:?}/{usage:?}"
+            );
+        }
     }
 }
