@@ -491,3 +491,49 @@ response!(
     /// Reply of VerifyMac (an invalid MAC is KMSInvalidMacException instead).
     VerifyMacResponse { key_id: String, mac_valid: bool, mac_algorithm: String }
 );
+
+request!(
+    /// Body of GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext.
+    GenerateDataKeyPairRequest {
+        encryption_context: Option<EncryptionContext>,
+        key_id: Option<String>,
+        key_pair_spec: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        recipient: Option<serde_json::Value>,
+        dry_run: Option<bool>,
+    }
+);
+response!(
+    /// Reply of GenerateDataKeyPair (and, without `private_key_plaintext`,
+    /// GenerateDataKeyPairWithoutPlaintext).
+    GenerateDataKeyPairResponse {
+        private_key_ciphertext_blob: Blob,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        private_key_plaintext: Option<Blob>,
+        public_key: Blob,
+        key_id: String,
+        key_pair_spec: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_material_id: Option<String>,
+    }
+);
+request!(
+    /// Body of DeriveSharedSecret.
+    DeriveSharedSecretRequest {
+        key_id: Option<String>,
+        key_agreement_algorithm: Option<String>,
+        public_key: Option<Blob>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+        recipient: Option<serde_json::Value>,
+    }
+);
+response!(
+    /// Reply of DeriveSharedSecret.
+    DeriveSharedSecretResponse {
+        key_id: String,
+        shared_secret: Blob,
+        key_agreement_algorithm: String,
+        key_origin: String,
+    }
+);

@@ -44,9 +44,12 @@ pub enum PriceClass {
     /// Symmetric cryptographic and key-management requests ($0.03 per 10,000), HMAC
     /// requests included.
     Symmetric,
-    /// Requests with asymmetric keys: Sign, Verify, GetPublicKey ($0.15 per 10,000, RSA_2048
-    /// keys $0.03; never in the free tier).
+    /// Requests with asymmetric keys: Sign, Verify, GetPublicKey, DeriveSharedSecret ($0.15
+    /// per 10,000, RSA_2048 keys $0.03; never in the free tier).
     Asymmetric,
+    /// GenerateDataKeyPair* (AWS: $0.10 per 10,000 for ECC pairs, $12 for RSA pairs; never
+    /// in the free tier).
+    DataKeyPair,
     /// Not an AWS KMS request (kmsd extensions, unknown operations): counted, never priced.
     Unpriced,
 }
@@ -57,6 +60,7 @@ impl PriceClass {
         match self {
             PriceClass::Symmetric => "symmetric",
             PriceClass::Asymmetric => "asymmetric",
+            PriceClass::DataKeyPair => "data_key_pair",
             PriceClass::Unpriced => "unpriced",
         }
     }
@@ -445,6 +449,38 @@ pub const VERIFY_MAC: Operation = with!(aws("VerifyMac", "kms:VerifyMac"),
     key_fields: KEY_OR_ALIAS,
     quota: QuotaClass::Cryptographic,
 );
+/// GenerateDataKeyPair.
+pub const GENERATE_DATA_KEY_PAIR: Operation = with!(
+    aws("GenerateDataKeyPair", "kms:GenerateDataKeyPair"),
+    logged_fields: &["KeyId", "EncryptionContext", "KeyPairSpec", "GrantTokens", "DryRun"],
+    response: ResponseLogging::Secret,
+    price: PriceClass::DataKeyPair,
+    grant_operations: &["GenerateDataKeyPair"],
+    takes_context: true,
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
+/// GenerateDataKeyPairWithoutPlaintext.
+pub const GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT: Operation = with!(
+    aws("GenerateDataKeyPairWithoutPlaintext", "kms:GenerateDataKeyPairWithoutPlaintext"),
+    logged_fields: &["KeyId", "EncryptionContext", "KeyPairSpec", "GrantTokens", "DryRun"],
+    response: ResponseLogging::Secret,
+    price: PriceClass::DataKeyPair,
+    grant_operations: &["GenerateDataKeyPairWithoutPlaintext"],
+    takes_context: true,
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
+/// DeriveSharedSecret (the shared secret is never logged).
+pub const DERIVE_SHARED_SECRET: Operation = with!(
+    aws("DeriveSharedSecret", "kms:DeriveSharedSecret"),
+    logged_fields: &["KeyId", "KeyAgreementAlgorithm", "GrantTokens", "DryRun"],
+    response: ResponseLogging::Secret,
+    price: PriceClass::Asymmetric,
+    grant_operations: &["DeriveSharedSecret"],
+    key_fields: KEY_OR_ALIAS,
+    quota: QuotaClass::Cryptographic,
+);
 /// The kmsd extension `KmsdGetUsage`: a usage and cost report from the ledger.
 pub const KMSD_GET_USAGE: Operation = with!(aws("KmsdGetUsage", "kmsd:GetUsage"),
     work: Work::Blocking,
@@ -511,6 +547,9 @@ pub const OPERATIONS: &[&Operation] = &[
     &GET_PUBLIC_KEY,
     &GENERATE_MAC,
     &VERIFY_MAC,
+    &GENERATE_DATA_KEY_PAIR,
+    &GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT,
+    &DERIVE_SHARED_SECRET,
     &KMSD_GET_USAGE,
     &KMSD_AUDIT_VERIFY,
 ];
@@ -618,6 +657,9 @@ mod tests {
             "GetPublicKey",
             "GenerateMac",
             "VerifyMac",
+            "GenerateDataKeyPair",
+            "GenerateDataKeyPairWithoutPlaintext",
+            "DeriveSharedSecret",
         ];
         for op in OPERATIONS {
             for field in op.key_fields {
@@ -688,7 +730,10 @@ mod tests {
                 "Verify",
                 "GetPublicKey",
                 "GenerateMac",
-                "VerifyMac"
+                "VerifyMac",
+                "GenerateDataKeyPair",
+                "GenerateDataKeyPairWithoutPlaintext",
+                "DeriveSharedSecret"
             ]
         );
         assert!(grant_operation_takes_context("ReEncryptTo"));

@@ -8,10 +8,13 @@
 //! which it clears when it frees a key (`OPENSSL_free` cleanses); the PKCS#8 bytes kmsd
 //! handles are in zeroizing buffers.
 
-use super::keyspec::{KeySpec, MacAlgorithm, MessageType, SigningAlgorithm};
+use super::keyspec::{
+    DataKeyPairSpec, EncryptionAlgorithm, KeySpec, KeyUsage, MacAlgorithm, MessageType,
+    SigningAlgorithm,
+};
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::signature::{self, KeyPair};
-use aws_lc_rs::{digest, hmac, rand, rsa};
+use aws_lc_rs::{agreement, digest, hmac, rand, rsa};
 use zeroize::Zeroizing;
 
 /// Errors of asymmetric and MAC operations. They never carry key material or messages.
@@ -55,6 +58,25 @@ pub enum KeyOpError {
     /// The public key could not be encoded.
     #[error("the public key could not be encoded")]
     PublicKey,
+    /// A plaintext longer than RSAES-OAEP allows for the key and algorithm.
+    #[error("the plaintext is longer than {algorithm} with a {spec} key allows ({max} bytes)")]
+    PlaintextTooLong {
+        /// The algorithm.
+        algorithm: &'static str,
+        /// The key's spec.
+        spec: &'static str,
+        /// The most it allows.
+        max: usize,
+    },
+    /// An RSA ciphertext that does not decrypt.
+    #[error("the ciphertext does not decrypt under this key and algorithm")]
+    Decrypt,
+    /// The peer's public key is not a DER SubjectPublicKeyInfo on the key's curve.
+    #[error("PublicKey is not a DER-encoded SubjectPublicKeyInfo of a {0} public key")]
+    PeerKey(&'static str),
+    /// The key cannot do this (a kmsd bug if it is ever returned: the service checks usage).
+    #[error("a {0} key cannot do this")]
+    WrongKind(&'static str),
 }
 
 /// The private key of an asymmetric CMK version, parsed once and kept in memory.
@@ -67,6 +89,10 @@ pub enum PrivateKey {
     Ed25519(signature::Ed25519KeyPair),
     /// ML-DSA.
     MlDsa(signature::PqdsaKeyPair),
+    /// RSA for RSAES-OAEP (an ENCRYPT_DECRYPT key).
+    RsaOaep(Box<RsaOaepKey>),
+    /// ECDH on a NIST curve (a KEY_AGREEMENT key).
+    Ecdh(agreement::PrivateKey),
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -186,10 +212,77 @@ pub fn generate_private_key(spec: KeySpec) -> Result<Zeroizing<Vec<u8>>, KeyOpEr
     Ok(Zeroizing::new(der))
 }
 
+/// An RSA key for RSAES-OAEP: the decrypting private key and its public half.
+pub struct RsaOaepKey {
+    decrypting: rsa::OaepPrivateDecryptingKey,
+    encrypting: rsa::OaepPublicEncryptingKey,
+    public_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for RsaOaepKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RsaOaepKey(redacted)")
+    }
+}
+
+fn ecdh_algorithm(spec: KeySpec) -> Option<&'static agreement::Algorithm> {
+    match spec {
+        KeySpec::EccNistP256 => Some(&agreement::ECDH_P256),
+        KeySpec::EccNistP384 => Some(&agreement::ECDH_P384),
+        KeySpec::EccNistP521 => Some(&agreement::ECDH_P521),
+        _ => None,
+    }
+}
+
+fn oaep_algorithm(algorithm: EncryptionAlgorithm) -> Option<&'static rsa::OaepAlgorithm> {
+    match algorithm {
+        EncryptionAlgorithm::RsaesOaepSha1 => Some(&rsa::OAEP_SHA1_MGF1SHA1),
+        EncryptionAlgorithm::RsaesOaepSha256 => Some(&rsa::OAEP_SHA256_MGF1SHA256),
+        EncryptionAlgorithm::SymmetricDefault => None,
+    }
+}
+
+/// A new key pair of a GenerateDataKeyPair spec: (PKCS#8 DER of the private key, DER
+/// SubjectPublicKeyInfo of the public key).
+pub fn generate_data_key_pair(
+    spec: DataKeyPairSpec,
+) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyOpError> {
+    let key_spec = spec.key_spec();
+    let private = generate_private_key(key_spec)?;
+    let public =
+        PrivateKey::from_pkcs8(key_spec, KeyUsage::SignVerify, &private)?.public_key_der()?;
+    Ok((private, public))
+}
+
 impl PrivateKey {
-    /// Parses stored PKCS#8 DER of a key of `spec`.
-    pub fn from_pkcs8(spec: KeySpec, der: &[u8]) -> Result<PrivateKey, KeyOpError> {
+    /// Parses stored PKCS#8 DER of a key of `spec` and `usage`.
+    pub fn from_pkcs8(
+        spec: KeySpec,
+        usage: KeyUsage,
+        der: &[u8],
+    ) -> Result<PrivateKey, KeyOpError> {
         let bad = || KeyOpError::BadMaterial(spec.as_str());
+        if let (Some(size), KeyUsage::EncryptDecrypt) = (rsa_size(spec), usage) {
+            let key = rsa::PrivateDecryptingKey::from_pkcs8(der).map_err(|_| bad())?;
+            if key.key_size_bytes() != size.len() {
+                return Err(bad());
+            }
+            let public = key.public_key();
+            let public_der = AsDer::<PublicKeyX509Der<'_>>::as_der(&public)
+                .map_err(|_| bad())?
+                .as_ref()
+                .to_vec();
+            return Ok(PrivateKey::RsaOaep(Box::new(RsaOaepKey {
+                decrypting: rsa::OaepPrivateDecryptingKey::new(key).map_err(|_| bad())?,
+                encrypting: rsa::OaepPublicEncryptingKey::new(public).map_err(|_| bad())?,
+                public_der,
+            })));
+        }
+        if let (Some(algorithm), KeyUsage::KeyAgreement) = (ecdh_algorithm(spec), usage) {
+            return agreement::PrivateKey::from_private_key_der(algorithm, der)
+                .map(PrivateKey::Ecdh)
+                .map_err(|_| bad());
+        }
         if let Some(size) = rsa_size(spec) {
             let pair = rsa::KeyPair::from_pkcs8(der).map_err(|_| bad())?;
             if pair.public_modulus_len() != size.len() {
@@ -220,6 +313,11 @@ impl PrivateKey {
             PrivateKey::Ecdsa(pair) => pair.public_key().as_der(),
             PrivateKey::Ed25519(pair) => pair.public_key().as_der(),
             PrivateKey::MlDsa(pair) => pair.public_key().as_der(),
+            PrivateKey::RsaOaep(key) => return Ok(key.public_der.clone()),
+            PrivateKey::Ecdh(key) => key
+                .compute_public_key()
+                .map_err(|_| KeyOpError::PublicKey)?
+                .as_der(),
         };
         der.map(|der| der.as_ref().to_vec())
             .map_err(|_| KeyOpError::PublicKey)
@@ -266,7 +364,75 @@ impl PrivateKey {
                 out.truncate(written);
                 Ok(out)
             }
+            (PrivateKey::RsaOaep(_) | PrivateKey::Ecdh(_), _) => {
+                Err(KeyOpError::WrongKind(spec.as_str()))
+            }
         }
+    }
+
+    /// RSAES-OAEP encryption of `plaintext` with the public key, within AWS's limit for the
+    /// key size and algorithm (`k − 2·hLen − 2` bytes).
+    pub fn rsa_encrypt(
+        &self,
+        spec: KeySpec,
+        algorithm: EncryptionAlgorithm,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyOpError> {
+        let (PrivateKey::RsaOaep(key), Some(oaep)) = (self, oaep_algorithm(algorithm)) else {
+            return Err(KeyOpError::WrongKind(spec.as_str()));
+        };
+        let public = &key.encrypting;
+        let max = public.max_plaintext_size(oaep);
+        if plaintext.len() > max {
+            return Err(KeyOpError::PlaintextTooLong {
+                algorithm: algorithm.as_str(),
+                spec: spec.as_str(),
+                max,
+            });
+        }
+        let mut out = vec![0u8; public.ciphertext_size()];
+        let written = public
+            .encrypt(oaep, plaintext, &mut out, None)
+            .map_err(|_| KeyOpError::Sign)?
+            .len();
+        out.truncate(written);
+        Ok(out)
+    }
+
+    /// RSAES-OAEP decryption (constant time in AWS-LC); any failure is one error.
+    pub fn rsa_decrypt(
+        &self,
+        spec: KeySpec,
+        algorithm: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyOpError> {
+        let (PrivateKey::RsaOaep(key), Some(oaep)) = (self, oaep_algorithm(algorithm)) else {
+            return Err(KeyOpError::WrongKind(spec.as_str()));
+        };
+        let mut out = Zeroizing::new(vec![0u8; key.decrypting.min_output_size()]);
+        let len = key
+            .decrypting
+            .decrypt(oaep, ciphertext, &mut out, None)
+            .map_err(|_| KeyOpError::Decrypt)?
+            .len();
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// ECDH with the peer's public key (DER SubjectPublicKeyInfo): the shared secret, the
+    /// x-coordinate of the shared point, as AWS's DeriveSharedSecret returns it.
+    pub fn derive_shared_secret(
+        &self,
+        spec: KeySpec,
+        peer_public_key: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyOpError> {
+        let (PrivateKey::Ecdh(key), Some(algorithm)) = (self, ecdh_algorithm(spec)) else {
+            return Err(KeyOpError::WrongKind(spec.as_str()));
+        };
+        let peer = agreement::UnparsedPublicKey::new(algorithm, peer_public_key);
+        agreement::agree(key, peer, KeyOpError::PeerKey(spec.as_str()), |secret| {
+            Ok(Zeroizing::new(secret.to_vec()))
+        })
     }
 
     /// Whether `signature` is a valid signature of `message` under this key's public key.
@@ -301,6 +467,9 @@ impl PrivateKey {
                 signature::UnparsedPublicKey::new(verification, pair.public_key().as_ref())
                     .verify(message, signature_bytes)
                     .is_ok()
+            }
+            PrivateKey::RsaOaep(_) | PrivateKey::Ecdh(_) => {
+                return Err(KeyOpError::WrongKind(spec.as_str()))
             }
         };
         Ok(verified)
@@ -447,7 +616,7 @@ mod tests {
                 continue;
             }
             let der = generate_private_key(spec).unwrap();
-            let key = PrivateKey::from_pkcs8(spec, &der).unwrap();
+            let key = PrivateKey::from_pkcs8(spec, KeyUsage::SignVerify, &der).unwrap();
             assert!(!key.public_key_der().unwrap().is_empty());
             for algorithm in spec.signing_algorithms() {
                 let signature = key
@@ -476,7 +645,12 @@ mod tests {
     #[test]
     fn wrong_algorithms_message_types_and_digest_lengths_are_refused() {
         let spec = KeySpec::EccNistP256;
-        let key = PrivateKey::from_pkcs8(spec, &generate_private_key(spec).unwrap()).unwrap();
+        let key = PrivateKey::from_pkcs8(
+            spec,
+            KeyUsage::SignVerify,
+            &generate_private_key(spec).unwrap(),
+        )
+        .unwrap();
         let cases: &[(SigningAlgorithm, MessageType, usize, &str)] = &[
             (
                 SigningAlgorithm::EcdsaSha384,
@@ -504,7 +678,9 @@ mod tests {
             assert!(err.to_string().contains(needle), "{err}");
         }
         let ed = KeySpec::EccNistEdwards25519;
-        let key = PrivateKey::from_pkcs8(ed, &generate_private_key(ed).unwrap()).unwrap();
+        let key =
+            PrivateKey::from_pkcs8(ed, KeyUsage::SignVerify, &generate_private_key(ed).unwrap())
+                .unwrap();
         let err = key
             .sign(
                 ed,
@@ -519,9 +695,78 @@ mod tests {
     #[test]
     fn material_of_another_spec_is_refused() {
         let der = generate_private_key(KeySpec::EccNistP256).unwrap();
-        assert!(PrivateKey::from_pkcs8(KeySpec::EccNistP384, &der).is_err());
-        assert!(PrivateKey::from_pkcs8(KeySpec::Rsa2048, &der).is_err());
-        assert!(PrivateKey::from_pkcs8(KeySpec::EccNistP256, &der[..der.len() - 1]).is_err());
+        let sign = KeyUsage::SignVerify;
+        assert!(PrivateKey::from_pkcs8(KeySpec::EccNistP384, sign, &der).is_err());
+        assert!(PrivateKey::from_pkcs8(KeySpec::Rsa2048, sign, &der).is_err());
+        assert!(PrivateKey::from_pkcs8(KeySpec::EccNistP256, sign, &der[..der.len() - 1]).is_err());
+        assert!(
+            PrivateKey::from_pkcs8(KeySpec::EccNistP384, KeyUsage::KeyAgreement, &der).is_err()
+        );
+    }
+
+    #[test]
+    fn rsa_oaep_round_trips_within_aws_limits() {
+        let spec = KeySpec::Rsa2048;
+        let der = generate_private_key(spec).unwrap();
+        let key = PrivateKey::from_pkcs8(spec, KeyUsage::EncryptDecrypt, &der).unwrap();
+        // AWS: RSA_2048 allows 214 bytes with OAEP SHA-1 and 190 with SHA-256.
+        for (algorithm, max) in [
+            (EncryptionAlgorithm::RsaesOaepSha1, 214),
+            (EncryptionAlgorithm::RsaesOaepSha256, 190),
+        ] {
+            let plaintext = vec![7u8; max];
+            let ciphertext = key.rsa_encrypt(spec, algorithm, &plaintext).unwrap();
+            assert_eq!(ciphertext.len(), 256);
+            assert_eq!(
+                *key.rsa_decrypt(spec, algorithm, &ciphertext).unwrap(),
+                plaintext
+            );
+            let err = key
+                .rsa_encrypt(spec, algorithm, &vec![7u8; max + 1])
+                .unwrap_err();
+            assert!(err.to_string().contains(&format!("({max} bytes)")), "{err}");
+            let mut bad = ciphertext.clone();
+            bad[10] ^= 1;
+            assert_eq!(
+                key.rsa_decrypt(spec, algorithm, &bad),
+                Err(KeyOpError::Decrypt)
+            );
+        }
+    }
+
+    #[test]
+    fn ecdh_agrees_with_a_peer() {
+        let spec = KeySpec::EccNistP256;
+        let ours = PrivateKey::from_pkcs8(
+            spec,
+            KeyUsage::KeyAgreement,
+            &generate_private_key(spec).unwrap(),
+        )
+        .unwrap();
+        let theirs = PrivateKey::from_pkcs8(
+            spec,
+            KeyUsage::KeyAgreement,
+            &generate_private_key(spec).unwrap(),
+        )
+        .unwrap();
+        let a = ours
+            .derive_shared_secret(spec, &theirs.public_key_der().unwrap())
+            .unwrap();
+        let b = theirs
+            .derive_shared_secret(spec, &ours.public_key_der().unwrap())
+            .unwrap();
+        assert_eq!(*a, *b);
+        assert_eq!(a.len(), 32);
+        let p384 = PrivateKey::from_pkcs8(
+            KeySpec::EccNistP384,
+            KeyUsage::KeyAgreement,
+            &generate_private_key(KeySpec::EccNistP384).unwrap(),
+        )
+        .unwrap();
+        assert!(ours
+            .derive_shared_secret(spec, &p384.public_key_der().unwrap())
+            .is_err());
+        assert!(ours.derive_shared_secret(spec, b"not a key").is_err());
     }
 
     #[test]

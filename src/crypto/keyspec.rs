@@ -380,6 +380,121 @@ impl MacAlgorithm {
     }
 }
 
+/// An encryption algorithm of Encrypt, Decrypt and ReEncrypt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EncryptionAlgorithm {
+    /// kmsd's AES-256-GCM blob format (symmetric keys).
+    SymmetricDefault,
+    /// RSAES-OAEP with SHA-1 and MGF1-SHA-1.
+    RsaesOaepSha1,
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256.
+    RsaesOaepSha256,
+}
+
+impl EncryptionAlgorithm {
+    /// The AWS spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionAlgorithm::SymmetricDefault => "SYMMETRIC_DEFAULT",
+            EncryptionAlgorithm::RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
+            EncryptionAlgorithm::RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+        }
+    }
+
+    /// Reads the AWS spelling (`SM2PKE` is not offered).
+    pub fn parse(text: &str) -> Option<EncryptionAlgorithm> {
+        [
+            EncryptionAlgorithm::SymmetricDefault,
+            EncryptionAlgorithm::RsaesOaepSha1,
+            EncryptionAlgorithm::RsaesOaepSha256,
+        ]
+        .into_iter()
+        .find(|algorithm| algorithm.as_str() == text)
+    }
+
+    /// The most plaintext bytes RSAES-OAEP takes with a key of `spec`: k − 2·hLen − 2
+    /// (AWS: RSA_2048 214 / 190, RSA_3072 342 / 318, RSA_4096 470 / 446).
+    pub fn max_plaintext(self, spec: KeySpec) -> Option<usize> {
+        let k = match spec {
+            KeySpec::Rsa2048 => 256,
+            KeySpec::Rsa3072 => 384,
+            KeySpec::Rsa4096 => 512,
+            _ => return None,
+        };
+        match self {
+            EncryptionAlgorithm::RsaesOaepSha1 => Some(k - 2 * 20 - 2),
+            EncryptionAlgorithm::RsaesOaepSha256 => Some(k - 2 * 32 - 2),
+            EncryptionAlgorithm::SymmetricDefault => None,
+        }
+    }
+}
+
+/// A KeyPairSpec of GenerateDataKeyPair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataKeyPairSpec {
+    /// RSA, 2048 bits.
+    Rsa2048,
+    /// RSA, 3072 bits.
+    Rsa3072,
+    /// RSA, 4096 bits.
+    Rsa4096,
+    /// NIST P-256.
+    EccNistP256,
+    /// NIST P-384.
+    EccNistP384,
+    /// NIST P-521.
+    EccNistP521,
+    /// secp256k1.
+    EccSecgP256k1,
+}
+
+/// Every KeyPairSpec kmsd generates, in AWS's order.
+pub const DATA_KEY_PAIR_SPECS: &[DataKeyPairSpec] = &[
+    DataKeyPairSpec::Rsa2048,
+    DataKeyPairSpec::Rsa3072,
+    DataKeyPairSpec::Rsa4096,
+    DataKeyPairSpec::EccNistP256,
+    DataKeyPairSpec::EccNistP384,
+    DataKeyPairSpec::EccNistP521,
+    DataKeyPairSpec::EccSecgP256k1,
+];
+
+impl DataKeyPairSpec {
+    /// The key spec of the same name.
+    pub fn key_spec(self) -> KeySpec {
+        match self {
+            DataKeyPairSpec::Rsa2048 => KeySpec::Rsa2048,
+            DataKeyPairSpec::Rsa3072 => KeySpec::Rsa3072,
+            DataKeyPairSpec::Rsa4096 => KeySpec::Rsa4096,
+            DataKeyPairSpec::EccNistP256 => KeySpec::EccNistP256,
+            DataKeyPairSpec::EccNistP384 => KeySpec::EccNistP384,
+            DataKeyPairSpec::EccNistP521 => KeySpec::EccNistP521,
+            DataKeyPairSpec::EccSecgP256k1 => KeySpec::EccSecgP256k1,
+        }
+    }
+
+    /// The AWS spelling.
+    pub fn as_str(self) -> &'static str {
+        self.key_spec().as_str()
+    }
+
+    /// Reads the AWS spelling of a spec kmsd generates.
+    pub fn parse(text: &str) -> Option<DataKeyPairSpec> {
+        DATA_KEY_PAIR_SPECS
+            .iter()
+            .copied()
+            .find(|spec| spec.as_str() == text)
+    }
+
+    /// Whether this is an RSA pair (AWS prices RSA pairs far above ECC ones).
+    pub fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            DataKeyPairSpec::Rsa2048 | DataKeyPairSpec::Rsa3072 | DataKeyPairSpec::Rsa4096
+        )
+    }
+}
+
 /// The algorithm lists of DescribeKey for a key of `spec` and `usage`: (encryption,
 /// signing, MAC, key agreement).
 pub fn algorithm_lists(
@@ -482,6 +597,28 @@ mod tests {
         for (algorithm, len) in cases {
             assert_eq!(algorithm.digest_len(), len, "{algorithm:?}");
         }
+    }
+
+    #[test]
+    fn rsa_plaintext_limits_are_awss() {
+        use EncryptionAlgorithm::*;
+        let cases = [
+            (KeySpec::Rsa2048, RsaesOaepSha1, Some(214)),
+            (KeySpec::Rsa2048, RsaesOaepSha256, Some(190)),
+            (KeySpec::Rsa3072, RsaesOaepSha1, Some(342)),
+            (KeySpec::Rsa3072, RsaesOaepSha256, Some(318)),
+            (KeySpec::Rsa4096, RsaesOaepSha1, Some(470)),
+            (KeySpec::Rsa4096, RsaesOaepSha256, Some(446)),
+            (KeySpec::EccNistP256, RsaesOaepSha256, None),
+            (KeySpec::Rsa2048, SymmetricDefault, None),
+        ];
+        for (spec, algorithm, max) in cases {
+            assert_eq!(algorithm.max_plaintext(spec), max, "{spec:?} {algorithm:?}");
+        }
+        for spec in DATA_KEY_PAIR_SPECS {
+            assert_eq!(DataKeyPairSpec::parse(spec.as_str()), Some(*spec));
+        }
+        assert_eq!(DataKeyPairSpec::parse("ECC_NIST_EDWARDS25519"), None);
     }
 
     #[test]

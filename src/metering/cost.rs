@@ -21,6 +21,10 @@ impl Pricing {
         self.asymmetric_usd_per_10k_requests / 10_000.0
     }
 
+    fn per_data_key_pair_request_usd(&self) -> f64 {
+        self.data_key_pair_usd_per_10k_requests / 10_000.0
+    }
+
     /// Extra material versions that are billed, for a key with `versions` versions.
     pub fn billed_rotations(&self, versions: u32) -> u32 {
         versions.saturating_sub(1).min(self.max_billed_rotations)
@@ -99,6 +103,8 @@ pub struct KeyUsage {
     pub billable_requests: u64,
     /// Of those, requests with asymmetric keys (their own price, no free tier).
     pub billable_asymmetric_requests: u64,
+    /// Of those, GenerateDataKeyPair* requests (their own price, no free tier).
+    pub billable_data_key_pair_requests: u64,
 }
 
 /// How a key is billed from now on (for projections).
@@ -143,9 +149,12 @@ pub fn key_cost(pricing: &Pricing, month: Month, usage: &KeyUsage) -> KeyCost {
         usage.rotation_ms as f64 / month_ms * pricing.rotation_month_usd,
         usage
             .billable_requests
-            .saturating_sub(usage.billable_asymmetric_requests) as f64
+            .saturating_sub(usage.billable_asymmetric_requests)
+            .saturating_sub(usage.billable_data_key_pair_requests) as f64
             * pricing.per_request_usd()
-            + usage.billable_asymmetric_requests as f64 * pricing.per_asymmetric_request_usd(),
+            + usage.billable_asymmetric_requests as f64 * pricing.per_asymmetric_request_usd()
+            + usage.billable_data_key_pair_requests as f64
+                * pricing.per_data_key_pair_request_usd(),
     )
 }
 
@@ -197,18 +206,26 @@ pub struct HostCost {
     pub net: f64,
 }
 
+/// The host's billable requests by price, for [`host_cost`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HostRequests {
+    /// Symmetric and management requests (the free tier applies to these).
+    pub symmetric: f64,
+    /// Requests with asymmetric keys.
+    pub asymmetric: f64,
+    /// GenerateDataKeyPair* requests.
+    pub data_key_pair: f64,
+}
+
 /// Sums per-key costs and applies the free tier to the host's billable symmetric requests
-/// (asymmetric requests are never free).
-pub fn host_cost(
-    pricing: &Pricing,
-    keys: &[KeyCost],
-    symmetric_requests: f64,
-    asymmetric_requests: f64,
-) -> HostCost {
+/// (asymmetric and data-key-pair requests are never free).
+pub fn host_cost(pricing: &Pricing, keys: &[KeyCost], requests: HostRequests) -> HostCost {
+    let symmetric_requests = requests.symmetric;
     let storage: f64 = keys.iter().map(|k| k.storage).sum();
     let rotation: f64 = keys.iter().map(|k| k.rotation).sum();
     let requests_gross = symmetric_requests * pricing.per_request_usd()
-        + asymmetric_requests * pricing.per_asymmetric_request_usd();
+        + requests.asymmetric * pricing.per_asymmetric_request_usd()
+        + requests.data_key_pair * pricing.per_data_key_pair_request_usd();
     let free_tier_credit =
         symmetric_requests.min(pricing.free_tier_requests as f64) * pricing.per_request_usd();
     HostCost {
@@ -303,6 +320,7 @@ mod tests {
                     rotation_ms: rot_hours * h,
                     billable_requests: requests,
                     billable_asymmetric_requests: 0,
+                    billable_data_key_pair_requests: 0,
                 },
             );
             assert!(close(cost.storage, storage), "{month} {hours}: {cost:?}");
@@ -337,6 +355,7 @@ mod tests {
             rotation_ms: 0,
             billable_requests: 30_000,
             billable_asymmetric_requests: 0,
+            billable_data_key_pair_requests: 0,
         };
         // (now, rate, storage, rotation, requests)
         let cases = [
@@ -399,6 +418,12 @@ mod tests {
             (30_000, 10_000, 0.06 + 0.15, 0.15),
             (10_000, 0, 0.03, 0.0),
         ];
+        let pairs = KeyUsage {
+            billable_requests: 20_000,
+            billable_data_key_pair_requests: 10_000,
+            ..KeyUsage::default()
+        };
+        assert!(close(key_cost(&p, month, &pairs).requests, 0.03 + 0.10));
         for (billable, asymmetric, key_requests, host_net) in cases {
             let usage = KeyUsage {
                 billable_requests: billable,
@@ -413,8 +438,11 @@ mod tests {
             let host = host_cost(
                 &p,
                 &[key],
-                (billable - asymmetric) as f64,
-                asymmetric as f64,
+                HostRequests {
+                    symmetric: (billable - asymmetric) as f64,
+                    asymmetric: asymmetric as f64,
+                    data_key_pair: 0.0,
+                },
             );
             assert!(
                 close(host.net, host_net),
@@ -435,7 +463,14 @@ mod tests {
             (25_000.0, 0.06, 2.5 + 0.015),
         ];
         for (requests, credit, net) in cases {
-            let host = host_cost(&p, &keys, requests, 0.0);
+            let host = host_cost(
+                &p,
+                &keys,
+                HostRequests {
+                    symmetric: requests,
+                    ..HostRequests::default()
+                },
+            );
             assert!(close(host.storage, 1.5));
             assert!(close(host.rotation, 1.0));
             assert!(close(host.requests_gross, requests * 0.000003), "{host:?}");

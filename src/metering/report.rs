@@ -23,9 +23,12 @@ pub struct RequestCounts {
     /// Of those, requests with asymmetric keys (their own price, no free tier).
     #[serde(default)]
     pub billable_asymmetric: u64,
+    /// Of those, GenerateDataKeyPair* requests (their own price, no free tier).
+    #[serde(default)]
+    pub billable_data_key_pair: u64,
     /// By outcome: success, client_error, denied, server_error.
     pub by_outcome: BTreeMap<String, u64>,
-    /// By price class: symmetric, asymmetric, unpriced.
+    /// By price class: symmetric, asymmetric, data_key_pair, unpriced.
     pub by_class: BTreeMap<String, u64>,
     /// By operation, then outcome.
     pub by_operation: BTreeMap<String, BTreeMap<String, u64>>,
@@ -37,8 +40,10 @@ impl RequestCounts {
         self.total += count;
         if Outcome::parse(outcome).is_some_and(|o| cost::is_billable(class, o)) {
             self.billable += count;
-            if class == cost::PriceClass::Asymmetric {
-                self.billable_asymmetric += count;
+            match class {
+                cost::PriceClass::Asymmetric => self.billable_asymmetric += count,
+                cost::PriceClass::DataKeyPair => self.billable_data_key_pair += count,
+                _ => {}
             }
         }
         *self.by_outcome.entry(outcome.to_string()).or_default() += count;
@@ -148,6 +153,7 @@ pub fn build(
             rotation_ms: accrual.rotation_ms,
             billable_requests: report.requests.billable,
             billable_asymmetric_requests: report.requests.billable_asymmetric,
+            billable_data_key_pair_requests: report.requests.billable_data_key_pair,
         };
         report.key_hours = accrual.billable_ms as f64 / HOUR_MS;
         report.rotation_hours = accrual.rotation_ms as f64 / HOUR_MS;
@@ -164,13 +170,21 @@ pub fn build(
         projected_costs.push(report.projected);
     }
     let asymmetric = totals.requests.billable_asymmetric as f64;
-    let symmetric = totals.requests.billable as f64 - asymmetric;
-    totals.month_to_date = cost::host_cost(pricing, &mtd_costs, symmetric, asymmetric);
+    let data_key_pair = totals.requests.billable_data_key_pair as f64;
+    let requests = cost::HostRequests {
+        symmetric: totals.requests.billable as f64 - asymmetric - data_key_pair,
+        asymmetric,
+        data_key_pair,
+    };
+    totals.month_to_date = cost::host_cost(pricing, &mtd_costs, requests);
     totals.projected = cost::host_cost(
         pricing,
         &projected_costs,
-        symmetric * factor,
-        asymmetric * factor,
+        cost::HostRequests {
+            symmetric: requests.symmetric * factor,
+            asymmetric: asymmetric * factor,
+            data_key_pair: data_key_pair * factor,
+        },
     );
     UsageReport {
         month: month.to_string(),

@@ -104,6 +104,9 @@ handlers! {
     ops::GET_PUBLIC_KEY => Kms::get_public_key;
     ops::GENERATE_MAC => Kms::generate_mac;
     ops::VERIFY_MAC => Kms::verify_mac;
+    ops::GENERATE_DATA_KEY_PAIR => Kms::generate_data_key_pair;
+    ops::GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT => Kms::generate_data_key_pair_without_plaintext;
+    ops::DERIVE_SHARED_SECRET => Kms::derive_shared_secret;
     ops::LIST_GRANTS => Kms::list_grants;
     ops::LIST_RETIRABLE_GRANTS => Kms::list_retirable_grants;
     ops::RETIRE_GRANT => Kms::retire_grant;

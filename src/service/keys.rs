@@ -120,7 +120,7 @@ impl Kms {
                 asymmetric::generate_private_key(spec)?
             };
             let wrapped = crypto::wrap_secret(&self.root, &key_id, 1, &purpose, &secret)?;
-            (material_from_secret(spec, &secret)?, wrapped)
+            (material_from_secret(spec, usage, &secret)?, wrapped)
         };
         let first = VersionRecord {
             version: 1,
@@ -383,18 +383,6 @@ fn key_spec_and_usage(request: &CreateKeyRequest) -> Result<(KeySpec, KeyUsage),
             spec.as_str(),
             spec.as_str(),
             allowed.join(" or ")
-        )));
-    }
-    let not_yet = match usage {
-        KeyUsage::EncryptDecrypt if spec != KeySpec::SymmetricDefault => Some("RSA encryption"),
-        KeyUsage::KeyAgreement => Some("key agreement (DeriveSharedSecret)"),
-        _ => None,
-    };
-    if let Some(what) = not_yet {
-        return Err(ServiceError::UnsupportedOperation(format!(
-            "KeyUsage {} with KeySpec {} is not supported by kmsd yet ({what} is not implemented); SIGN_VERIFY is",
-            usage.as_str(),
-            spec.as_str()
         )));
     }
     Ok((spec, usage))

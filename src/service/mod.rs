@@ -11,6 +11,7 @@ mod aliases;
 mod crypto_ops;
 mod error;
 mod grants;
+mod key_pairs;
 mod keys;
 mod maintenance;
 mod policy_ops;
@@ -693,7 +694,7 @@ fn load_version(
     } else {
         let secret =
             crypto::unwrap_secret(root, key_id, version.version, &purpose, &version.wrapped)?;
-        material_from_secret(spec, &secret)?
+        material_from_secret(spec, usage, &secret)?
     };
     Ok(LoadedVersion {
         version: version.version,
@@ -706,6 +707,7 @@ fn load_version(
 /// The in-memory form of a non-symmetric key's unwrapped secret.
 pub(crate) fn material_from_secret(
     spec: KeySpec,
+    usage: KeyUsage,
     secret: &[u8],
 ) -> Result<VersionMaterial, ServiceError> {
     if spec.is_hmac() {
@@ -714,7 +716,7 @@ pub(crate) fn material_from_secret(
         )?)))
     } else {
         Ok(VersionMaterial::Private(PrivateKey::from_pkcs8(
-            spec, secret,
+            spec, usage, secret,
         )?))
     }
 }

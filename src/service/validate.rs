@@ -95,20 +95,25 @@ pub fn marker(value: Option<&str>) -> Result<(), ServiceError> {
     }
 }
 
-/// The only encryption algorithm of symmetric keys.
-pub fn symmetric_algorithm(field: &str, value: &Option<String>) -> Result<(), ServiceError> {
+/// EncryptionAlgorithm (and its Source/Destination forms): SYMMETRIC_DEFAULT when absent;
+/// SM2PKE (AWS China regions only) is UnsupportedOperationException.
+pub fn encryption_algorithm(
+    field: &str,
+    value: &Option<String>,
+) -> Result<crate::crypto::keyspec::EncryptionAlgorithm, ServiceError> {
+    use crate::crypto::keyspec::EncryptionAlgorithm;
     match value.as_deref() {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-        Some(other @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE")) => {
-            Err(ServiceError::InvalidKeyUsage(format!(
-                "{field} '{other}' is not valid for a SYMMETRIC_DEFAULT key; use SYMMETRIC_DEFAULT"
-            )))
-        }
-        Some(other) => Err(invalid(
-            field,
-            other,
-            "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]",
-        )),
+        None => Ok(EncryptionAlgorithm::SymmetricDefault),
+        Some("SM2PKE") => Err(ServiceError::UnsupportedOperation(format!(
+            "{field} 'SM2PKE' is offered by AWS only in its China regions; kmsd does not support it"
+        ))),
+        Some(text) => EncryptionAlgorithm::parse(text).ok_or_else(|| {
+            invalid(
+                field,
+                text,
+                "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]",
+            )
+        }),
     }
 }
 
@@ -268,17 +273,22 @@ mod tests {
 
     #[test]
     fn algorithms() {
-        assert!(symmetric_algorithm("EncryptionAlgorithm", &None).is_ok());
-        assert!(
-            symmetric_algorithm("EncryptionAlgorithm", &Some("SYMMETRIC_DEFAULT".into())).is_ok()
-        );
-        assert!(matches!(
-            symmetric_algorithm("EncryptionAlgorithm", &Some("RSAES_OAEP_SHA_1".into())),
-            Err(ServiceError::InvalidKeyUsage(_))
-        ));
-        assert!(matches!(
-            symmetric_algorithm("EncryptionAlgorithm", &Some("AES".into())),
-            Err(ServiceError::Validation(_))
-        ));
+        use crate::crypto::keyspec::EncryptionAlgorithm as A;
+        let cases: &[(Option<&str>, Result<A, &str>)] = &[
+            (None, Ok(A::SymmetricDefault)),
+            (Some("SYMMETRIC_DEFAULT"), Ok(A::SymmetricDefault)),
+            (Some("RSAES_OAEP_SHA_1"), Ok(A::RsaesOaepSha1)),
+            (Some("RSAES_OAEP_SHA_256"), Ok(A::RsaesOaepSha256)),
+            (Some("SM2PKE"), Err("China regions")),
+            (Some("AES"), Err("enum value set")),
+        ];
+        for (value, expected) in cases {
+            let got = encryption_algorithm("EncryptionAlgorithm", &value.map(String::from));
+            match (got, expected) {
+                (Ok(got), Ok(expected)) => assert_eq!(got, *expected),
+                (Err(err), Err(needle)) => assert!(err.to_string().contains(needle), "{err}"),
+                (got, expected) => panic!("{value:?}: {got:?}, expected {expected:?}"),
+            }
+        }
     }
 }
