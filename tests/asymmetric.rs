@@ -721,3 +721,410 @@ fn kmsctl_signs_verifies_and_macs_like_aws_kms() {
     );
     assert_eq!(valid, "True");
 }
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    let output = Command::new("openssl").args(args).output().unwrap();
+    assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    output
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsa_oaep_interoperates_with_openssl() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let scratch = tempfile::tempdir().unwrap();
+    let symmetric = create_key(&client).await;
+    for (spec, sha1_max, sha256_max) in [("RSA_2048", 214, 190), ("RSA_3072", 342, 318)] {
+        let key = create(&client, spec, "ENCRYPT_DECRYPT").await;
+        let described = ok(&client, "DescribeKey", json!({"KeyId": key})).await;
+        assert_eq!(
+            described["KeyMetadata"]["EncryptionAlgorithms"],
+            json!(["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"])
+        );
+        let public = ok(&client, "GetPublicKey", json!({"KeyId": key})).await;
+        assert_eq!(
+            public["EncryptionAlgorithms"],
+            json!(["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"])
+        );
+        let der = scratch.path().join("rsa.der");
+        let pem = scratch.path().join("rsa.pem");
+        std::fs::write(&der, unb64(&public["PublicKey"])).unwrap();
+        openssl(&[
+            "pkey",
+            "-pubin",
+            "-inform",
+            "DER",
+            "-in",
+            path(&der),
+            "-out",
+            path(&pem),
+        ]);
+        for (algorithm, md, max) in [
+            ("RSAES_OAEP_SHA_1", "sha1", sha1_max),
+            ("RSAES_OAEP_SHA_256", "sha256", sha256_max),
+        ] {
+            // OpenSSL encrypts with the public key, kmsd decrypts.
+            let plaintext = vec![0x5a; max];
+            let input = scratch.path().join("plain.bin");
+            let output = scratch.path().join("cipher.bin");
+            std::fs::write(&input, &plaintext).unwrap();
+            openssl(&[
+                "pkeyutl",
+                "-encrypt",
+                "-pubin",
+                "-inkey",
+                path(&pem),
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                &format!("rsa_oaep_md:{md}"),
+                "-pkeyopt",
+                &format!("rsa_mgf1_md:{md}"),
+                "-in",
+                path(&input),
+                "-out",
+                path(&output),
+            ]);
+            let ciphertext = std::fs::read(&output).unwrap();
+            let decrypted = ok(
+                &client,
+                "Decrypt",
+                json!({"KeyId": key, "CiphertextBlob": b64(&ciphertext), "EncryptionAlgorithm": algorithm}),
+            )
+            .await;
+            assert_eq!(
+                unb64(&decrypted["Plaintext"]),
+                plaintext,
+                "{spec} {algorithm}"
+            );
+            assert_eq!(decrypted["EncryptionAlgorithm"], algorithm);
+            assert!(decrypted.get("KeyMaterialId").is_none());
+            // kmsd encrypts, kmsd decrypts; one byte over the limit is refused.
+            let encrypted = ok(
+                &client,
+                "Encrypt",
+                json!({"KeyId": key, "Plaintext": b64(&plaintext), "EncryptionAlgorithm": algorithm}),
+            )
+            .await;
+            assert_eq!(encrypted["EncryptionAlgorithm"], algorithm);
+            let blob = unb64(&encrypted["CiphertextBlob"]);
+            let back = ok(
+                &client,
+                "Decrypt",
+                json!({"KeyId": key, "CiphertextBlob": b64(&blob), "EncryptionAlgorithm": algorithm}),
+            )
+            .await;
+            assert_eq!(unb64(&back["Plaintext"]), plaintext);
+            let message = fails(
+                &client,
+                "Encrypt",
+                json!({"KeyId": key, "Plaintext": b64(&vec![1; max + 1]), "EncryptionAlgorithm": algorithm}),
+                "ValidationException",
+            )
+            .await;
+            assert!(
+                message.contains(&format!("less than or equal to {max}")),
+                "{message}"
+            );
+            let mut tampered = blob.clone();
+            tampered[7] ^= 1;
+            fails(
+                &client,
+                "Decrypt",
+                json!({"KeyId": key, "CiphertextBlob": b64(&tampered), "EncryptionAlgorithm": algorithm}),
+                "InvalidCiphertextException",
+            )
+            .await;
+            // ReEncrypt from RSA to a symmetric key and back.
+            let moved = ok(
+                &client,
+                "ReEncrypt",
+                json!({"CiphertextBlob": b64(&blob), "SourceKeyId": key,
+                       "SourceEncryptionAlgorithm": algorithm, "DestinationKeyId": symmetric}),
+            )
+            .await;
+            assert_eq!(moved["SourceEncryptionAlgorithm"], algorithm);
+            assert!(moved.get("SourceKeyMaterialId").is_none());
+            let returned = ok(
+                &client,
+                "ReEncrypt",
+                json!({"CiphertextBlob": moved["CiphertextBlob"], "DestinationKeyId": key,
+                       "DestinationEncryptionAlgorithm": algorithm}),
+            )
+            .await;
+            let again = ok(
+                &client,
+                "Decrypt",
+                json!({"KeyId": key, "CiphertextBlob": returned["CiphertextBlob"], "EncryptionAlgorithm": algorithm}),
+            )
+            .await;
+            assert_eq!(unb64(&again["Plaintext"]), plaintext);
+        }
+        let cases = [
+            (
+                json!({"KeyId": key, "Plaintext": b64(b"x")}),
+                "Encrypt",
+                "InvalidKeyUsageException",
+            ),
+            (
+                json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+                       "EncryptionContext": {"a": "b"}}),
+                "Encrypt",
+                "ValidationException",
+            ),
+            (
+                json!({"CiphertextBlob": b64(&[1; 256]), "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+                "Decrypt",
+                "ValidationException",
+            ),
+            (
+                json!({"KeyId": symmetric, "Plaintext": b64(b"x"), "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+                "Encrypt",
+                "InvalidKeyUsageException",
+            ),
+            (
+                json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionAlgorithm": "SM2PKE"}),
+                "Encrypt",
+                "UnsupportedOperationException",
+            ),
+            (
+                json!({"KeyId": key, "KeySpec": "AES_256"}),
+                "GenerateDataKey",
+                "InvalidKeyUsageException",
+            ),
+        ];
+        for (body, operation, exception) in cases {
+            fails(&client, operation, body, exception).await;
+        }
+    }
+    // An RSA KeyId that does not exist answers like one the caller may not use.
+    let missing = fails(
+        &client,
+        "Decrypt",
+        json!({"KeyId": "00000000-0000-4000-8000-000000000000", "CiphertextBlob": b64(&[1; 256]),
+               "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+        "AccessDeniedException",
+    )
+    .await;
+    assert!(missing.contains("not allowed to access"), "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecdh_secret_matches_openssl_derive() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    for (spec, curve) in [
+        ("ECC_NIST_P256", "P-256"),
+        ("ECC_NIST_P384", "P-384"),
+        ("ECC_NIST_P521", "P-521"),
+    ] {
+        let key = create(&client, spec, "KEY_AGREEMENT").await;
+        let described = ok(&client, "DescribeKey", json!({"KeyId": key})).await;
+        assert_eq!(
+            described["KeyMetadata"]["KeyAgreementAlgorithms"],
+            json!(["ECDH"])
+        );
+        let peer = dir.join("peer.pem");
+        let peer_der = dir.join("peer.der");
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+            path(&peer),
+        ]);
+        openssl(&[
+            "pkey",
+            "-in",
+            path(&peer),
+            "-pubout",
+            "-outform",
+            "DER",
+            "-out",
+            path(&peer_der),
+        ]);
+        let derived = ok(
+            &client,
+            "DeriveSharedSecret",
+            json!({"KeyId": key, "KeyAgreementAlgorithm": "ECDH",
+                   "PublicKey": b64(&std::fs::read(&peer_der).unwrap())}),
+        )
+        .await;
+        assert_eq!(derived["KeyOrigin"], "AWS_KMS");
+        let public = ok(&client, "GetPublicKey", json!({"KeyId": key})).await;
+        let kmsd_der = dir.join("kmsd.der");
+        let kmsd_pem = dir.join("kmsd.pem");
+        std::fs::write(&kmsd_der, unb64(&public["PublicKey"])).unwrap();
+        openssl(&[
+            "pkey",
+            "-pubin",
+            "-inform",
+            "DER",
+            "-in",
+            path(&kmsd_der),
+            "-out",
+            path(&kmsd_pem),
+        ]);
+        let secret = dir.join("secret.bin");
+        openssl(&[
+            "pkeyutl",
+            "-derive",
+            "-inkey",
+            path(&peer),
+            "-peerkey",
+            path(&kmsd_pem),
+            "-out",
+            path(&secret),
+        ]);
+        assert_eq!(
+            unb64(&derived["SharedSecret"]),
+            std::fs::read(&secret).unwrap(),
+            "{spec}: kmsd and OpenSSL disagree"
+        );
+        // A peer key on another curve, or no key at all.
+        let other = if curve == "P-256" { "P-384" } else { "P-256" };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{other}"),
+            "-out",
+            path(&peer),
+        ]);
+        openssl(&[
+            "pkey",
+            "-in",
+            path(&peer),
+            "-pubout",
+            "-outform",
+            "DER",
+            "-out",
+            path(&peer_der),
+        ]);
+        for bad in [std::fs::read(&peer_der).unwrap(), b"not a key".to_vec()] {
+            fails(
+                &client,
+                "DeriveSharedSecret",
+                json!({"KeyId": key, "KeyAgreementAlgorithm": "ECDH", "PublicKey": b64(&bad)}),
+                "ValidationException",
+            )
+            .await;
+        }
+        fails(
+            &client,
+            "Sign",
+            json!({"KeyId": key, "Message": b64(b"m"), "SigningAlgorithm": "ECDSA_SHA_256"}),
+            "InvalidKeyUsageException",
+        )
+        .await;
+    }
+    let signer = create(&client, "ECC_NIST_P256", "SIGN_VERIFY").await;
+    fails(
+        &client,
+        "DeriveSharedSecret",
+        json!({"KeyId": signer, "KeyAgreementAlgorithm": "ECDH", "PublicKey": b64(b"x")}),
+        "InvalidKeyUsageException",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_key_pairs_load_in_openssl_and_match_their_public_keys() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let key = create_key(&client).await;
+    let context = json!({"device": "sensor-17"});
+    for spec in [
+        "RSA_2048",
+        "ECC_NIST_P256",
+        "ECC_NIST_P384",
+        "ECC_NIST_P521",
+        "ECC_SECG_P256K1",
+    ] {
+        let pair = ok(
+            &client,
+            "GenerateDataKeyPair",
+            json!({"KeyId": key, "KeyPairSpec": spec, "EncryptionContext": context}),
+        )
+        .await;
+        assert_eq!(pair["KeyPairSpec"], spec);
+        assert!(pair["KeyMaterialId"].is_string());
+        let private = unb64(&pair["PrivateKeyPlaintext"]);
+        let private_der = dir.join("private.der");
+        let derived_public = dir.join("public.der");
+        std::fs::write(&private_der, &private).unwrap();
+        openssl(&[
+            "pkey",
+            "-inform",
+            "DER",
+            "-in",
+            path(&private_der),
+            "-pubout",
+            "-outform",
+            "DER",
+            "-out",
+            path(&derived_public),
+        ]);
+        assert_eq!(
+            std::fs::read(&derived_public).unwrap(),
+            unb64(&pair["PublicKey"]),
+            "{spec}: the public key is not the private key's"
+        );
+        let opened = ok(
+            &client,
+            "Decrypt",
+            json!({"CiphertextBlob": pair["PrivateKeyCiphertextBlob"], "EncryptionContext": context}),
+        )
+        .await;
+        assert_eq!(unb64(&opened["Plaintext"]), private, "{spec}");
+        let without = ok(
+            &client,
+            "GenerateDataKeyPairWithoutPlaintext",
+            json!({"KeyId": key, "KeyPairSpec": spec}),
+        )
+        .await;
+        assert!(without.get("PrivateKeyPlaintext").is_none(), "{without}");
+        assert!(without["PublicKey"].is_string());
+    }
+    let signer = create(&client, "ECC_NIST_P256", "SIGN_VERIFY").await;
+    let cases = [
+        (
+            json!({"KeyId": key, "KeyPairSpec": "RSA_1024"}),
+            "ValidationException",
+        ),
+        (json!({"KeyId": key}), "ValidationException"),
+        (
+            json!({"KeyId": key, "KeyPairSpec": "SM2"}),
+            "UnsupportedOperationException",
+        ),
+        (
+            json!({"KeyId": signer, "KeyPairSpec": "ECC_NIST_P256"}),
+            "InvalidKeyUsageException",
+        ),
+        (
+            json!({"KeyId": key, "KeyPairSpec": "ECC_NIST_P256", "Recipient": {"AttestationDocument": "eA=="}}),
+            "UnsupportedOperationException",
+        ),
+    ];
+    for (body, exception) in cases {
+        fails(&client, "GenerateDataKeyPair", body, exception).await;
+    }
+    let trail: String = std::fs::read_dir(fx.dir.state_dir().join("audit"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .collect();
+    assert!(trail.contains("\"eventName\":\"GenerateDataKeyPair\""));
+    assert!(trail.contains("\"keyPairSpec\":\"ECC_NIST_P256\""));
+    assert!(!trail.contains("PrivateKeyPlaintext") && !trail.contains("privateKeyPlaintext"));
+}
