@@ -720,6 +720,65 @@ fn kmsctl_signs_verifies_and_macs_like_aws_kms() {
         ],
     );
     assert_eq!(valid, "True");
+    let symmetric = kmsctl(
+        &socket,
+        &[
+            "create-key",
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+        ],
+    );
+    let pair_public = kmsctl(
+        &socket,
+        &[
+            "generate-data-key-pair-without-plaintext",
+            "--key-id",
+            &symmetric,
+            "--key-pair-spec",
+            "ECC_NIST_P256",
+            "--encryption-context",
+            "app=web",
+            "--query",
+            "PublicKey",
+            "--output",
+            "text",
+        ],
+    );
+    let peer_der = scratch.path().join("peer.der");
+    std::fs::write(&peer_der, unb64(&serde_json::Value::String(pair_public))).unwrap();
+    let agreement = kmsctl(
+        &socket,
+        &[
+            "create-key",
+            "--key-spec",
+            "ECC_NIST_P256",
+            "--key-usage",
+            "KEY_AGREEMENT",
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+        ],
+    );
+    let secret = kmsctl(
+        &socket,
+        &[
+            "derive-shared-secret",
+            "--key-id",
+            &agreement,
+            "--key-agreement-algorithm",
+            "ECDH",
+            "--public-key",
+            &format!("fileb://{}", peer_der.display()),
+            "--query",
+            "SharedSecret",
+            "--output",
+            "text",
+        ],
+    );
+    assert_eq!(unb64(&serde_json::Value::String(secret)).len(), 32);
 }
 
 fn openssl(args: &[&str]) -> std::process::Output {

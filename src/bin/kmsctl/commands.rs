@@ -125,6 +125,14 @@ pub enum KmsCommand {
     GenerateMac(GenerateMacArgs),
     /// Checks a MAC; a bad one is KMSInvalidMacException (VerifyMac).
     VerifyMac(VerifyMacArgs),
+    /// Returns a new key pair: the private key in plaintext and encrypted under a key, and
+    /// the public key (GenerateDataKeyPair).
+    GenerateDataKeyPair(GenerateDataKeyPairArgs),
+    /// As generate-data-key-pair, without the plaintext private key
+    /// (GenerateDataKeyPairWithoutPlaintext).
+    GenerateDataKeyPairWithoutPlaintext(GenerateDataKeyPairArgs),
+    /// ECDH between a KEY_AGREEMENT key and a peer's public key (DeriveSharedSecret).
+    DeriveSharedSecret(DeriveSharedSecretArgs),
     #[command(flatten)]
     Policy(policy::PolicyCommand),
 }
@@ -303,6 +311,20 @@ impl KmsCommand {
                     .opt("GrantTokens", a.grant_tokens.clone())
                     .opt("DryRun", flag(a.dry_run.dry_run, a.dry_run.no_dry_run))
                     .call("Verify")
+            }
+            C::GenerateDataKeyPair(a) => a.call(inputs, "GenerateDataKeyPair")?,
+            C::GenerateDataKeyPairWithoutPlaintext(a) => {
+                a.call(inputs, "GenerateDataKeyPairWithoutPlaintext")?
+            }
+            C::DeriveSharedSecret(a) => {
+                let public_key = inputs.blob("--public-key", &a.public_key)?;
+                Request::new()
+                    .set("KeyId", a.key_id.as_str())
+                    .set("KeyAgreementAlgorithm", a.key_agreement_algorithm.as_str())
+                    .set("PublicKey", public_key.as_str())
+                    .opt("GrantTokens", a.grant_tokens.clone())
+                    .opt("DryRun", flag(a.dry_run.dry_run, a.dry_run.no_dry_run))
+                    .call("DeriveSharedSecret")
             }
             C::GetPublicKey(a) => Request::new()
                 .set("KeyId", a.key_id.as_str())
@@ -558,7 +580,7 @@ pub struct EncryptArgs {
     /// Grant tokens (space-separated).
     #[arg(long, num_args = 1..)]
     grant_tokens: Option<Vec<String>>,
-    /// SYMMETRIC_DEFAULT.
+    /// SYMMETRIC_DEFAULT (default), or RSAES_OAEP_SHA_1 / RSAES_OAEP_SHA_256 with an RSA key.
     #[arg(long)]
     encryption_algorithm: Option<String>,
     #[command(flatten)]
@@ -580,7 +602,7 @@ pub struct DecryptArgs {
     /// Fail unless the ciphertext was made with this key.
     #[arg(long)]
     key_id: Option<String>,
-    /// SYMMETRIC_DEFAULT.
+    /// SYMMETRIC_DEFAULT (default), or RSAES_OAEP_SHA_1 / RSAES_OAEP_SHA_256 with an RSA key.
     #[arg(long)]
     encryption_algorithm: Option<String>,
     #[command(flatten)]
@@ -759,6 +781,59 @@ pub struct VerifyMacArgs {
     /// The MAC: base64 text, or fileb://PATH.
     #[arg(long, value_name = "BLOB")]
     mac: String,
+    /// Grant tokens (space-separated).
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Option<Vec<String>>,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateDataKeyPairArgs {
+    #[arg(long, help = KEY_ID_HELP)]
+    key_id: String,
+    /// RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521 or
+    /// ECC_SECG_P256K1.
+    #[arg(long)]
+    key_pair_spec: String,
+    /// Encryption context: k1=v1,k2=v2 or a JSON object.
+    #[arg(long, value_name = "CONTEXT")]
+    encryption_context: Option<String>,
+    /// Grant tokens (space-separated).
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Option<Vec<String>>,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
+}
+
+impl GenerateDataKeyPairArgs {
+    fn call(&self, inputs: &mut Inputs<'_>, operation: &str) -> Result<Call, ParamError> {
+        Ok(Request::new()
+            .set("KeyId", self.key_id.as_str())
+            .set("KeyPairSpec", self.key_pair_spec.as_str())
+            .opt(
+                "EncryptionContext",
+                context(inputs, "--encryption-context", &self.encryption_context)?,
+            )
+            .opt("GrantTokens", self.grant_tokens.clone())
+            .opt(
+                "DryRun",
+                flag(self.dry_run.dry_run, self.dry_run.no_dry_run),
+            )
+            .call(operation))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DeriveSharedSecretArgs {
+    #[arg(long, help = KEY_ID_HELP)]
+    key_id: String,
+    /// ECDH.
+    #[arg(long)]
+    key_agreement_algorithm: String,
+    /// The peer's public key, DER SubjectPublicKeyInfo: base64 text, or fileb://PATH.
+    #[arg(long, value_name = "BLOB")]
+    public_key: String,
     /// Grant tokens (space-separated).
     #[arg(long, num_args = 1..)]
     grant_tokens: Option<Vec<String>>,
