@@ -1,6 +1,9 @@
 //! Asymmetric and HMAC keys through the real socket: every signing spec and algorithm signs
 //! and verifies in kmsd, and OpenSSL (a tool nobody here wrote) verifies kmsd's signatures
-//! with the DER public key GetPublicKey returns, for RAW and DIGEST messages; HMAC keys
+//! with the DER public key GetPublicKey returns, for RAW and DIGEST messages (ML-DSA, which
+//! OpenSSL 3.0 lacks, by RustCrypto's independent `ml-dsa`); OpenSSL's RSA-OAEP ciphertexts
+//! decrypt in kmsd; ECDH secrets match `openssl pkeyutl -derive`; data key pairs load in
+//! OpenSSL; HMAC keys
 //! generate and verify MACs; the bounds and exceptions of the AWS API reference; keys and
 //! their public keys survive a restart; the trail never holds a message.
 
@@ -93,6 +96,32 @@ fn openssl_verifies(
         || output.status.success() && text.contains("Signature Verified Successfully")
 }
 
+/// Whether RustCrypto's `ml-dsa` (an implementation independent of AWS-LC) verifies an
+/// ML-DSA signature with the DER public key GetPublicKey returned.
+fn ml_dsa_verifies(spec: &str, der: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    fn check<P>(der: &[u8], message: &[u8], signature: &[u8]) -> bool
+    where
+        P: ml_dsa::MlDsaParams,
+        ml_dsa::VerifyingKey<P>: ml_dsa::pkcs8::DecodePublicKey,
+    {
+        use ml_dsa::pkcs8::DecodePublicKey;
+        use ml_dsa::signature::Verifier;
+        let Ok(key) = ml_dsa::VerifyingKey::<P>::from_public_key_der(der) else {
+            return false;
+        };
+        let Ok(signature) = ml_dsa::Signature::<P>::try_from(signature) else {
+            return false;
+        };
+        key.verify(message, &signature).is_ok()
+    }
+    match spec {
+        "ML_DSA_44" => check::<ml_dsa::MlDsa44>(der, message, signature),
+        "ML_DSA_65" => check::<ml_dsa::MlDsa65>(der, message, signature),
+        "ML_DSA_87" => check::<ml_dsa::MlDsa87>(der, message, signature),
+        _ => false,
+    }
+}
+
 fn digest_of(algorithm: &str, message: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     if algorithm.ends_with("256") {
@@ -183,6 +212,16 @@ async fn openssl_verifies_every_signing_spec_and_algorithm() {
                 "KMSInvalidSignatureException",
             )
             .await;
+            if spec.starts_with("ML_DSA") {
+                assert!(
+                    ml_dsa_verifies(spec, &der, &message, &signature),
+                    "RustCrypto ml-dsa does not verify {spec}"
+                );
+                assert!(
+                    !ml_dsa_verifies(spec, &der, &tampered, &signature),
+                    "RustCrypto ml-dsa verifies a tampered message ({spec})"
+                );
+            }
             if interop {
                 assert!(
                     openssl_verifies(scratch.path(), spec, algorithm, &message, &signature),
