@@ -100,13 +100,17 @@ wait "${pids[-1]}"
 python3 - "$out_dir/results.json" <<'EOF'
 import json, os, sys
 results = json.load(open(sys.argv[1]))
-for section in ("meta", "throughput", "startup", "create_key", "memory", "scrape", "alternatives", "fairness", "targets"):
+for section in ("meta", "throughput", "asymmetric", "library_ceilings", "startup", "create_key", "memory", "scrape", "alternatives", "fairness", "targets"):
     assert section in results, f"results.json lacks {section}"
 sections = results["meta"]["sections"]
 if "throughput" in sections:
     assert results["throughput"], "no throughput rows"
     assert all(r["requests"] > 0 for r in results["throughput"]), "a throughput run made no request"
     assert all(r["errors"] == 0 for r in results["throughput"]), "a throughput run had errors"
+if "asymmetric" in sections:
+    assert results["asymmetric"], "no asymmetric rows"
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["asymmetric"]), "an asymmetric run failed"
+    assert len(results["library_ceilings"]) == 9, "library ceilings missing"
 if "scale" in sections:
     assert len(results["startup"]) == 3, "start-up rows missing"
 if "fairness" in sections and os.geteuid() == 0:

@@ -7,7 +7,9 @@
 //! CPU time of kmsd and of the load generator; start-up time with 0, 1,000 and 10,000 keys;
 //! resident memory once every key has been used; the durable CreateKey rate; the time and
 //! size of a `/metrics` scrape; and the alternatives (`systemd-creds`, `tpm2_create` +
-//! `tpm2_unseal`) on the same machine and TPM; and fairness: root's Encrypt latency alone and
+//! `tpm2_unseal`) on the same machine and TPM; Sign and Verify (ECC_NIST_P256, RSA_2048,
+//! Ed25519, ML-DSA-65) and GenerateMac beside the library's own single-thread rate (aws-lc-rs
+//! in process, and `openssl speed` where OpenSSL has the primitive); and fairness: root's Encrypt latency alone and
 //! while another uid holds all its connection slots with stalled requests and floods the
 //! socket with new connections. It writes JSON and a Markdown table.
 //!
@@ -69,12 +71,12 @@ struct Args {
     /// Commit being measured (recorded in the results).
     #[arg(long, default_value = "unknown")]
     commit: String,
-    /// Sections to run: throughput, scale, alternatives, fairness (fairness needs root: the
-    /// flooding caller runs as another uid).
+    /// Sections to run: throughput, asymmetric, scale, alternatives, fairness (fairness
+    /// needs root: the flooding caller runs as another uid).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,scale,alternatives,fairness"
+        default_value = "throughput,asymmetric,scale,alternatives,fairness"
     )]
     sections: Vec<String>,
     /// Uid of the flooding caller of the fairness section.
@@ -107,7 +109,19 @@ struct Results {
     scrape: Option<Scrape>,
     alternatives: Vec<Alternative>,
     fairness: Vec<LoadResult>,
+    asymmetric: Vec<LoadResult>,
+    library_ceilings: Vec<LibraryCeiling>,
     targets: Vec<Target>,
+}
+
+/// What the cryptography library does alone, on one thread, for one kmsd operation.
+#[derive(Debug, Serialize)]
+struct LibraryCeiling {
+    operation: String,
+    /// aws-lc-rs (the library kmsd uses), in this process, operations per second.
+    aws_lc_per_second: f64,
+    /// `openssl speed` for the same primitive, where OpenSSL 3.0 has it.
+    openssl_per_second: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -321,6 +335,10 @@ async fn run(args: &Args) -> Result<(), String> {
             )
             .await?;
         }
+    }
+    if section("asymmetric") {
+        eprintln!("== asymmetric and HMAC keys");
+        asymmetric(args, &plan, &mut results).await?;
     }
     if section("scale") {
         eprintln!("== start-up, CreateKey, memory, scrape");
@@ -760,6 +778,282 @@ async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> L
         client_cpu_us_per_request: per_request(client_cpu),
         ratio_to_ceiling: None,
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Asymmetric and HMAC keys
+
+/// The keys of the asymmetric section: (name, KeySpec, KeyUsage, algorithm).
+const ASYMMETRIC_KEYS: &[(&str, &str, &str, &str)] = &[
+    (
+        "ECC_NIST_P256",
+        "ECC_NIST_P256",
+        "SIGN_VERIFY",
+        "ECDSA_SHA_256",
+    ),
+    ("RSA_2048", "RSA_2048", "SIGN_VERIFY", "RSASSA_PSS_SHA_256"),
+    (
+        "Ed25519",
+        "ECC_NIST_EDWARDS25519",
+        "SIGN_VERIFY",
+        "ED25519_SHA_512",
+    ),
+    ("ML_DSA_65", "ML_DSA_65", "SIGN_VERIFY", "ML_DSA_SHAKE_256"),
+];
+
+/// Sign and Verify of a 32-byte message with each key of [`ASYMMETRIC_KEYS`], and
+/// GenerateMac with an HMAC_256 key, at 1, 8 and 64 connections, beside `GET /ping` of the
+/// same kmsd; then each primitive alone in this process (aws-lc-rs) and in `openssl speed`.
+async fn asymmetric(args: &Args, plan: &Plan, results: &mut Results) -> Result<(), String> {
+    let dir = args.work_dir.join("asymmetric");
+    let (kmsd, _) = Kmsd::start(plan, args, &dir, "kmsd", "").await?;
+    let client = Client::new(&kmsd.socket);
+    let message = b64(&[7u8; 32]);
+    let body = |value: Value| Bytes::from(value.to_string());
+    let mut ops: Vec<(String, Op)> = vec![("Ping (transport ceiling)".into(), Op::Ping)];
+    for (name, spec, usage, algorithm) in ASYMMETRIC_KEYS {
+        let created = client
+            .call_json("CreateKey", &json!({"KeySpec": spec, "KeyUsage": usage}))
+            .await
+            .map_err(|e| format!("CreateKey {spec}: {e}"))?;
+        let key_id = created["KeyMetadata"]["KeyId"]
+            .as_str()
+            .ok_or("CreateKey returned no KeyId")?
+            .to_string();
+        let signed = client
+            .call_json(
+                "Sign",
+                &json!({"KeyId": key_id, "Message": message, "SigningAlgorithm": algorithm}),
+            )
+            .await
+            .map_err(|e| format!("Sign {spec}: {e}"))?;
+        let signature = signed["Signature"]
+            .as_str()
+            .ok_or("Sign returned no Signature")?;
+        ops.push((
+            format!("Sign {name}"),
+            Op::Kms {
+                target: "TrentService.Sign",
+                body: body(
+                    json!({"KeyId": key_id, "Message": message, "SigningAlgorithm": algorithm}),
+                ),
+            },
+        ));
+        ops.push((
+            format!("Verify {name}"),
+            Op::Kms {
+                target: "TrentService.Verify",
+                body: body(
+                    json!({"KeyId": key_id, "Message": message, "Signature": signature,
+                                  "SigningAlgorithm": algorithm}),
+                ),
+            },
+        ));
+    }
+    let created = client
+        .call_json(
+            "CreateKey",
+            &json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+        )
+        .await
+        .map_err(|e| format!("CreateKey HMAC_256: {e}"))?;
+    let hmac_key = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .ok_or("CreateKey returned no KeyId")?
+        .to_string();
+    ops.push((
+        "GenerateMac HMAC_256".into(),
+        Op::Kms {
+            target: "TrentService.GenerateMac",
+            body: body(
+                json!({"KeyId": hmac_key, "Message": message, "MacAlgorithm": "HMAC_SHA_256"}),
+            ),
+        },
+    ));
+    let ops: Vec<(String, Op)> = ops
+        .into_iter()
+        .filter(|(name, _)| {
+            args.ops.is_empty() || args.ops.iter().any(|o| name.contains(o.as_str()))
+        })
+        .collect();
+    for (name, op) in &ops {
+        let raw = client
+            .send(op.request())
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        if raw.status != StatusCode::OK {
+            return Err(format!(
+                "{name}: HTTP {}: {}",
+                raw.status,
+                String::from_utf8_lossy(&raw.body)
+            ));
+        }
+    }
+    for (_, op) in &ops {
+        load(&kmsd, op, 8, plan.duration / 8).await;
+    }
+    let concurrencies: Vec<usize> = args
+        .concurrency
+        .iter()
+        .copied()
+        .filter(|c| *c <= 64)
+        .collect();
+    let mut ceiling = std::collections::HashMap::new();
+    for &concurrency in &concurrencies {
+        for (name, op) in &ops {
+            let mut result = load(&kmsd, op, concurrency, plan.duration).await;
+            result.operation = name.clone();
+            result.config = "default".into();
+            if matches!(op, Op::Ping) {
+                ceiling.insert(concurrency, result.requests_per_second);
+            }
+            result.ratio_to_ceiling = ceiling
+                .get(&concurrency)
+                .filter(|c| **c > 0.0)
+                .map(|c| result.requests_per_second / c);
+            eprintln!(
+                "{:<26} c={:<3} {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  errors {}",
+                result.operation,
+                concurrency,
+                result.requests_per_second,
+                result.p50_us,
+                result.p99_us,
+                result.errors
+            );
+            results.asymmetric.push(result);
+        }
+    }
+    drop(kmsd);
+    results.library_ceilings = library_ceilings(plan.duration.min(Duration::from_secs(1)));
+    for ceiling in &results.library_ceilings {
+        eprintln!(
+            "library {:<26} aws-lc-rs {:>9.0}/s  openssl speed {}",
+            ceiling.operation,
+            ceiling.aws_lc_per_second,
+            ceiling
+                .openssl_per_second
+                .map_or("-".into(), |v| format!("{v:.0}/s"))
+        );
+    }
+    Ok(())
+}
+
+/// Operations per second of `work` on this thread for about `time`.
+fn rate(time: Duration, mut work: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    let mut done = 0u64;
+    while started.elapsed() < time {
+        for _ in 0..8 {
+            work();
+        }
+        done += 8;
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The library ceilings of the asymmetric section's operations.
+fn library_ceilings(time: Duration) -> Vec<LibraryCeiling> {
+    use kmsd::crypto::asymmetric::{generate_hmac_key, generate_private_key, HmacKey, PrivateKey};
+    use kmsd::crypto::keyspec::{KeySpec, KeyUsage, MessageType, SigningAlgorithm};
+    let openssl = openssl_speed();
+    let message = [7u8; 32];
+    let mut ceilings = Vec::new();
+    for (name, spec, _, algorithm) in ASYMMETRIC_KEYS {
+        let (Some(spec), Some(algorithm)) =
+            (KeySpec::parse(spec), SigningAlgorithm::parse(algorithm))
+        else {
+            continue;
+        };
+        let Ok(der) = generate_private_key(spec) else {
+            continue;
+        };
+        let Ok(key) = PrivateKey::from_pkcs8(spec, KeyUsage::SignVerify, &der) else {
+            continue;
+        };
+        let Ok(signature) = key.sign(spec, algorithm, MessageType::Raw, &message) else {
+            continue;
+        };
+        let sign = rate(time, || {
+            let _ = key.sign(spec, algorithm, MessageType::Raw, &message);
+        });
+        let verify = rate(time, || {
+            let _ = key.verify(spec, algorithm, MessageType::Raw, &message, &signature);
+        });
+        let (openssl_sign, openssl_verify) = openssl
+            .get(*name)
+            .map_or((None, None), |(s, v)| (Some(*s), Some(*v)));
+        ceilings.push(LibraryCeiling {
+            operation: format!("Sign {name}"),
+            aws_lc_per_second: sign,
+            openssl_per_second: openssl_sign,
+        });
+        ceilings.push(LibraryCeiling {
+            operation: format!("Verify {name}"),
+            aws_lc_per_second: verify,
+            openssl_per_second: openssl_verify,
+        });
+    }
+    if let Ok(bytes) = generate_hmac_key(KeySpec::Hmac256) {
+        if let Ok(key) = HmacKey::from_bytes(KeySpec::Hmac256, &bytes) {
+            ceilings.push(LibraryCeiling {
+                operation: "GenerateMac HMAC_256".into(),
+                aws_lc_per_second: rate(time, || {
+                    let _ = key.mac(&message);
+                }),
+                openssl_per_second: openssl.get("HMAC_256").map(|(mac, _)| *mac),
+            });
+        }
+    }
+    ceilings
+}
+
+/// `openssl speed` single-process rates: name → (sign or MAC per second, verify per second).
+fn openssl_speed() -> std::collections::HashMap<&'static str, (f64, f64)> {
+    let mut rates = std::collections::HashMap::new();
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .arg("speed")
+            .args(["-seconds", "1", "-mr"])
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let number = |text: &str| text.trim().parse::<f64>().ok();
+    for line in run(&["ecdsap256", "rsa2048", "ed25519"]).lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.as_slice() {
+            ["+F2", _, "2048", sign, verify] => {
+                if let (Some(s), Some(v)) = (number(sign), number(verify)) {
+                    rates.insert("RSA_2048", (s, v));
+                }
+            }
+            ["+F4", _, "256", sign, verify] => {
+                if let (Some(s), Some(v)) = (number(sign), number(verify)) {
+                    rates.insert("ECC_NIST_P256", (s, v));
+                }
+            }
+            ["+F6", _, _, "Ed25519", sign, verify] => {
+                if let (Some(s), Some(v)) = (number(sign), number(verify)) {
+                    rates.insert("Ed25519", (s, v));
+                }
+            }
+            _ => {}
+        }
+    }
+    // HMAC-SHA256 over 16-byte blocks (the smallest OpenSSL times): bytes/s ÷ 16 = MACs/s of
+    // messages at most that long, an upper bound for kmsd's 32-byte messages.
+    for line in run(&["-hmac", "sha256"]).lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if let ["+F", _, _, sixteen, ..] = fields.as_slice() {
+            if let Some(bytes) = number(sixteen) {
+                rates.insert("HMAC_256", (bytes / 16.0, 0.0));
+            }
+        }
+    }
+    rates
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1640,6 +1934,55 @@ fn markdown(results: &Results) -> String {
             r.client_cpu_us_per_request,
             r.errors
         );
+    }
+    if !results.asymmetric.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Asymmetric and HMAC keys (32-byte messages, RAW)\n"
+        );
+        let _ = writeln!(out, "| Operation | Conc. | req/s | vs ceiling | vs aws-lc-rs alone (1 thread) | p50 µs | p99 µs | kmsd CPU µs/req | errors |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &results.asymmetric {
+            let library = results
+                .library_ceilings
+                .iter()
+                .find(|c| c.operation == r.operation)
+                .map_or("-".into(), |c| {
+                    format!(
+                        "{:.0}%",
+                        r.requests_per_second / c.aws_lc_per_second * 100.0
+                    )
+                });
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {} |",
+                r.operation,
+                r.concurrency,
+                r.requests_per_second,
+                r.ratio_to_ceiling
+                    .map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+                library,
+                r.p50_us,
+                r.p99_us,
+                r.kmsd_cpu_us_per_request,
+                r.errors
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| Primitive alone (1 thread) | aws-lc-rs ops/s | openssl speed ops/s |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|");
+        for c in &results.library_ceilings {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} |",
+                c.operation,
+                c.aws_lc_per_second,
+                c.openssl_per_second
+                    .map_or("-".into(), |v| format!("{v:.0}"))
+            );
+        }
     }
     if !results.fairness.is_empty() {
         let _ = writeln!(
