@@ -67,6 +67,15 @@ fn parse_as(op: &Operation, value: &Value) -> Option<Result<(), ApiError>> {
         "ListRetirableGrants" => typed::<ListRetirableGrantsRequest>(op, value),
         "RetireGrant" => typed::<RetireGrantRequest>(op, value),
         "RevokeGrant" => typed::<RevokeGrantRequest>(op, value),
+        "Sign" => typed::<SignRequest>(op, value),
+        "Verify" => typed::<VerifyRequest>(op, value),
+        "GetPublicKey" => typed::<GetPublicKeyRequest>(op, value),
+        "GenerateMac" => typed::<GenerateMacRequest>(op, value),
+        "VerifyMac" => typed::<VerifyMacRequest>(op, value),
+        "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
+            typed::<GenerateDataKeyPairRequest>(op, value)
+        }
+        "DeriveSharedSecret" => typed::<DeriveSharedSecretRequest>(op, value),
         "KmsdGetUsage" | "KmsdAuditVerify" => return None,
         other => panic!("the fuzz target has no request type for {other}: add it"),
     })
