@@ -34,6 +34,7 @@
 //! through [`TpmError`] and `tracing` instead.
 
 pub mod health;
+pub mod keys;
 pub mod rc;
 
 use std::fmt;
@@ -354,6 +355,14 @@ enum Request {
     Unseal(Box<SealedRoot>, Reply<RootKey>),
     /// The health ping, with the SRK name the TPM must still have.
     Ping(Vec<u8>, Reply<()>),
+    /// Create a TPM-resident signing key.
+    CreateSigningKey(keys::TpmKeyKind, Reply<keys::TpmKeyBlob>),
+    /// Sign a digest with a TPM-resident key.
+    #[allow(clippy::type_complexity)]
+    Sign(
+        Box<(keys::TpmKeyBlob, keys::TpmScheme, Vec<u8>)>,
+        Reply<Vec<u8>>,
+    ),
 }
 
 /// The way to one worker thread (one `tss_esapi::Context`, one TPM connection).
@@ -726,6 +735,17 @@ impl Worker {
                 }
                 Request::Ping(pinned, reply) => {
                     let r = self.health_check(&pinned);
+                    record(shared, r.is_ok());
+                    let _ = reply.send(r);
+                }
+                Request::CreateSigningKey(kind, reply) => {
+                    let r = self.create_signing_key(kind);
+                    record(shared, r.is_ok());
+                    let _ = reply.send(r);
+                }
+                Request::Sign(request, reply) => {
+                    let (blob, scheme, digest) = *request;
+                    let r = self.sign(&blob, scheme, &digest);
                     record(shared, r.is_ok());
                     let _ = reply.send(r);
                 }
