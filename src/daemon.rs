@@ -126,6 +126,7 @@ impl Daemon {
         if let Some(audit) = &audit {
             kms.set_change_gate(Arc::clone(audit) as Arc<dyn crate::request::ChangeGate>);
         }
+        kms.set_tpm(tpm.clone());
         let report = kms.run_maintenance()?;
         if !report.deleted.is_empty() || !report.rotated.is_empty() {
             tracing::info!(

@@ -1226,3 +1226,131 @@ async fn data_key_pairs_load_in_openssl_and_match_their_public_keys() {
     assert!(trail.contains("\"keyPairSpec\":\"ECC_NIST_P256\""));
     assert!(!trail.contains("PrivateKeyPlaintext") && !trail.contains("privateKeyPlaintext"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tpm_resident_keys_sign_in_the_tpm_and_openssl_verifies() {
+    let mut fx = Fixture::start();
+    let client = fx.client();
+    let scratch = tempfile::tempdir().unwrap();
+    let message = b"signed inside the TPM".to_vec();
+    let mut keys = Vec::new();
+    for (spec, algorithms) in [
+        ("ECC_NIST_P256", vec!["ECDSA_SHA_256"]),
+        (
+            "RSA_2048",
+            vec![
+                "RSASSA_PKCS1_V1_5_SHA_256",
+                "RSASSA_PKCS1_V1_5_SHA_512",
+                "RSASSA_PSS_SHA_256",
+                "RSASSA_PSS_SHA_384",
+            ],
+        ),
+    ] {
+        let created = ok(
+            &client,
+            "CreateKey",
+            json!({"KeySpec": spec, "KeyUsage": "SIGN_VERIFY", "CustomKeyStoreId": "cks-tpm"}),
+        )
+        .await;
+        let metadata = &created["KeyMetadata"];
+        assert_eq!(metadata["CustomKeyStoreId"], "cks-tpm");
+        assert_eq!(metadata["Origin"], "AWS_CLOUDHSM");
+        let key = metadata["KeyId"].as_str().unwrap().to_string();
+        let public = ok(&client, "GetPublicKey", json!({"KeyId": key})).await;
+        let der = unb64(&public["PublicKey"]);
+        let der_file = scratch.path().join("public.der");
+        std::fs::write(&der_file, &der).unwrap();
+        openssl(&[
+            "pkey",
+            "-pubin",
+            "-inform",
+            "DER",
+            "-in",
+            path(&der_file),
+            "-out",
+            path(&scratch.path().join("public.pem")),
+        ]);
+        for algorithm in algorithms {
+            let signed = ok(
+                &client,
+                "Sign",
+                json!({"KeyId": key, "Message": b64(&message), "SigningAlgorithm": algorithm}),
+            )
+            .await;
+            let signature = unb64(&signed["Signature"]);
+            assert!(
+                openssl_verifies(scratch.path(), spec, algorithm, &message, &signature),
+                "OpenSSL does not verify the TPM's {spec} {algorithm} signature"
+            );
+            ok(
+                &client,
+                "Verify",
+                json!({"KeyId": key, "Message": b64(&message), "Signature": b64(&signature),
+                       "SigningAlgorithm": algorithm}),
+            )
+            .await;
+            let digest = digest_of(algorithm, &message);
+            let by_digest = ok(
+                &client,
+                "Sign",
+                json!({"KeyId": key, "Message": b64(&digest), "MessageType": "DIGEST",
+                       "SigningAlgorithm": algorithm}),
+            )
+            .await;
+            assert!(openssl_verifies(
+                scratch.path(),
+                spec,
+                algorithm,
+                &message,
+                &unb64(&by_digest["Signature"])
+            ));
+            keys.push((key.clone(), algorithm, signature));
+        }
+        keys.push((key.clone(), "public", der));
+    }
+    // The stored key is the TPM's blob: the state dir holds no PKCS#8 private key.
+    let bad = [
+        (
+            json!({"KeySpec": "ECC_NIST_P384", "KeyUsage": "SIGN_VERIFY", "CustomKeyStoreId": "cks-tpm"}),
+            "UnsupportedOperationException",
+        ),
+        (
+            json!({"KeySpec": "SYMMETRIC_DEFAULT", "CustomKeyStoreId": "cks-tpm"}),
+            "UnsupportedOperationException",
+        ),
+        (
+            json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY", "CustomKeyStoreId": "cks-nope"}),
+            "CustomKeyStoreNotFoundException",
+        ),
+        (
+            json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY", "CustomKeyStoreId": "cks-tpm", "Origin": "AWS_KMS"}),
+            "ValidationException",
+        ),
+    ];
+    for (body, exception) in bad {
+        fails(&client, "CreateKey", body, exception).await;
+    }
+    // After a restart the TPM still signs with the same keys.
+    fx.restart();
+    let client = fx.client();
+    for (key, algorithm, bytes) in &keys {
+        if *algorithm == "public" {
+            let public = ok(&client, "GetPublicKey", json!({"KeyId": key})).await;
+            assert_eq!(unb64(&public["PublicKey"]), *bytes);
+            continue;
+        }
+        ok(
+            &client,
+            "Verify",
+            json!({"KeyId": key, "Message": b64(&message), "Signature": b64(bytes),
+                   "SigningAlgorithm": algorithm}),
+        )
+        .await;
+        ok(
+            &client,
+            "Sign",
+            json!({"KeyId": key, "Message": b64(&message), "SigningAlgorithm": algorithm}),
+        )
+        .await;
+    }
+}

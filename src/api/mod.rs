@@ -71,6 +71,9 @@ pub struct KeyMetadata {
     pub key_agreement_algorithms: Vec<String>,
     /// Always false: a kmsd key lives on one host.
     pub multi_region: bool,
+    /// `cks-tpm` for a TPM-resident key (its private key never leaves the TPM).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub custom_key_store_id: Option<String>,
     /// The id of the key's newest material version: the one Encrypt and GenerateDataKey*
     /// use now (AWS, 2025). Derived from the key id and version, see
     /// `service::key_material_id`.

@@ -407,8 +407,10 @@ pub const RETIRE_GRANT: Operation = with!(change("RetireGrant", "kms:RetireGrant
 pub const REVOKE_GRANT: Operation = with!(change("RevokeGrant", "kms:RevokeGrant"),
     logged_fields: &["KeyId", "GrantId", "DryRun"],
 );
-/// Sign (the message is never logged, as in CloudTrail).
+/// Sign (the message is never logged, as in CloudTrail). Blocking: a TPM-resident key
+/// waits for the TPM.
 pub const SIGN: Operation = with!(aws("Sign", "kms:Sign"),
+    work: Work::Blocking,
     logged_fields: &["KeyId", "MessageType", "SigningAlgorithm", "GrantTokens", "DryRun"],
     secret_fields: &["Message"],
     price: PriceClass::Asymmetric,

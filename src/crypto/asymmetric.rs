@@ -506,6 +506,48 @@ fn imported_digest(
     })
 }
 
+/// The digest a signing key signs for `message`: its hash under the algorithm's hash
+/// (RAW), or `message` itself once its length is checked (DIGEST). For keys that sign
+/// digests elsewhere (TPM-resident keys); only RSA and ECDSA algorithms have one.
+pub fn message_digest(
+    spec: KeySpec,
+    algorithm: SigningAlgorithm,
+    message_type: MessageType,
+    message: &[u8],
+) -> Result<Vec<u8>, KeyOpError> {
+    check_algorithm(spec, algorithm, message_type, message)?;
+    let hash = hash_of(algorithm).ok_or(KeyOpError::MessageType {
+        message_type: message_type.as_str(),
+        algorithm: algorithm.as_str(),
+    })?;
+    Ok(match message_type {
+        MessageType::Digest => message.to_vec(),
+        _ => digest::digest(hash, message).as_ref().to_vec(),
+    })
+}
+
+/// Whether `signature_bytes` is a valid signature of `message` under the public key `spki`
+/// (DER SubjectPublicKeyInfo) of a key of `spec`, for RSA and ECDSA keys.
+pub fn verify_with_public_key(
+    spec: KeySpec,
+    algorithm: SigningAlgorithm,
+    message_type: MessageType,
+    message: &[u8],
+    signature_bytes: &[u8],
+    spki: &[u8],
+) -> Result<bool, KeyOpError> {
+    check_algorithm(spec, algorithm, message_type, message)?;
+    if let Some(parameters) = rsa_verification(algorithm) {
+        let key = signature::UnparsedPublicKey::new(parameters, spki);
+        return verify_with(&key, algorithm, message_type, message, signature_bytes);
+    }
+    if let Some(verification) = ecdsa_verification(spec) {
+        let key = signature::UnparsedPublicKey::new(verification, spki);
+        return verify_with(&key, algorithm, message_type, message, signature_bytes);
+    }
+    Err(KeyOpError::WrongKind(spec.as_str()))
+}
+
 /// The checks AWS makes before it signs or verifies: the algorithm is the key's, the
 /// message type suits the algorithm, a digest has the hash's length.
 fn check_algorithm(

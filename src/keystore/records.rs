@@ -89,6 +89,9 @@ pub struct KeyRecord {
     /// The key policy document, once policies exist.
     #[serde(default)]
     pub policy: Option<String>,
+    /// The custom key store holding the key's private key (`cks-tpm`: TPM-resident keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
 }
 
 impl KeyRecord {
@@ -111,6 +114,7 @@ impl KeyRecord {
             on_demand_rotation_start_ms: None,
             tags: BTreeMap::new(),
             policy: None,
+            custom_key_store_id: None,
         }
     }
 }

@@ -44,6 +44,8 @@ pub enum Exception {
     InvalidKeyUsage,
     InvalidSignature,
     InvalidMac,
+    KeyUnavailable,
+    CustomKeyStoreNotFound,
     Tag,
     UnsupportedOperation,
     DryRunOperation,
@@ -78,6 +80,8 @@ impl Exception {
             Exception::InvalidKeyUsage => "InvalidKeyUsageException",
             Exception::InvalidSignature => "KMSInvalidSignatureException",
             Exception::InvalidMac => "KMSInvalidMacException",
+            Exception::KeyUnavailable => "KeyUnavailableException",
+            Exception::CustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
             Exception::Tag => "TagException",
             Exception::UnsupportedOperation => "UnsupportedOperationException",
             Exception::DryRunOperation => "DryRunOperationException",
@@ -93,7 +97,7 @@ impl Exception {
     /// The HTTP status AWS answers it with.
     pub fn status(self) -> StatusCode {
         match self {
-            Exception::KmsInternal => StatusCode::INTERNAL_SERVER_ERROR,
+            Exception::KmsInternal | Exception::KeyUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             Exception::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Exception::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Exception::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -161,6 +165,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidKeyUsage(_) => Exception::InvalidKeyUsage,
             ServiceError::InvalidSignature => Exception::InvalidSignature,
             ServiceError::InvalidMac => Exception::InvalidMac,
+            ServiceError::KeyUnavailable(_) => Exception::KeyUnavailable,
+            ServiceError::CustomKeyStoreNotFound(_) => Exception::CustomKeyStoreNotFound,
             ServiceError::Tag(_) => Exception::Tag,
             ServiceError::UnsupportedOperation(_) => Exception::UnsupportedOperation,
             ServiceError::DryRun => Exception::DryRunOperation,

@@ -46,6 +46,13 @@ pub enum ServiceError {
     /// The MAC does not verify (`KMSInvalidMacException`).
     #[error("the MAC is not valid for this message, key and MAC algorithm")]
     InvalidMac,
+    /// The key's key store cannot use it now (`KeyUnavailableException`): the TPM of a
+    /// TPM-resident key is down or refused.
+    #[error("{0}")]
+    KeyUnavailable(String),
+    /// No such custom key store (`CustomKeyStoreNotFoundException`).
+    #[error("{0}")]
+    CustomKeyStoreNotFound(String),
     /// The key cannot be used for this operation (`InvalidKeyUsageException`).
     #[error("{0}")]
     InvalidKeyUsage(String),

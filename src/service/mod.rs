@@ -50,8 +50,25 @@ pub(crate) fn wrapping_purpose(spec: KeySpec, usage: KeyUsage) -> String {
     }
 }
 
+/// The id of the custom key store whose keys live in the TPM (AWS's vocabulary for keys
+/// held by an HSM of the customer's own).
+pub const TPM_KEY_STORE_ID: &str = "cks-tpm";
+
+/// What the wrapping AAD binds for a TPM-resident key's blobs.
+pub(crate) fn tpm_wrapping_purpose(spec: KeySpec, usage: KeyUsage) -> String {
+    format!("TPM/{}/{}", usage.as_str(), spec.as_str())
+}
+
+/// A TPM-resident key: the TPM's blobs and the public key computed from them.
+pub(crate) struct TpmKeyMaterial {
+    pub blob: crate::tpm::keys::TpmKeyBlob,
+    pub public_der: Vec<u8>,
+}
+
 /// The unwrapped material of one version, in the form its key spec uses.
 pub(crate) enum VersionMaterial {
+    /// A TPM-resident key (the private key is in the TPM).
+    Tpm(Box<TpmKeyMaterial>),
     /// A SYMMETRIC_DEFAULT key's 256 bits.
     Symmetric(KeyMaterial),
     /// An asymmetric key's private key, parsed.
@@ -66,6 +83,7 @@ impl std::fmt::Debug for VersionMaterial {
             VersionMaterial::Symmetric(_) => "Symmetric(redacted)",
             VersionMaterial::Private(_) => "Private(redacted)",
             VersionMaterial::Hmac(_) => "Hmac(redacted)",
+            VersionMaterial::Tpm(_) => "Tpm(in the TPM)",
         })
     }
 }
@@ -188,6 +206,8 @@ pub struct Kms {
     change_gate: std::sync::OnceLock<Arc<dyn ChangeGate>>,
     /// The daemon's administrators; a reload swaps it ([`Kms::set_access`]).
     access: RwLock<Arc<AccessSettings>>,
+    /// The TPM, for TPM-resident keys ([`Kms::set_tpm`]).
+    tpm: std::sync::OnceLock<crate::tpm::TpmHandle>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -258,6 +278,7 @@ impl Kms {
             access: RwLock::new(Arc::new(settings.access.clone())),
             settings,
             change_gate: std::sync::OnceLock::new(),
+            tpm: std::sync::OnceLock::new(),
         })
     }
 
@@ -265,6 +286,20 @@ impl Kms {
     /// before maintenance first runs; a second call is ignored.
     pub fn set_change_gate(&self, gate: Arc<dyn ChangeGate>) {
         let _ = self.change_gate.set(gate);
+    }
+
+    /// Uses `tpm` for TPM-resident keys from now on (set once; a second call is ignored).
+    pub fn set_tpm(&self, tpm: crate::tpm::TpmHandle) {
+        let _ = self.tpm.set(tpm);
+    }
+
+    /// The TPM of TPM-resident keys, or KeyUnavailableException.
+    pub(crate) fn tpm(&self) -> Result<&crate::tpm::TpmHandle, ServiceError> {
+        self.tpm.get().ok_or_else(|| {
+            ServiceError::KeyUnavailable(
+                "this kmsd has no TPM connection for TPM-resident keys".into(),
+            )
+        })
     }
 
     pub(crate) fn change_gate(&self) -> Option<&Arc<dyn ChangeGate>> {
@@ -682,6 +717,23 @@ fn load_version(
         KeySpec::parse(&record.key_spec).ok_or_else(|| unknown("KeySpec", &record.key_spec))?;
     let usage =
         KeyUsage::parse(&record.key_usage).ok_or_else(|| unknown("KeyUsage", &record.key_usage))?;
+    if record.custom_key_store_id.as_deref() == Some(TPM_KEY_STORE_ID) {
+        let purpose = tpm_wrapping_purpose(spec, usage);
+        let secret =
+            crypto::unwrap_secret(root, key_id, version.version, &purpose, &version.wrapped)?;
+        let blob = crate::tpm::keys::TpmKeyBlob::from_bytes(&secret).ok_or_else(|| {
+            ServiceError::Internal(format!("key {key_id} has a damaged TPM key blob"))
+        })?;
+        let public_der = blob
+            .public_key_der()
+            .map_err(|err| ServiceError::Internal(format!("key {key_id}: {err}")))?;
+        return Ok(LoadedVersion {
+            version: version.version,
+            created_ms: version.created_ms,
+            rotation_type: version.rotation_type,
+            material: VersionMaterial::Tpm(Box::new(TpmKeyMaterial { blob, public_der })),
+        });
+    }
     let purpose = wrapping_purpose(spec, usage);
     let material = if spec == KeySpec::SymmetricDefault {
         VersionMaterial::Symmetric(crypto::unwrap_material(

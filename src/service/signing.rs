@@ -1,15 +1,18 @@
 //! Operations of asymmetric and HMAC keys: Sign, Verify and GetPublicKey (SIGN_VERIFY
 //! keys), GenerateMac and VerifyMac (GENERATE_VERIFY_MAC keys), with the bounds and
-//! exceptions of the AWS API reference. None of them touches the disk or the TPM.
+//! exceptions of the AWS API reference. None of them touches the disk; Sign with a
+//! TPM-resident key waits for the TPM (so Sign runs on the blocking pool).
 
 use super::validate::{self, required, required_key_id};
-use super::{require_usable, KeyEntry, Kms, ServiceError, VersionMaterial};
+use super::{require_usable, KeyEntry, Kms, ServiceError, TpmKeyMaterial, VersionMaterial};
 use crate::api::*;
+use crate::crypto::asymmetric;
 use crate::crypto::keyspec::{
     self, KeyUsage, MacAlgorithm, MessageType, SigningAlgorithm, SIGNING_ALGORITHMS,
     UNSUPPORTED_SIGNING_ALGORITHMS,
 };
 use crate::request::Call;
+use crate::tpm::keys::{TpmHash, TpmScheme};
 use std::sync::Arc;
 
 /// Message of Sign, Verify, GenerateMac and VerifyMac: 1–4096 bytes (API reference).
@@ -32,8 +35,17 @@ impl Kms {
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
-        let private = private_key(&entry)?;
-        let signature = private.sign(entry.spec(), algorithm, message_type, message.as_bytes())?;
+        let signature = match latest_material(&entry)? {
+            VersionMaterial::Tpm(tpm) => {
+                self.tpm_sign(&entry, tpm, algorithm, message_type, message.as_bytes())?
+            }
+            _ => private_key(&entry)?.sign(
+                entry.spec(),
+                algorithm,
+                message_type,
+                message.as_bytes(),
+            )?,
+        };
         Ok(SignResponse {
             key_id: self.key_arn(&entry.record.key_id),
             signature: Blob::new(signature),
@@ -61,14 +73,23 @@ impl Kms {
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
-        let private = private_key(&entry)?;
-        let valid = private.verify(
-            entry.spec(),
-            algorithm,
-            message_type,
-            message.as_bytes(),
-            signature.as_bytes(),
-        )?;
+        let valid = match latest_material(&entry)? {
+            VersionMaterial::Tpm(tpm) => asymmetric::verify_with_public_key(
+                entry.spec(),
+                algorithm,
+                message_type,
+                message.as_bytes(),
+                signature.as_bytes(),
+                &tpm.public_der,
+            )?,
+            _ => private_key(&entry)?.verify(
+                entry.spec(),
+                algorithm,
+                message_type,
+                message.as_bytes(),
+                signature.as_bytes(),
+            )?,
+        };
         if !valid {
             return Err(ServiceError::InvalidSignature);
         }
@@ -98,7 +119,10 @@ impl Kms {
                 entry.record.key_spec
             )));
         }
-        let public_key = private_key(&entry)?.public_key_der()?;
+        let public_key = match latest_material(&entry)? {
+            VersionMaterial::Tpm(tpm) => tpm.public_der.clone(),
+            _ => private_key(&entry)?.public_key_der()?,
+        };
         let (encryption_algorithms, signing_algorithms, _, key_agreement_algorithms) =
             keyspec::algorithm_lists(entry.spec(), entry.usage());
         Ok(GetPublicKeyResponse {
@@ -164,6 +188,41 @@ impl Kms {
         })
     }
 
+    /// Signs with a TPM-resident key: the digest is computed here, the TPM signs it.
+    fn tpm_sign(
+        &self,
+        entry: &KeyEntry,
+        tpm: &TpmKeyMaterial,
+        algorithm: SigningAlgorithm,
+        message_type: MessageType,
+        message: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
+        let digest = asymmetric::message_digest(entry.spec(), algorithm, message_type, message)?;
+        let hash = match algorithm.digest_len() {
+            Some(48) => TpmHash::Sha384,
+            Some(64) => TpmHash::Sha512,
+            _ => TpmHash::Sha256,
+        };
+        let scheme = match algorithm {
+            SigningAlgorithm::RsassaPssSha256
+            | SigningAlgorithm::RsassaPssSha384
+            | SigningAlgorithm::RsassaPssSha512 => TpmScheme::RsaPss(hash),
+            SigningAlgorithm::RsassaPkcs1V15Sha256
+            | SigningAlgorithm::RsassaPkcs1V15Sha384
+            | SigningAlgorithm::RsassaPkcs1V15Sha512 => TpmScheme::RsaSsa(hash),
+            _ => TpmScheme::EcDsa(hash),
+        };
+        self.tpm()?
+            .sign_digest(&tpm.blob, scheme, &digest)
+            .map_err(|err| {
+                tracing::error!(key_id = %entry.record.key_id, error = %err, "a TPM-resident key could not sign");
+                ServiceError::KeyUnavailable(format!(
+                    "the TPM holding key {} could not sign: {err}",
+                    self.key_arn(&entry.record.key_id)
+                ))
+            })
+    }
+
     /// The key named by `key_id`, if the caller may `action` on it, it is Enabled, and its
     /// usage is `usage` (InvalidKeyUsageException otherwise).
     fn key_for(
@@ -189,6 +248,16 @@ impl Kms {
         }
         Ok(entry)
     }
+}
+
+/// The material of the newest (the only) version of a key.
+fn latest_material(entry: &KeyEntry) -> Result<&VersionMaterial, ServiceError> {
+    entry
+        .latest()
+        .map(|version| &version.material)
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("key {} has no material", entry.record.key_id))
+        })
 }
 
 /// The private key of the newest (the only) version of an asymmetric key.

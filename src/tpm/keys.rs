@@ -7,7 +7,9 @@
 
 use super::{tss, TpmError, TpmHandle, Worker};
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use std::time::Duration;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
+use tss_esapi::constants::SessionType;
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
@@ -17,8 +19,6 @@ use tss_esapi::structures::{
     Signature, SignatureScheme,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
-use std::time::Duration;
-use tss_esapi::constants::SessionType;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
 /// Deadline of creating a key in the TPM (RSA key generation takes seconds to a minute on
@@ -99,7 +99,7 @@ impl TpmKeyBlob {
 
     /// The public key as DER SubjectPublicKeyInfo, computed from the public area.
     pub fn public_key_der(&self) -> Result<Vec<u8>, TpmError> {
-        let bad = |what: &str| TpmError::BadSealedBlob(format!("TPM key public area: {what}"));
+        let bad = |what: &str| TpmError::BadKeyBlob(format!("public area: {what}"));
         let public = Public::unmarshall(&self.public).map_err(|e| bad(&e.to_string()))?;
         match public {
             Public::Rsa {
@@ -109,9 +109,11 @@ impl TpmKeyBlob {
                     0 => 65_537,
                     e => e,
                 };
+                let exponent = exponent.to_be_bytes();
+                let first = exponent.iter().position(|b| *b != 0).unwrap_or(3);
                 let components = aws_lc_rs::rsa::PublicKeyComponents {
                     n: unique.value(),
-                    e: &exponent.to_be_bytes()[..],
+                    e: &exponent[first..],
                 };
                 let der: PublicKeyX509Der<'static> =
                     components.as_der().map_err(|_| bad("not an RSA key"))?;
@@ -222,8 +224,10 @@ impl Worker {
                 RsaKeyBits::Rsa2048,
                 RsaExponent::default(),
             ),
+            // ECDSA with SHA-256 is the only scheme AWS offers for P-256 keys (the RSA key's
+            // scheme is left open: each Sign names its own).
             TpmKeyKind::EccP256 => tss_esapi::utils::create_unrestricted_signing_ecc_public(
-                EccScheme::Null,
+                EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
                 EccCurve::NistP256,
             ),
         }
@@ -248,9 +252,9 @@ impl Worker {
         digest: &[u8],
     ) -> Result<Vec<u8>, TpmError> {
         let public = Public::unmarshall(&blob.public)
-            .map_err(|e| TpmError::BadSealedBlob(format!("TPM key public area: {e}")))?;
+            .map_err(|e| TpmError::BadKeyBlob(format!("TPM key public area: {e}")))?;
         let private = Private::try_from(blob.private.clone())
-            .map_err(|e| TpmError::BadSealedBlob(format!("TPM key private area: {e}")))?;
+            .map_err(|e| TpmError::BadKeyBlob(format!("TPM key private area: {e}")))?;
         let digest = Digest::try_from(digest.to_vec()).map_err(tss("preparing a digest"))?;
         let signature_scheme = match scheme {
             TpmScheme::RsaSsa(hash) => SignatureScheme::RsaSsa {
@@ -293,7 +297,7 @@ impl Worker {
                 signature.signature_r().value(),
                 signature.signature_s().value(),
             )),
-            _ => Err(TpmError::BadSealedBlob(
+            _ => Err(TpmError::BadKeyBlob(
                 "the TPM returned a signature of another kind".into(),
             )),
         }
@@ -329,7 +333,11 @@ mod tests {
         let bytes = blob.to_bytes();
         assert_eq!(TpmKeyBlob::from_bytes(&bytes), Some(blob));
         for len in 0..8 {
-            assert_eq!(TpmKeyBlob::from_bytes(&bytes[..len]).map(|_| ()), None, "{len}");
+            assert_eq!(
+                TpmKeyBlob::from_bytes(&bytes[..len]).map(|_| ()),
+                None,
+                "{len}"
+            );
         }
     }
 }

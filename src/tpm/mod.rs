@@ -293,6 +293,9 @@ pub enum TpmError {
     /// The sealed root key record does not decode.
     #[error("invalid sealed root key blob: {0}")]
     BadSealedBlob(String),
+    /// A TPM-resident key's stored blobs do not parse.
+    #[error("invalid TPM-resident key blob: {0}")]
+    BadKeyBlob(String),
     /// The OS random source failed.
     #[error("cannot get random bytes from the OS: {0}")]
     Rng(getrandom::Error),
