@@ -801,9 +801,10 @@ const ASYMMETRIC_KEYS: &[(&str, &str, &str, &str)] = &[
     ("ML_DSA_65", "ML_DSA_65", "SIGN_VERIFY", "ML_DSA_SHAKE_256"),
 ];
 
-/// Sign and Verify of a 32-byte message with each key of [`ASYMMETRIC_KEYS`], and
-/// GenerateMac with an HMAC_256 key, at 1, 8 and 64 connections, beside `GET /ping` of the
-/// same kmsd; then each primitive alone in this process (aws-lc-rs) and in `openssl speed`.
+/// Sign and Verify of a 32-byte message with each key of [`ASYMMETRIC_KEYS`], Sign with
+/// TPM-resident P-256 and RSA 2048 keys, and GenerateMac with an HMAC_256 key, at 1, 8 and
+/// 64 connections, beside `GET /ping` of the same kmsd; then each primitive alone in this
+/// process (aws-lc-rs) and in `openssl speed`.
 async fn asymmetric(args: &Args, plan: &Plan, results: &mut Results) -> Result<(), String> {
     let dir = args.work_dir.join("asymmetric");
     let (kmsd, _) = Kmsd::start(plan, args, &dir, "kmsd", "").await?;
@@ -846,6 +847,32 @@ async fn asymmetric(args: &Args, plan: &Plan, results: &mut Results) -> Result<(
                 body: body(
                     json!({"KeyId": key_id, "Message": message, "Signature": signature,
                                   "SigningAlgorithm": algorithm}),
+                ),
+            },
+        ));
+    }
+    // The same signatures from keys held in the TPM (custom key store cks-tpm).
+    for (name, spec, algorithm) in [
+        ("ECC_NIST_P256 (TPM)", "ECC_NIST_P256", "ECDSA_SHA_256"),
+        ("RSA_2048 (TPM)", "RSA_2048", "RSASSA_PSS_SHA_256"),
+    ] {
+        let created = client
+            .call_json(
+                "CreateKey",
+                &json!({"KeySpec": spec, "KeyUsage": "SIGN_VERIFY", "CustomKeyStoreId": "cks-tpm"}),
+            )
+            .await
+            .map_err(|e| format!("CreateKey {name}: {e}"))?;
+        let key_id = created["KeyMetadata"]["KeyId"]
+            .as_str()
+            .ok_or("CreateKey returned no KeyId")?
+            .to_string();
+        ops.push((
+            format!("Sign {name}"),
+            Op::Kms {
+                target: "TrentService.Sign",
+                body: body(
+                    json!({"KeyId": key_id, "Message": message, "SigningAlgorithm": algorithm}),
                 ),
             },
         ));
