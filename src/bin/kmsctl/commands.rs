@@ -163,6 +163,7 @@ impl KmsCommand {
                         a.customer_master_key_spec.as_deref(),
                     )
                     .opt("Origin", a.origin.as_deref())
+                    .opt("CustomKeyStoreId", a.custom_key_store_id.as_deref())
                     .opt("Policy", policy)
                     .opt(
                         "BypassPolicyLockoutSafetyCheck",
@@ -400,9 +401,13 @@ pub struct CreateKeyArgs {
     /// Deprecated spelling of --key-spec.
     #[arg(long, hide = true)]
     customer_master_key_spec: Option<String>,
-    /// AWS_KMS (the only origin kmsd supports).
+    /// AWS_KMS (default), or AWS_CLOUDHSM with --custom-key-store-id cks-tpm.
     #[arg(long)]
     origin: Option<String>,
+    /// cks-tpm: the private key is created in the TPM and never leaves it (RSA_2048 and
+    /// ECC_NIST_P256 SIGN_VERIFY keys).
+    #[arg(long)]
+    custom_key_store_id: Option<String>,
     /// A key policy document (text, or file://PATH).
     #[arg(long)]
     policy: Option<String>,
