@@ -132,6 +132,33 @@ impl Metering {
         billable.set(report.totals.requests.billable as i64);
         families.extend(billable.collect());
 
+        let by_class = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "kmsd_requests_by_price_class_month_to_date",
+                "Requests of this host this billing month by AWS price class (symmetric, asymmetric, data_key_pair, unpriced), whatever their outcome.",
+            ),
+            &["class"],
+        )
+        .map_err(metrics_err)?;
+        for class in [
+            crate::api::operations::PriceClass::Symmetric,
+            crate::api::operations::PriceClass::Asymmetric,
+            crate::api::operations::PriceClass::DataKeyPair,
+            crate::api::operations::PriceClass::Unpriced,
+        ] {
+            let count = report
+                .totals
+                .requests
+                .by_class
+                .get(class.as_str())
+                .copied()
+                .unwrap_or(0);
+            by_class
+                .with_label_values(&[class.as_str()])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        families.extend(by_class.collect());
+
         if let Some(stats) = self.tpm_stats() {
             let up = prometheus::IntGauge::new(
                 "kmsd_tpm_up",

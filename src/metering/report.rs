@@ -251,6 +251,15 @@ pub fn render_table(report: &UsageReport) -> String {
         "\nTotal requests {} (billable {}), key-hours {:.2}",
         t.requests.total, t.requests.billable, t.key_hours
     );
+    let classes: Vec<String> = t
+        .requests
+        .by_class
+        .iter()
+        .map(|(class, count)| format!("{class} {count}"))
+        .collect();
+    if !classes.is_empty() {
+        let _ = writeln!(out, "By price class: {}", classes.join(", "));
+    }
     for (label, cost) in [
         ("Month to date", &t.month_to_date),
         ("Projected", &t.projected),
