@@ -85,8 +85,9 @@ pub enum PrivateKey {
     Rsa(rsa::KeyPair),
     /// ECDSA on one curve, with the hash AWS pairs with it.
     Ecdsa(signature::EcdsaKeyPair),
-    /// Ed25519.
-    Ed25519(signature::Ed25519KeyPair),
+    /// Ed25519: AWS-LC's key pair, and the same key for Ed25519ph (RFC 8032 prehash, which
+    /// AWS-LC's Rust API lacks) in `ed25519-dalek`.
+    Ed25519(Box<(signature::Ed25519KeyPair, ed25519_dalek::SigningKey)>),
     /// ML-DSA.
     MlDsa(signature::PqdsaKeyPair),
     /// RSA for RSAES-OAEP (an ENCRYPT_DECRYPT key).
@@ -294,9 +295,14 @@ impl PrivateKey {
                 .map(PrivateKey::Ecdsa)
                 .map_err(|_| bad())
         } else if spec == KeySpec::EccNistEdwards25519 {
-            signature::Ed25519KeyPair::from_pkcs8(der)
-                .map(PrivateKey::Ed25519)
-                .map_err(|_| bad())
+            use aws_lc_rs::encoding::AsBigEndian;
+            let pair = signature::Ed25519KeyPair::from_pkcs8(der).map_err(|_| bad())?;
+            let seed = pair.seed().map_err(|_| bad())?;
+            let seed: aws_lc_rs::encoding::Curve25519SeedBin<'_> =
+                seed.as_be_bytes().map_err(|_| bad())?;
+            let seed: &[u8; 32] = seed.as_ref().try_into().map_err(|_| bad())?;
+            let prehash = ed25519_dalek::SigningKey::from_bytes(seed);
+            Ok(PrivateKey::Ed25519(Box::new((pair, prehash))))
         } else if let Some(algorithm) = ml_dsa_algorithm(spec) {
             signature::PqdsaKeyPair::from_pkcs8(algorithm, der)
                 .map(PrivateKey::MlDsa)
@@ -311,7 +317,7 @@ impl PrivateKey {
         let der: Result<PublicKeyX509Der<'static>, _> = match self {
             PrivateKey::Rsa(pair) => pair.public_key().as_der(),
             PrivateKey::Ecdsa(pair) => pair.public_key().as_der(),
-            PrivateKey::Ed25519(pair) => pair.public_key().as_der(),
+            PrivateKey::Ed25519(keys) => keys.0.public_key().as_der(),
             PrivateKey::MlDsa(pair) => pair.public_key().as_der(),
             PrivateKey::RsaOaep(key) => return Ok(key.public_der.clone()),
             PrivateKey::Ecdh(key) => key
@@ -357,7 +363,18 @@ impl PrivateKey {
                 .sign(&rng, message)
                 .map(|sig| sig.as_ref().to_vec())
                 .map_err(|_| KeyOpError::Sign),
-            (PrivateKey::Ed25519(pair), _) => Ok(pair.sign(message).as_ref().to_vec()),
+            (PrivateKey::Ed25519(keys), _) if algorithm == SigningAlgorithm::Ed25519PhSha512 => {
+                let signature = match message_type {
+                    MessageType::Digest => keys.1.sign_prehashed(GivenDigest::of(message)?, None),
+                    _ => keys.1.sign_prehashed(
+                        <sha2::Sha512 as sha2::Digest>::new_with_prefix(message),
+                        None,
+                    ),
+                }
+                .map_err(|_| KeyOpError::Sign)?;
+                Ok(signature.to_bytes().to_vec())
+            }
+            (PrivateKey::Ed25519(keys), _) => Ok(keys.0.sign(message).as_ref().to_vec()),
             (PrivateKey::MlDsa(pair), _) => {
                 let mut out = vec![0u8; ml_dsa_signature_len(spec)];
                 let written = pair.sign(message, &mut out).map_err(|_| KeyOpError::Sign)?;
@@ -457,8 +474,26 @@ impl PrivateKey {
                     signature::UnparsedPublicKey::new(verification, pair.public_key().as_ref());
                 verify_with(&key, algorithm, message_type, message, signature_bytes)?
             }
-            PrivateKey::Ed25519(pair) => {
-                signature::UnparsedPublicKey::new(&signature::ED25519, pair.public_key().as_ref())
+            PrivateKey::Ed25519(keys) if algorithm == SigningAlgorithm::Ed25519PhSha512 => {
+                let Ok(signature) = ed25519_dalek::Signature::from_slice(signature_bytes) else {
+                    return Ok(false);
+                };
+                let verifying = keys.1.verifying_key();
+                match message_type {
+                    MessageType::Digest => verifying
+                        .verify_prehashed(GivenDigest::of(message)?, None, &signature)
+                        .is_ok(),
+                    _ => verifying
+                        .verify_prehashed(
+                            <sha2::Sha512 as sha2::Digest>::new_with_prefix(message),
+                            None,
+                            &signature,
+                        )
+                        .is_ok(),
+                }
+            }
+            PrivateKey::Ed25519(keys) => {
+                signature::UnparsedPublicKey::new(&signature::ED25519, keys.0.public_key().as_ref())
                     .verify(message, signature_bytes)
                     .is_ok()
             }
@@ -473,6 +508,44 @@ impl PrivateKey {
             }
         };
         Ok(verified)
+    }
+}
+
+/// A SHA-512 digest the caller computed (MessageType DIGEST with ED25519_PH_SHA_512), in
+/// the shape `ed25519-dalek`'s prehashed signing takes: a "hash" whose output is those bytes.
+#[derive(Clone)]
+struct GivenDigest([u8; 64]);
+
+impl Default for GivenDigest {
+    fn default() -> Self {
+        GivenDigest([0; 64])
+    }
+}
+
+impl GivenDigest {
+    fn of(digest: &[u8]) -> Result<GivenDigest, KeyOpError> {
+        let bytes: [u8; 64] = digest.try_into().map_err(|_| KeyOpError::DigestLength {
+            algorithm: SigningAlgorithm::Ed25519PhSha512.as_str(),
+            expected: 64,
+            actual: digest.len(),
+        })?;
+        Ok(GivenDigest(bytes))
+    }
+}
+
+impl sha2::digest::HashMarker for GivenDigest {}
+
+impl sha2::digest::OutputSizeUser for GivenDigest {
+    type OutputSize = sha2::digest::consts::U64;
+}
+
+impl sha2::digest::Update for GivenDigest {
+    fn update(&mut self, _data: &[u8]) {}
+}
+
+impl sha2::digest::FixedOutput for GivenDigest {
+    fn finalize_into(self, out: &mut sha2::digest::Output<Self>) {
+        out.copy_from_slice(&self.0);
     }
 }
 
@@ -744,6 +817,45 @@ mod tests {
         assert!(
             PrivateKey::from_pkcs8(KeySpec::EccNistP384, KeyUsage::KeyAgreement, &der).is_err()
         );
+    }
+
+    #[test]
+    fn ed25519ph_matches_rfc_8032_section_7_3() {
+        // RFC 8032, 7.3 (Ed25519ph, "abc"): the PKCS#8 v1 of the test secret key.
+        let seed = hex::decode("833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42")
+            .unwrap();
+        let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+        der.extend_from_slice(&seed);
+        let spec = KeySpec::EccNistEdwards25519;
+        let key = PrivateKey::from_pkcs8(spec, KeyUsage::SignVerify, &der).unwrap();
+        let expected = "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae4131f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406";
+        let algorithm = SigningAlgorithm::Ed25519PhSha512;
+        let raw = key.sign(spec, algorithm, MessageType::Raw, b"abc").unwrap();
+        assert_eq!(hex::encode(&raw), expected);
+        let digest = <sha2::Sha512 as sha2::Digest>::digest(b"abc");
+        let by_digest = key
+            .sign(spec, algorithm, MessageType::Digest, &digest)
+            .unwrap();
+        assert_eq!(hex::encode(&by_digest), expected);
+        assert!(key
+            .verify(spec, algorithm, MessageType::Raw, b"abc", &raw)
+            .unwrap());
+        assert!(!key
+            .verify(spec, algorithm, MessageType::Raw, b"abd", &raw)
+            .unwrap());
+        assert!(key
+            .verify(spec, algorithm, MessageType::Digest, &digest, &raw)
+            .unwrap());
+        // Pure Ed25519 and Ed25519ph signatures are not interchangeable.
+        assert!(!key
+            .verify(
+                spec,
+                SigningAlgorithm::Ed25519Sha512,
+                MessageType::Raw,
+                b"abc",
+                &raw
+            )
+            .unwrap());
     }
 
     #[test]

@@ -153,9 +153,7 @@ impl KeySpec {
         }
     }
 
-    /// The signing algorithms of a SIGN_VERIFY key of this spec. ED25519_PH_SHA_512
-    /// (pre-hashed Ed25519) is not offered: the cryptography library kmsd uses has no
-    /// Ed25519ph (see the README, "Differences from AWS KMS").
+    /// The signing algorithms of a SIGN_VERIFY key of this spec.
     pub fn signing_algorithms(self) -> &'static [SigningAlgorithm] {
         use SigningAlgorithm::*;
         match self {
@@ -170,7 +168,7 @@ impl KeySpec {
             KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[EcdsaSha256],
             KeySpec::EccNistP384 => &[EcdsaSha384],
             KeySpec::EccNistP521 => &[EcdsaSha512],
-            KeySpec::EccNistEdwards25519 => &[Ed25519Sha512],
+            KeySpec::EccNistEdwards25519 => &[Ed25519Sha512, Ed25519PhSha512],
             KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => &[MlDsaShake256],
             _ => &[],
         }
@@ -241,6 +239,8 @@ pub enum SigningAlgorithm {
     EcdsaSha512,
     /// Ed25519 (pure EdDSA, RFC 8032).
     Ed25519Sha512,
+    /// Ed25519ph (RFC 8032): Ed25519 over the SHA-512 digest of the message, empty context.
+    Ed25519PhSha512,
     /// ML-DSA (FIPS 204), pure, empty context.
     MlDsaShake256,
 }
@@ -257,11 +257,12 @@ pub const SIGNING_ALGORITHMS: &[SigningAlgorithm] = &[
     SigningAlgorithm::EcdsaSha384,
     SigningAlgorithm::EcdsaSha512,
     SigningAlgorithm::Ed25519Sha512,
+    SigningAlgorithm::Ed25519PhSha512,
     SigningAlgorithm::MlDsaShake256,
 ];
 
 /// Signing algorithms AWS has and kmsd does not offer.
-pub const UNSUPPORTED_SIGNING_ALGORITHMS: &[&str] = &["ED25519_PH_SHA_512", "SM2DSA"];
+pub const UNSUPPORTED_SIGNING_ALGORITHMS: &[&str] = &["SM2DSA"];
 
 impl SigningAlgorithm {
     /// The AWS spelling.
@@ -277,6 +278,7 @@ impl SigningAlgorithm {
             SigningAlgorithm::EcdsaSha384 => "ECDSA_SHA_384",
             SigningAlgorithm::EcdsaSha512 => "ECDSA_SHA_512",
             SigningAlgorithm::Ed25519Sha512 => "ED25519_SHA_512",
+            SigningAlgorithm::Ed25519PhSha512 => "ED25519_PH_SHA_512",
             SigningAlgorithm::MlDsaShake256 => "ML_DSA_SHAKE_256",
         }
     }
@@ -301,7 +303,8 @@ impl SigningAlgorithm {
             | SigningAlgorithm::EcdsaSha384 => Some(48),
             SigningAlgorithm::RsassaPssSha512
             | SigningAlgorithm::RsassaPkcs1V15Sha512
-            | SigningAlgorithm::EcdsaSha512 => Some(64),
+            | SigningAlgorithm::EcdsaSha512
+            | SigningAlgorithm::Ed25519PhSha512 => Some(64),
             SigningAlgorithm::Ed25519Sha512 | SigningAlgorithm::MlDsaShake256 => None,
         }
     }
