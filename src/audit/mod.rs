@@ -171,6 +171,28 @@ impl Shared {
         store.write(StoredHead::of(&head, stopped), durable, key)
     }
 
+    /// Records the head durably as a clean (or untidy) stop and closes the head store, in
+    /// one hold of its lock: a write the head thread had already taken up (a checkpoint's
+    /// durable request, say) then finds the store closed, instead of overwriting the stop
+    /// with `stopped: false` between the two.
+    fn persist_head_and_close(&self, key: &MacKey, stopped: bool) -> Result<(), String> {
+        let mut guard = self
+            .head_store
+            .lock()
+            .map_err(|_| "the audit head store lock is poisoned".to_string())?;
+        let Some(store) = guard.as_mut() else {
+            return Ok(());
+        };
+        let head = self
+            .head
+            .lock()
+            .map(|head| head.clone())
+            .map_err(|_| "the audit head lock is poisoned".to_string())?;
+        let written = store.write(StoredHead::of(&head, stopped), true, key);
+        guard.take();
+        written
+    }
+
     /// Asks the head thread to record the current head (the writer does not wait for it).
     fn request_head(&self, durable: bool) {
         let mut request = self
@@ -403,10 +425,7 @@ impl AuditTrail {
     /// checkpoints the WAL), after which the head is no longer updated. Blocking (one fsync).
     pub fn close(&self) -> Result<(), String> {
         let clean = !self.shared.untidy.load(Ordering::SeqCst);
-        let written = self.shared.persist_head(&self.key, true, clean);
-        if let Ok(mut store) = self.shared.head_store.lock() {
-            store.take();
-        }
+        let written = self.shared.persist_head_and_close(&self.key, clean);
         self.shared.stop_head_thread();
         written
     }
