@@ -218,6 +218,43 @@ async fn openssl_verifies_every_signing_spec_and_algorithm() {
             )
             .await;
             if spec.starts_with("ML_DSA") {
+                // EXTERNAL_MU: kmsd signs µ, computed here with SHAKE256 (FIPS 204, empty
+                // context); the signature is one of the message itself.
+                use sha3::digest::{ExtendableOutput, Update, XofReader};
+                let shake = |parts: &[&[u8]]| {
+                    let mut hasher = sha3::Shake256::default();
+                    for part in parts {
+                        hasher.update(part);
+                    }
+                    let mut out = [0u8; 64];
+                    hasher.finalize_xof().read(&mut out);
+                    out
+                };
+                let public_len = match spec {
+                    "ML_DSA_44" => 1312,
+                    "ML_DSA_65" => 1952,
+                    _ => 2592,
+                };
+                let tr = shake(&[&der[der.len() - public_len..]]);
+                let mu = shake(&[&tr, &[0, 0], &message]);
+                let by_mu = ok(
+                    &client,
+                    "Sign",
+                    json!({"KeyId": key, "Message": b64(&mu), "MessageType": "EXTERNAL_MU",
+                           "SigningAlgorithm": algorithm}),
+                )
+                .await;
+                assert!(
+                    ml_dsa_verifies(spec, &der, &message, &unb64(&by_mu["Signature"])),
+                    "RustCrypto ml-dsa does not verify an EXTERNAL_MU signature ({spec})"
+                );
+                ok(
+                    &client,
+                    "Verify",
+                    json!({"KeyId": key, "Message": b64(&mu), "MessageType": "EXTERNAL_MU",
+                           "Signature": b64(&signature), "SigningAlgorithm": algorithm}),
+                )
+                .await;
                 assert!(
                     ml_dsa_verifies(spec, &der, &message, &signature),
                     "RustCrypto ml-dsa does not verify {spec}"
@@ -465,10 +502,16 @@ async fn bounds_and_exceptions_follow_the_api_reference() {
             "Sign",
             sign(
                 &ml_dsa,
-                vec![1; 64],
+                vec![1; 63],
                 json!({"SigningAlgorithm": "ML_DSA_SHAKE_256", "MessageType": "EXTERNAL_MU"}),
             ),
-            "UnsupportedOperationException",
+            "ValidationException",
+            "64 bytes",
+        ),
+        (
+            "Sign",
+            sign(&ecc, vec![1; 64], json!({"MessageType": "EXTERNAL_MU"})),
+            "ValidationException",
             "EXTERNAL_MU",
         ),
         (

@@ -34,8 +34,8 @@ pub enum KeyOpError {
         /// The key's spec.
         spec: &'static str,
     },
-    /// A DIGEST message has the wrong length for the algorithm.
-    #[error("a DIGEST message for {algorithm} must be {expected} bytes long, not {actual}")]
+    /// A DIGEST (or EXTERNAL_MU) message has the wrong length for the algorithm.
+    #[error("a DIGEST or EXTERNAL_MU message for {algorithm} must be {expected} bytes long, not {actual}")]
     DigestLength {
         /// The algorithm.
         algorithm: &'static str,
@@ -88,8 +88,9 @@ pub enum PrivateKey {
     /// Ed25519: AWS-LC's key pair, and the same key for Ed25519ph (RFC 8032 prehash, which
     /// AWS-LC's Rust API lacks) in `ed25519-dalek`.
     Ed25519(Box<(signature::Ed25519KeyPair, ed25519_dalek::SigningKey)>),
-    /// ML-DSA.
-    MlDsa(signature::PqdsaKeyPair),
+    /// ML-DSA: AWS-LC's key pair, and the same key in RustCrypto's `ml-dsa` for signing
+    /// from µ (EXTERNAL_MU), which AWS-LC's Rust API does not offer.
+    MlDsa(Box<(signature::PqdsaKeyPair, MlDsaMuKey)>),
     /// RSA for RSAES-OAEP (an ENCRYPT_DECRYPT key).
     RsaOaep(Box<RsaOaepKey>),
     /// ECDH on a NIST curve (a KEY_AGREEMENT key).
@@ -213,6 +214,80 @@ pub fn generate_private_key(spec: KeySpec) -> Result<Zeroizing<Vec<u8>>, KeyOpEr
     Ok(Zeroizing::new(der))
 }
 
+/// An ML-DSA key in RustCrypto's `ml-dsa`, for EXTERNAL_MU (zeroized on drop).
+pub enum MlDsaMuKey {
+    /// ML-DSA-44.
+    P44(ml_dsa::SigningKey<ml_dsa::MlDsa44>),
+    /// ML-DSA-65.
+    P65(ml_dsa::SigningKey<ml_dsa::MlDsa65>),
+    /// ML-DSA-87.
+    P87(ml_dsa::SigningKey<ml_dsa::MlDsa87>),
+}
+
+impl std::fmt::Debug for MlDsaMuKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MlDsaMuKey(redacted)")
+    }
+}
+
+/// µ as `ml-dsa` takes it.
+type Mu = ml_dsa::common::array::Array<u8, ml_dsa::common::typenum::U64>;
+
+impl MlDsaMuKey {
+    fn from_pkcs8(spec: KeySpec, der: &[u8]) -> Option<MlDsaMuKey> {
+        use ml_dsa::pkcs8::DecodePrivateKey;
+        match spec {
+            KeySpec::MlDsa44 => ml_dsa::SigningKey::from_pkcs8_der(der)
+                .ok()
+                .map(MlDsaMuKey::P44),
+            KeySpec::MlDsa65 => ml_dsa::SigningKey::from_pkcs8_der(der)
+                .ok()
+                .map(MlDsaMuKey::P65),
+            KeySpec::MlDsa87 => ml_dsa::SigningKey::from_pkcs8_der(der)
+                .ok()
+                .map(MlDsaMuKey::P87),
+            _ => None,
+        }
+    }
+
+    /// A hedged ML-DSA signature of the message representative µ (FIPS 204, algorithm 7
+    /// with µ given).
+    fn sign_mu(&self, mu: &[u8]) -> Result<Vec<u8>, KeyOpError> {
+        let mu = Mu::try_from(mu).map_err(|_| KeyOpError::Sign)?;
+        let mut rng = ::rand::rng();
+        match self {
+            MlDsaMuKey::P44(key) => key
+                .expanded_key()
+                .sign_mu_randomized(&mu, &mut rng)
+                .map(|s| s.encode().to_vec()),
+            MlDsaMuKey::P65(key) => key
+                .expanded_key()
+                .sign_mu_randomized(&mu, &mut rng)
+                .map(|s| s.encode().to_vec()),
+            MlDsaMuKey::P87(key) => key
+                .expanded_key()
+                .sign_mu_randomized(&mu, &mut rng)
+                .map(|s| s.encode().to_vec()),
+        }
+        .map_err(|_| KeyOpError::Sign)
+    }
+
+    /// Whether `signature` is an ML-DSA signature of µ.
+    fn verify_mu(&self, mu: &[u8], signature: &[u8]) -> bool {
+        let Ok(mu) = Mu::try_from(mu) else {
+            return false;
+        };
+        match self {
+            MlDsaMuKey::P44(key) => ml_dsa::Signature::try_from(signature)
+                .is_ok_and(|s| key.expanded_key().verifying_key().verify_mu(&mu, &s)),
+            MlDsaMuKey::P65(key) => ml_dsa::Signature::try_from(signature)
+                .is_ok_and(|s| key.expanded_key().verifying_key().verify_mu(&mu, &s)),
+            MlDsaMuKey::P87(key) => ml_dsa::Signature::try_from(signature)
+                .is_ok_and(|s| key.expanded_key().verifying_key().verify_mu(&mu, &s)),
+        }
+    }
+}
+
 /// An RSA key for RSAES-OAEP: the decrypting private key and its public half.
 pub struct RsaOaepKey {
     decrypting: rsa::OaepPrivateDecryptingKey,
@@ -304,9 +379,9 @@ impl PrivateKey {
             let prehash = ed25519_dalek::SigningKey::from_bytes(seed);
             Ok(PrivateKey::Ed25519(Box::new((pair, prehash))))
         } else if let Some(algorithm) = ml_dsa_algorithm(spec) {
-            signature::PqdsaKeyPair::from_pkcs8(algorithm, der)
-                .map(PrivateKey::MlDsa)
-                .map_err(|_| bad())
+            let pair = signature::PqdsaKeyPair::from_pkcs8(algorithm, der).map_err(|_| bad())?;
+            let mu_key = MlDsaMuKey::from_pkcs8(spec, der).ok_or_else(bad)?;
+            Ok(PrivateKey::MlDsa(Box::new((pair, mu_key))))
         } else {
             Err(bad())
         }
@@ -318,7 +393,7 @@ impl PrivateKey {
             PrivateKey::Rsa(pair) => pair.public_key().as_der(),
             PrivateKey::Ecdsa(pair) => pair.public_key().as_der(),
             PrivateKey::Ed25519(keys) => keys.0.public_key().as_der(),
-            PrivateKey::MlDsa(pair) => pair.public_key().as_der(),
+            PrivateKey::MlDsa(keys) => keys.0.public_key().as_der(),
             PrivateKey::RsaOaep(key) => return Ok(key.public_der.clone()),
             PrivateKey::Ecdh(key) => key
                 .compute_public_key()
@@ -375,9 +450,13 @@ impl PrivateKey {
                 Ok(signature.to_bytes().to_vec())
             }
             (PrivateKey::Ed25519(keys), _) => Ok(keys.0.sign(message).as_ref().to_vec()),
-            (PrivateKey::MlDsa(pair), _) => {
+            (PrivateKey::MlDsa(keys), MessageType::ExternalMu) => keys.1.sign_mu(message),
+            (PrivateKey::MlDsa(keys), _) => {
                 let mut out = vec![0u8; ml_dsa_signature_len(spec)];
-                let written = pair.sign(message, &mut out).map_err(|_| KeyOpError::Sign)?;
+                let written = keys
+                    .0
+                    .sign(message, &mut out)
+                    .map_err(|_| KeyOpError::Sign)?;
                 out.truncate(written);
                 Ok(out)
             }
@@ -497,9 +576,12 @@ impl PrivateKey {
                     .verify(message, signature_bytes)
                     .is_ok()
             }
-            PrivateKey::MlDsa(pair) => {
+            PrivateKey::MlDsa(keys) if message_type == MessageType::ExternalMu => {
+                keys.1.verify_mu(message, signature_bytes)
+            }
+            PrivateKey::MlDsa(keys) => {
                 let verification = ml_dsa_verification(spec).ok_or(KeyOpError::Sign)?;
-                signature::UnparsedPublicKey::new(verification, pair.public_key().as_ref())
+                signature::UnparsedPublicKey::new(verification, keys.0.public_key().as_ref())
                     .verify(message, signature_bytes)
                     .is_ok()
             }
@@ -645,6 +727,17 @@ fn check_algorithm(
             })
         }
         (MessageType::Digest, Some(_)) => Ok(()),
+        (MessageType::ExternalMu, _) if algorithm == SigningAlgorithm::MlDsaShake256 => {
+            if message.len() == 64 {
+                Ok(())
+            } else {
+                Err(KeyOpError::DigestLength {
+                    algorithm: algorithm.as_str(),
+                    expected: 64,
+                    actual: message.len(),
+                })
+            }
+        }
         (message_type, _) => Err(KeyOpError::MessageType {
             message_type: message_type.as_str(),
             algorithm: algorithm.as_str(),
@@ -817,6 +910,62 @@ mod tests {
         assert!(
             PrivateKey::from_pkcs8(KeySpec::EccNistP384, KeyUsage::KeyAgreement, &der).is_err()
         );
+    }
+
+    #[test]
+    fn external_mu_signatures_verify_as_signatures_of_the_message() {
+        use sha3::digest::{ExtendableOutput, Update, XofReader};
+        let shake = |parts: &[&[u8]]| {
+            let mut hasher = sha3::Shake256::default();
+            for part in parts {
+                hasher.update(part);
+            }
+            let mut out = [0u8; 64];
+            hasher.finalize_xof().read(&mut out);
+            out
+        };
+        for (spec, public_len) in [
+            (KeySpec::MlDsa44, 1312),
+            (KeySpec::MlDsa65, 1952),
+            (KeySpec::MlDsa87, 2592),
+        ] {
+            let der = generate_private_key(spec).unwrap();
+            let key = PrivateKey::from_pkcs8(spec, KeyUsage::SignVerify, &der).unwrap();
+            let spki = key.public_key_der().unwrap();
+            let public = &spki[spki.len() - public_len..];
+            // FIPS 204: tr = H(pk, 64); µ = H(tr ‖ 0 ‖ |ctx| ‖ ctx ‖ M, 64), empty context.
+            let tr = shake(&[public]);
+            let message = b"a message signed from its representative";
+            let mu = shake(&[&tr, &[0, 0], message]);
+            let algorithm = SigningAlgorithm::MlDsaShake256;
+            let signature = key
+                .sign(spec, algorithm, MessageType::ExternalMu, &mu)
+                .unwrap();
+            assert!(key
+                .verify(spec, algorithm, MessageType::Raw, message, &signature)
+                .unwrap());
+            assert!(key
+                .verify(spec, algorithm, MessageType::ExternalMu, &mu, &signature)
+                .unwrap());
+            let raw = key
+                .sign(spec, algorithm, MessageType::Raw, message)
+                .unwrap();
+            assert!(key
+                .verify(spec, algorithm, MessageType::ExternalMu, &mu, &raw)
+                .unwrap());
+            let mut other = mu;
+            other[0] ^= 1;
+            assert!(!key
+                .verify(spec, algorithm, MessageType::ExternalMu, &other, &raw)
+                .unwrap());
+            let err = key
+                .sign(spec, algorithm, MessageType::ExternalMu, &mu[..63])
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("must be 64 bytes long, not 63"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

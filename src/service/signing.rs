@@ -31,7 +31,6 @@ impl Kms {
         let algorithm = signing_algorithm(&request.signing_algorithm)?;
         self.check_grant_tokens(&request.grant_tokens)?;
         let entry = self.key_for(call, key_id, "kms:Sign", KeyUsage::SignVerify)?;
-        check_external_mu(message_type)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
@@ -69,7 +68,6 @@ impl Kms {
         let algorithm = signing_algorithm(&request.signing_algorithm)?;
         self.check_grant_tokens(&request.grant_tokens)?;
         let entry = self.key_for(call, key_id, "kms:Verify", KeyUsage::SignVerify)?;
-        check_external_mu(message_type)?;
         if request.dry_run == Some(true) {
             return Err(ServiceError::DryRun);
         }
@@ -306,16 +304,6 @@ fn message_type(value: &Option<String>) -> Result<MessageType, ServiceError> {
             )
         }),
     }
-}
-
-/// kmsd has no ML-DSA signing from µ yet.
-fn check_external_mu(message_type: MessageType) -> Result<(), ServiceError> {
-    if message_type == MessageType::ExternalMu {
-        return Err(ServiceError::UnsupportedOperation(
-            "MessageType EXTERNAL_MU is not supported by kmsd; sign the message with RAW".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// SigningAlgorithm: required; one of AWS's names.
