@@ -126,6 +126,10 @@ pub const RELOADABLE: &[Setting] = &[
         pricing.asymmetric_usd_per_10k_requests
     ),
     setting!(
+        "pricing.rsa_2048_usd_per_10k_requests",
+        pricing.rsa_2048_usd_per_10k_requests
+    ),
+    setting!(
         "pricing.data_key_pair_usd_per_10k_requests",
         pricing.data_key_pair_usd_per_10k_requests
     ),

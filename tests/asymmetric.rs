@@ -1425,3 +1425,63 @@ async fn tpm_resident_keys_sign_in_the_tpm_and_openssl_verifies() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_prices_requests_by_the_keys_spec() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let rsa = create(&client, "RSA_2048", "SIGN_VERIFY").await;
+    let ecc = create(&client, "ECC_NIST_P256", "SIGN_VERIFY").await;
+    let rsa_encrypt = create(&client, "RSA_3072", "ENCRYPT_DECRYPT").await;
+    for _ in 0..3 {
+        ok(
+            &client,
+            "Sign",
+            json!({"KeyId": rsa, "Message": b64(b"m"), "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+        )
+        .await;
+    }
+    for _ in 0..2 {
+        ok(
+            &client,
+            "Sign",
+            json!({"KeyId": ecc, "Message": b64(b"m"), "SigningAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .await;
+    }
+    ok(
+        &client,
+        "Encrypt",
+        json!({"KeyId": rsa_encrypt, "Plaintext": b64(b"x"), "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    )
+    .await;
+    let report = ok(&client, "KmsdGetUsage", json!({})).await;
+    let by_class = &report["Totals"]["Requests"]["ByClass"];
+    assert_eq!(by_class["asymmetric_rsa_2048"], 3, "{report}");
+    // Two P-256 signatures and the RSA_3072 Encrypt.
+    assert_eq!(by_class["asymmetric"], 3, "{report}");
+    let key_cost = |key: &str| {
+        report["Keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["KeyId"] == key)
+            .map(|k| k["MonthToDate"]["Requests"].as_f64().unwrap())
+            .unwrap()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    // Each key's CreateKey is a symmetric-rate request too.
+    let create = 0.03 / 10_000.0;
+    assert!(
+        close(key_cost(&rsa), 3.0 * 0.03 / 10_000.0 + create),
+        "{report}"
+    );
+    assert!(
+        close(key_cost(&ecc), 2.0 * 0.15 / 10_000.0 + create),
+        "{report}"
+    );
+    assert!(
+        close(key_cost(&rsa_encrypt), 0.15 / 10_000.0 + create),
+        "{report}"
+    );
+}

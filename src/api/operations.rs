@@ -47,6 +47,10 @@ pub enum PriceClass {
     /// Requests with asymmetric keys: Sign, Verify, GetPublicKey, DeriveSharedSecret ($0.15
     /// per 10,000, RSA_2048 keys $0.03; never in the free tier).
     Asymmetric,
+    /// Requests with RSA_2048 keys that AWS prices as asymmetric ones at the lower RSA_2048
+    /// rate ($0.03 per 10,000; never in the free tier). Never an operation's own class: the
+    /// usage report refines `Asymmetric` (and the encryption operations) by the key's spec.
+    AsymmetricRsa2048,
     /// GenerateDataKeyPair* (AWS: $0.10 per 10,000 for ECC pairs, $12 for RSA pairs; never
     /// in the free tier).
     DataKeyPair,
@@ -60,6 +64,7 @@ impl PriceClass {
         match self {
             PriceClass::Symmetric => "symmetric",
             PriceClass::Asymmetric => "asymmetric",
+            PriceClass::AsymmetricRsa2048 => "asymmetric_rsa_2048",
             PriceClass::DataKeyPair => "data_key_pair",
             PriceClass::Unpriced => "unpriced",
         }

@@ -19,6 +19,9 @@ pub struct Pricing {
     /// Price of 10,000 requests with asymmetric keys (Sign, Verify, GetPublicKey); they are
     /// never in the free tier.
     pub asymmetric_usd_per_10k_requests: f64,
+    /// Price of 10,000 requests with RSA_2048 keys (Sign, Verify, GetPublicKey, and Encrypt,
+    /// Decrypt, ReEncrypt with an RSA_2048 ENCRYPT_DECRYPT key); never in the free tier.
+    pub rsa_2048_usd_per_10k_requests: f64,
     /// Price of 10,000 GenerateDataKeyPair* requests (AWS: $0.10 for ECC pairs, $12 for RSA
     /// pairs; kmsd applies one price to both); never in the free tier.
     pub data_key_pair_usd_per_10k_requests: f64,
@@ -36,6 +39,7 @@ impl Default for Pricing {
             max_billed_rotations: 2,
             symmetric_usd_per_10k_requests: 0.03,
             asymmetric_usd_per_10k_requests: 0.15,
+            rsa_2048_usd_per_10k_requests: 0.03,
             data_key_pair_usd_per_10k_requests: 0.10,
             free_tier_requests: 20_000,
             prices_as_of: "2025-01-15".to_string(),
@@ -56,6 +60,10 @@ impl Pricing {
             (
                 "pricing.asymmetric_usd_per_10k_requests",
                 self.asymmetric_usd_per_10k_requests,
+            ),
+            (
+                "pricing.rsa_2048_usd_per_10k_requests",
+                self.rsa_2048_usd_per_10k_requests,
             ),
             (
                 "pricing.data_key_pair_usd_per_10k_requests",

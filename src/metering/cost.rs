@@ -21,6 +21,10 @@ impl Pricing {
         self.asymmetric_usd_per_10k_requests / 10_000.0
     }
 
+    fn per_rsa_2048_request_usd(&self) -> f64 {
+        self.rsa_2048_usd_per_10k_requests / 10_000.0
+    }
+
     fn per_data_key_pair_request_usd(&self) -> f64 {
         self.data_key_pair_usd_per_10k_requests / 10_000.0
     }
@@ -87,6 +91,29 @@ pub fn price_class(operation: &str) -> PriceClass {
     crate::api::operations::find(operation).map_or(PriceClass::Unpriced, |op| op.price)
 }
 
+/// The price class of a request of `operation` counted on a key of `spec`: the operation
+/// table's class, refined as AWS prices asymmetric keys — requests with RSA_2048 keys at the
+/// RSA_2048 rate, and Encrypt, Decrypt and ReEncrypt with RSA keys as asymmetric requests.
+/// `spec` is None for requests that named no key or a key that no longer exists (then the
+/// table's class stands).
+pub fn request_class(operation: &str, spec: Option<crate::crypto::keyspec::KeySpec>) -> PriceClass {
+    use crate::crypto::keyspec::KeySpec;
+    let class = price_class(operation);
+    let rsa = matches!(
+        spec,
+        Some(KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096)
+    );
+    let encryption = matches!(operation, "Encrypt" | "Decrypt" | "ReEncrypt");
+    match (class, spec) {
+        (PriceClass::Asymmetric, Some(KeySpec::Rsa2048)) => PriceClass::AsymmetricRsa2048,
+        (PriceClass::Symmetric, Some(KeySpec::Rsa2048)) if encryption => {
+            PriceClass::AsymmetricRsa2048
+        }
+        (PriceClass::Symmetric, _) if encryption && rsa => PriceClass::Asymmetric,
+        (class, _) => class,
+    }
+}
+
 /// Whether a request with this class and outcome is billed: successful priced requests only.
 pub fn is_billable(class: PriceClass, outcome: Outcome) -> bool {
     class != PriceClass::Unpriced && outcome == Outcome::Success
@@ -105,6 +132,8 @@ pub struct KeyUsage {
     pub billable_asymmetric_requests: u64,
     /// Of those, GenerateDataKeyPair* requests (their own price, no free tier).
     pub billable_data_key_pair_requests: u64,
+    /// Of those, requests with RSA_2048 keys (their own price, no free tier).
+    pub billable_rsa_2048_requests: u64,
 }
 
 /// How a key is billed from now on (for projections).
@@ -114,6 +143,8 @@ pub struct KeyRate {
     pub billed: bool,
     /// Rotations billed now (0 to max).
     pub billed_rotations: u32,
+    /// The key's spec (it refines the price class of its requests, [`request_class`]).
+    pub spec: Option<crate::crypto::keyspec::KeySpec>,
 }
 
 /// A cost split by component, in USD.
@@ -150,8 +181,10 @@ pub fn key_cost(pricing: &Pricing, month: Month, usage: &KeyUsage) -> KeyCost {
         usage
             .billable_requests
             .saturating_sub(usage.billable_asymmetric_requests)
-            .saturating_sub(usage.billable_data_key_pair_requests) as f64
+            .saturating_sub(usage.billable_data_key_pair_requests)
+            .saturating_sub(usage.billable_rsa_2048_requests) as f64
             * pricing.per_request_usd()
+            + usage.billable_rsa_2048_requests as f64 * pricing.per_rsa_2048_request_usd()
             + usage.billable_asymmetric_requests as f64 * pricing.per_asymmetric_request_usd()
             + usage.billable_data_key_pair_requests as f64
                 * pricing.per_data_key_pair_request_usd(),
@@ -215,6 +248,8 @@ pub struct HostRequests {
     pub asymmetric: f64,
     /// GenerateDataKeyPair* requests.
     pub data_key_pair: f64,
+    /// Requests with RSA_2048 keys.
+    pub rsa_2048: f64,
 }
 
 /// Sums per-key costs and applies the free tier to the host's billable symmetric requests
@@ -225,7 +260,8 @@ pub fn host_cost(pricing: &Pricing, keys: &[KeyCost], requests: HostRequests) ->
     let rotation: f64 = keys.iter().map(|k| k.rotation).sum();
     let requests_gross = symmetric_requests * pricing.per_request_usd()
         + requests.asymmetric * pricing.per_asymmetric_request_usd()
-        + requests.data_key_pair * pricing.per_data_key_pair_request_usd();
+        + requests.data_key_pair * pricing.per_data_key_pair_request_usd()
+        + requests.rsa_2048 * pricing.per_rsa_2048_request_usd();
     let free_tier_credit =
         symmetric_requests.min(pricing.free_tier_requests as f64) * pricing.per_request_usd();
     HostCost {
@@ -321,6 +357,7 @@ mod tests {
                     billable_requests: requests,
                     billable_asymmetric_requests: 0,
                     billable_data_key_pair_requests: 0,
+                    billable_rsa_2048_requests: 0,
                 },
             );
             assert!(close(cost.storage, storage), "{month} {hours}: {cost:?}");
@@ -356,6 +393,7 @@ mod tests {
             billable_requests: 30_000,
             billable_asymmetric_requests: 0,
             billable_data_key_pair_requests: 0,
+            billable_rsa_2048_requests: 0,
         };
         // (now, rate, storage, rotation, requests)
         let cases = [
@@ -363,6 +401,7 @@ mod tests {
             (
                 day10,
                 KeyRate {
+                    spec: None,
                     billed: true,
                     billed_rotations: 0,
                 },
@@ -374,6 +413,7 @@ mod tests {
             (
                 day10,
                 KeyRate {
+                    spec: None,
                     billed: true,
                     billed_rotations: 1,
                 },
@@ -387,6 +427,7 @@ mod tests {
             (
                 june.end_ms() + h,
                 KeyRate {
+                    spec: None,
                     billed: true,
                     billed_rotations: 2,
                 },
@@ -418,12 +459,6 @@ mod tests {
             (30_000, 10_000, 0.06 + 0.15, 0.15),
             (10_000, 0, 0.03, 0.0),
         ];
-        let pairs = KeyUsage {
-            billable_requests: 20_000,
-            billable_data_key_pair_requests: 10_000,
-            ..KeyUsage::default()
-        };
-        assert!(close(key_cost(&p, month, &pairs).requests, 0.03 + 0.10));
         for (billable, asymmetric, key_requests, host_net) in cases {
             let usage = KeyUsage {
                 billable_requests: billable,
@@ -442,11 +477,54 @@ mod tests {
                     symmetric: (billable - asymmetric) as f64,
                     asymmetric: asymmetric as f64,
                     data_key_pair: 0.0,
+                    rsa_2048: 0.0,
                 },
             );
             assert!(
                 close(host.net, host_net),
                 "{billable}/{asymmetric}: {host:?}"
+            );
+        }
+        let pairs = KeyUsage {
+            billable_requests: 20_000,
+            billable_data_key_pair_requests: 10_000,
+            ..KeyUsage::default()
+        };
+        assert!(close(key_cost(&p, month, &pairs).requests, 0.03 + 0.10));
+        let rsa = KeyUsage {
+            billable_requests: 10_000,
+            billable_rsa_2048_requests: 10_000,
+            ..KeyUsage::default()
+        };
+        assert!(close(key_cost(&p, month, &rsa).requests, 0.03));
+    }
+
+    #[test]
+    fn request_classes_follow_the_key_spec() {
+        use crate::crypto::keyspec::KeySpec::*;
+        let cases = [
+            ("Sign", Some(EccNistP256), PriceClass::Asymmetric),
+            ("Sign", Some(Rsa2048), PriceClass::AsymmetricRsa2048),
+            ("Sign", Some(Rsa4096), PriceClass::Asymmetric),
+            ("Sign", None, PriceClass::Asymmetric),
+            ("Encrypt", Some(SymmetricDefault), PriceClass::Symmetric),
+            ("Encrypt", Some(Rsa3072), PriceClass::Asymmetric),
+            ("Decrypt", Some(Rsa2048), PriceClass::AsymmetricRsa2048),
+            ("ReEncrypt", Some(Rsa4096), PriceClass::Asymmetric),
+            ("DescribeKey", Some(Rsa2048), PriceClass::Symmetric),
+            ("GenerateMac", Some(Hmac256), PriceClass::Symmetric),
+            (
+                "GenerateDataKeyPair",
+                Some(SymmetricDefault),
+                PriceClass::DataKeyPair,
+            ),
+            ("KmsdGetUsage", None, PriceClass::Unpriced),
+        ];
+        for (operation, spec, class) in cases {
+            assert_eq!(
+                request_class(operation, spec),
+                class,
+                "{operation} {spec:?}"
             );
         }
     }

@@ -531,6 +531,7 @@ impl Metering {
                     cost::KeyRate {
                         billed: k.state != KeyState::PendingDeletion,
                         billed_rotations: pricing.billed_rotations(k.versions),
+                        spec: crate::crypto::keyspec::KeySpec::parse(&k.key_spec),
                     },
                 )
             })

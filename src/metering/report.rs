@@ -26,23 +26,26 @@ pub struct RequestCounts {
     /// Of those, GenerateDataKeyPair* requests (their own price, no free tier).
     #[serde(default)]
     pub billable_data_key_pair: u64,
+    /// Of those, requests with RSA_2048 keys (their own price, no free tier).
+    #[serde(default)]
+    pub billable_rsa_2048: u64,
     /// By outcome: success, client_error, denied, server_error.
     pub by_outcome: BTreeMap<String, u64>,
-    /// By price class: symmetric, asymmetric, data_key_pair, unpriced.
+    /// By price class: symmetric, asymmetric, asymmetric_rsa_2048, data_key_pair, unpriced.
     pub by_class: BTreeMap<String, u64>,
     /// By operation, then outcome.
     pub by_operation: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl RequestCounts {
-    fn add(&mut self, operation: &str, outcome: &str, count: u64) {
-        let class = cost::price_class(operation);
+    fn add(&mut self, operation: &str, outcome: &str, count: u64, class: cost::PriceClass) {
         self.total += count;
         if Outcome::parse(outcome).is_some_and(|o| cost::is_billable(class, o)) {
             self.billable += count;
             match class {
                 cost::PriceClass::Asymmetric => self.billable_asymmetric += count,
                 cost::PriceClass::DataKeyPair => self.billable_data_key_pair += count,
+                cost::PriceClass::AsymmetricRsa2048 => self.billable_rsa_2048 += count,
                 _ => {}
             }
         }
@@ -135,11 +138,16 @@ pub fn build(
     }
     let mut totals = Totals::default();
     for row in counts.iter().filter(|r| r.month == month) {
-        totals.requests.add(&row.operation, &row.outcome, row.count);
+        let spec = rates.get(&row.key_id).and_then(|rate| rate.spec);
+        let class = cost::request_class(&row.operation, spec);
+        totals
+            .requests
+            .add(&row.operation, &row.outcome, row.count, class);
         keys.entry(row.key_id.clone()).or_default().requests.add(
             &row.operation,
             &row.outcome,
             row.count,
+            class,
         );
     }
     let factor = cost::request_projection_factor(month, now);
@@ -154,6 +162,7 @@ pub fn build(
             billable_requests: report.requests.billable,
             billable_asymmetric_requests: report.requests.billable_asymmetric,
             billable_data_key_pair_requests: report.requests.billable_data_key_pair,
+            billable_rsa_2048_requests: report.requests.billable_rsa_2048,
         };
         report.key_hours = accrual.billable_ms as f64 / HOUR_MS;
         report.rotation_hours = accrual.rotation_ms as f64 / HOUR_MS;
@@ -171,10 +180,12 @@ pub fn build(
     }
     let asymmetric = totals.requests.billable_asymmetric as f64;
     let data_key_pair = totals.requests.billable_data_key_pair as f64;
+    let rsa_2048 = totals.requests.billable_rsa_2048 as f64;
     let requests = cost::HostRequests {
-        symmetric: totals.requests.billable as f64 - asymmetric - data_key_pair,
+        symmetric: totals.requests.billable as f64 - asymmetric - data_key_pair - rsa_2048,
         asymmetric,
         data_key_pair,
+        rsa_2048,
     };
     totals.month_to_date = cost::host_cost(pricing, &mtd_costs, requests);
     totals.projected = cost::host_cost(
@@ -184,6 +195,7 @@ pub fn build(
             symmetric: requests.symmetric * factor,
             asymmetric: asymmetric * factor,
             data_key_pair: data_key_pair * factor,
+            rsa_2048: rsa_2048 * factor,
         },
     );
     UsageReport {
@@ -315,6 +327,7 @@ mod tests {
             KeyRate {
                 billed: true,
                 billed_rotations: 0,
+                spec: None,
             },
         )]);
         let r = build(&p, june, now, Some(now), &counts, &accruals, &rates);
