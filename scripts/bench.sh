@@ -110,7 +110,7 @@ if "throughput" in sections:
 if "asymmetric" in sections:
     assert results["asymmetric"], "no asymmetric rows"
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["asymmetric"]), "an asymmetric run failed"
-    assert len(results["library_ceilings"]) == 9, "library ceilings missing"
+    assert len(results["library_ceilings"]) == 12, "library ceilings missing"
 if "scale" in sections:
     assert len(results["startup"]) == 3, "start-up rows missing"
 if "fairness" in sections and os.geteuid() == 0:

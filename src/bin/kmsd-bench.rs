@@ -1020,6 +1020,50 @@ fn library_ceilings(time: Duration) -> Vec<LibraryCeiling> {
             openssl_per_second: openssl_verify,
         });
     }
+    // The symmetric path's primitive in both libraries (should kmsd move Encrypt to AWS-LC?):
+    // AES-256-GCM of a 32-byte plaintext, and kmsd's whole per-message work (HKDF-SHA256 of
+    // the message key, then AES-256-GCM, RustCrypto).
+    {
+        use aes_gcm::aead::{Aead, KeyInit};
+        let key = [3u8; 32];
+        let nonce = [4u8; 12];
+        let rust = aes_gcm::Aes256Gcm::new(&key.into());
+        ceilings.push(LibraryCeiling {
+            operation: "AES-256-GCM seal 32 B, RustCrypto aes-gcm (kmsd's)".into(),
+            aws_lc_per_second: rate(time, || {
+                let _ = rust.encrypt((&nonce).into(), &message[..]);
+            }),
+            openssl_per_second: None,
+        });
+        if let Ok(unbound) = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &key) {
+            let sealing = aws_lc_rs::aead::LessSafeKey::new(unbound);
+            ceilings.push(LibraryCeiling {
+                operation: "AES-256-GCM seal 32 B, aws-lc-rs".into(),
+                aws_lc_per_second: rate(time, || {
+                    let mut in_out = message.to_vec();
+                    let _ = sealing.seal_in_place_append_tag(
+                        aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                        aws_lc_rs::aead::Aad::empty(),
+                        &mut in_out,
+                    );
+                }),
+                openssl_per_second: None,
+            });
+        }
+        let material = kmsd::crypto::KeyMaterial::from_bytes(&key);
+        let context = kmsd::crypto::EncryptionContext::default();
+        let header = kmsd::crypto::CiphertextHeader {
+            key_id: [1u8; 16],
+            material_version: 1,
+        };
+        ceilings.push(LibraryCeiling {
+            operation: "kmsd Encrypt 32 B crypto (HKDF + AES-256-GCM + nonce)".into(),
+            aws_lc_per_second: rate(time, || {
+                let _ = kmsd::crypto::encrypt(&material, header, &context, &message);
+            }),
+            openssl_per_second: None,
+        });
+    }
     if let Ok(bytes) = generate_hmac_key(KeySpec::Hmac256) {
         if let Ok(key) = HmacKey::from_bytes(KeySpec::Hmac256, &bytes) {
             ceilings.push(LibraryCeiling {
