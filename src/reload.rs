@@ -133,6 +133,10 @@ pub const RELOADABLE: &[Setting] = &[
         "pricing.data_key_pair_usd_per_10k_requests",
         pricing.data_key_pair_usd_per_10k_requests
     ),
+    setting!(
+        "pricing.rsa_data_key_pair_usd_per_10k_requests",
+        pricing.rsa_data_key_pair_usd_per_10k_requests
+    ),
     setting!("pricing.free_tier_requests", pricing.free_tier_requests),
     setting!("pricing.prices_as_of", pricing.prices_as_of),
 ];

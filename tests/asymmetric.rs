@@ -1428,7 +1428,7 @@ async fn tpm_resident_keys_sign_in_the_tpm_and_openssl_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_prices_requests_by_the_keys_spec() {
-    let fx = Fixture::start();
+    let mut fx = Fixture::start();
     let client = fx.client();
     let rsa = create(&client, "RSA_2048", "SIGN_VERIFY").await;
     let ecc = create(&client, "ECC_NIST_P256", "SIGN_VERIFY").await;
@@ -1455,9 +1455,23 @@ async fn usage_prices_requests_by_the_keys_spec() {
         json!({"KeyId": rsa_encrypt, "Plaintext": b64(b"x"), "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
     )
     .await;
+    let symmetric = create_key(&client).await;
+    for spec in ["RSA_2048", "RSA_2048", "ECC_NIST_P256"] {
+        ok(
+            &client,
+            "GenerateDataKeyPairWithoutPlaintext",
+            json!({"KeyId": symmetric, "KeyPairSpec": spec}),
+        )
+        .await;
+    }
     let report = ok(&client, "KmsdGetUsage", json!({})).await;
     let by_class = &report["Totals"]["Requests"]["ByClass"];
     assert_eq!(by_class["asymmetric_rsa_2048"], 3, "{report}");
+    assert_eq!(by_class["data_key_pair_rsa"], 2, "{report}");
+    assert_eq!(by_class["data_key_pair"], 1, "{report}");
+    // Reports and metrics name the AWS operation, whatever the pair.
+    let pairs = &report["Totals"]["Requests"]["ByOperation"]["GenerateDataKeyPairWithoutPlaintext"];
+    assert_eq!(pairs["success"], 3, "{report}");
     // Two P-256 signatures and the RSA_3072 Encrypt.
     assert_eq!(by_class["asymmetric"], 3, "{report}");
     let key_cost = |key: &str| {
@@ -1484,6 +1498,19 @@ async fn usage_prices_requests_by_the_keys_spec() {
         close(key_cost(&rsa_encrypt), 0.15 / 10_000.0 + create),
         "{report}"
     );
+    assert!(
+        close(
+            key_cost(&symmetric),
+            (2.0 * 12.0 + 0.10) / 10_000.0 + create
+        ),
+        "{report}"
+    );
+    // The usage ledger keeps the RSA pairs apart across a restart.
+    fx.restart();
+    let after = ok(&fx.client(), "KmsdGetUsage", json!({})).await;
+    let by_class = &after["Totals"]["Requests"]["ByClass"];
+    assert_eq!(by_class["data_key_pair_rsa"], 2, "{after}");
+    assert_eq!(by_class["data_key_pair"], 1, "{after}");
 }
 
 /// kmsd's HMAC (the code GenerateMac and VerifyMac run) against Python's `hmac`, with random

@@ -51,9 +51,11 @@ pub enum PriceClass {
     /// rate ($0.03 per 10,000; never in the free tier). Never an operation's own class: the
     /// usage report refines `Asymmetric` (and the encryption operations) by the key's spec.
     AsymmetricRsa2048,
-    /// GenerateDataKeyPair* (AWS: $0.10 per 10,000 for ECC pairs, $12 for RSA pairs; never
-    /// in the free tier).
+    /// GenerateDataKeyPair* (AWS: $0.10 per 10,000 for ECC pairs; never in the free tier).
     DataKeyPair,
+    /// GenerateDataKeyPair* of an RSA pair ($12 per 10,000; never in the free tier). Never an
+    /// operation's own class: metering refines `DataKeyPair` by the request's KeyPairSpec.
+    DataKeyPairRsa,
     /// Not an AWS KMS request (kmsd extensions, unknown operations): counted, never priced.
     Unpriced,
 }
@@ -66,6 +68,7 @@ impl PriceClass {
             PriceClass::Asymmetric => "asymmetric",
             PriceClass::AsymmetricRsa2048 => "asymmetric_rsa_2048",
             PriceClass::DataKeyPair => "data_key_pair",
+            PriceClass::DataKeyPairRsa => "data_key_pair_rsa",
             PriceClass::Unpriced => "unpriced",
         }
     }

@@ -22,9 +22,10 @@ pub struct Pricing {
     /// Price of 10,000 requests with RSA_2048 keys (Sign, Verify, GetPublicKey, and Encrypt,
     /// Decrypt, ReEncrypt with an RSA_2048 ENCRYPT_DECRYPT key); never in the free tier.
     pub rsa_2048_usd_per_10k_requests: f64,
-    /// Price of 10,000 GenerateDataKeyPair* requests (AWS: $0.10 for ECC pairs, $12 for RSA
-    /// pairs; kmsd applies one price to both); never in the free tier.
+    /// Price of 10,000 GenerateDataKeyPair* requests for ECC pairs; never in the free tier.
     pub data_key_pair_usd_per_10k_requests: f64,
+    /// Price of 10,000 GenerateDataKeyPair* requests for RSA pairs; never in the free tier.
+    pub rsa_data_key_pair_usd_per_10k_requests: f64,
     /// Requests per month that are free, host-wide.
     pub free_tier_requests: u64,
     /// When the defaults were taken from AWS's price list (informational).
@@ -41,6 +42,7 @@ impl Default for Pricing {
             asymmetric_usd_per_10k_requests: 0.15,
             rsa_2048_usd_per_10k_requests: 0.03,
             data_key_pair_usd_per_10k_requests: 0.10,
+            rsa_data_key_pair_usd_per_10k_requests: 12.0,
             free_tier_requests: 20_000,
             prices_as_of: "2025-01-15".to_string(),
         }
@@ -68,6 +70,10 @@ impl Pricing {
             (
                 "pricing.data_key_pair_usd_per_10k_requests",
                 self.data_key_pair_usd_per_10k_requests,
+            ),
+            (
+                "pricing.rsa_data_key_pair_usd_per_10k_requests",
+                self.rsa_data_key_pair_usd_per_10k_requests,
             ),
         ];
         for (field, value) in prices {

@@ -29,6 +29,10 @@ impl Pricing {
         self.data_key_pair_usd_per_10k_requests / 10_000.0
     }
 
+    fn per_rsa_data_key_pair_request_usd(&self) -> f64 {
+        self.rsa_data_key_pair_usd_per_10k_requests / 10_000.0
+    }
+
     /// Extra material versions that are billed, for a key with `versions` versions.
     pub fn billed_rotations(&self, versions: u32) -> u32 {
         versions.saturating_sub(1).min(self.max_billed_rotations)
@@ -91,6 +95,19 @@ pub fn price_class(operation: &str) -> PriceClass {
     crate::api::operations::find(operation).map_or(PriceClass::Unpriced, |op| op.price)
 }
 
+/// How the usage ledger marks a GenerateDataKeyPair* request of an RSA pair: the operation
+/// name with this suffix (`GenerateDataKeyPair+RSA`); reports and metrics show the name alone.
+pub const RSA_PAIR_SUFFIX: &str = "+RSA";
+
+/// An operation as the ledger stores it, split into the operation and whether it was an RSA
+/// data key pair.
+pub fn split_rsa_pair(operation: &str) -> (&str, bool) {
+    match operation.strip_suffix(RSA_PAIR_SUFFIX) {
+        Some(base) => (base, true),
+        None => (operation, false),
+    }
+}
+
 /// The price class of a request of `operation` counted on a key of `spec`: the operation
 /// table's class, refined as AWS prices asymmetric keys — requests with RSA_2048 keys at the
 /// RSA_2048 rate, and Encrypt, Decrypt and ReEncrypt with RSA keys as asymmetric requests.
@@ -98,7 +115,11 @@ pub fn price_class(operation: &str) -> PriceClass {
 /// table's class stands).
 pub fn request_class(operation: &str, spec: Option<crate::crypto::keyspec::KeySpec>) -> PriceClass {
     use crate::crypto::keyspec::KeySpec;
+    let (operation, rsa_pair) = split_rsa_pair(operation);
     let class = price_class(operation);
+    if class == PriceClass::DataKeyPair && rsa_pair {
+        return PriceClass::DataKeyPairRsa;
+    }
     let rsa = matches!(
         spec,
         Some(KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096)
@@ -134,6 +155,8 @@ pub struct KeyUsage {
     pub billable_data_key_pair_requests: u64,
     /// Of those, requests with RSA_2048 keys (their own price, no free tier).
     pub billable_rsa_2048_requests: u64,
+    /// Of those, GenerateDataKeyPair* requests of RSA pairs (their own price, no free tier).
+    pub billable_rsa_data_key_pair_requests: u64,
 }
 
 /// How a key is billed from now on (for projections).
@@ -182,9 +205,12 @@ pub fn key_cost(pricing: &Pricing, month: Month, usage: &KeyUsage) -> KeyCost {
             .billable_requests
             .saturating_sub(usage.billable_asymmetric_requests)
             .saturating_sub(usage.billable_data_key_pair_requests)
-            .saturating_sub(usage.billable_rsa_2048_requests) as f64
+            .saturating_sub(usage.billable_rsa_2048_requests)
+            .saturating_sub(usage.billable_rsa_data_key_pair_requests) as f64
             * pricing.per_request_usd()
             + usage.billable_rsa_2048_requests as f64 * pricing.per_rsa_2048_request_usd()
+            + usage.billable_rsa_data_key_pair_requests as f64
+                * pricing.per_rsa_data_key_pair_request_usd()
             + usage.billable_asymmetric_requests as f64 * pricing.per_asymmetric_request_usd()
             + usage.billable_data_key_pair_requests as f64
                 * pricing.per_data_key_pair_request_usd(),
@@ -250,6 +276,8 @@ pub struct HostRequests {
     pub data_key_pair: f64,
     /// Requests with RSA_2048 keys.
     pub rsa_2048: f64,
+    /// GenerateDataKeyPair* requests of RSA pairs.
+    pub rsa_data_key_pair: f64,
 }
 
 /// Sums per-key costs and applies the free tier to the host's billable symmetric requests
@@ -261,7 +289,8 @@ pub fn host_cost(pricing: &Pricing, keys: &[KeyCost], requests: HostRequests) ->
     let requests_gross = symmetric_requests * pricing.per_request_usd()
         + requests.asymmetric * pricing.per_asymmetric_request_usd()
         + requests.data_key_pair * pricing.per_data_key_pair_request_usd()
-        + requests.rsa_2048 * pricing.per_rsa_2048_request_usd();
+        + requests.rsa_2048 * pricing.per_rsa_2048_request_usd()
+        + requests.rsa_data_key_pair * pricing.per_rsa_data_key_pair_request_usd();
     let free_tier_credit =
         symmetric_requests.min(pricing.free_tier_requests as f64) * pricing.per_request_usd();
     HostCost {
@@ -358,6 +387,7 @@ mod tests {
                     billable_asymmetric_requests: 0,
                     billable_data_key_pair_requests: 0,
                     billable_rsa_2048_requests: 0,
+                    billable_rsa_data_key_pair_requests: 0,
                 },
             );
             assert!(close(cost.storage, storage), "{month} {hours}: {cost:?}");
@@ -394,6 +424,7 @@ mod tests {
             billable_asymmetric_requests: 0,
             billable_data_key_pair_requests: 0,
             billable_rsa_2048_requests: 0,
+            billable_rsa_data_key_pair_requests: 0,
         };
         // (now, rate, storage, rotation, requests)
         let cases = [
@@ -478,6 +509,7 @@ mod tests {
                     asymmetric: asymmetric as f64,
                     data_key_pair: 0.0,
                     rsa_2048: 0.0,
+                    rsa_data_key_pair: 0.0,
                 },
             );
             assert!(
@@ -497,6 +529,12 @@ mod tests {
             ..KeyUsage::default()
         };
         assert!(close(key_cost(&p, month, &rsa).requests, 0.03));
+        let rsa_pairs = KeyUsage {
+            billable_requests: 10_000,
+            billable_rsa_data_key_pair_requests: 10_000,
+            ..KeyUsage::default()
+        };
+        assert!(close(key_cost(&p, month, &rsa_pairs).requests, 12.0));
     }
 
     #[test]

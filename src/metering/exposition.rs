@@ -135,7 +135,7 @@ impl Metering {
         let by_class = prometheus::IntGaugeVec::new(
             prometheus::Opts::new(
                 "kmsd_requests_by_price_class_month_to_date",
-                "Requests of this host this billing month by AWS price class (symmetric, asymmetric, asymmetric_rsa_2048, data_key_pair, unpriced), whatever their outcome.",
+                "Requests of this host this billing month by AWS price class (symmetric, asymmetric, asymmetric_rsa_2048, data_key_pair, data_key_pair_rsa, unpriced), whatever their outcome.",
             ),
             &["class"],
         )
@@ -145,6 +145,7 @@ impl Metering {
             crate::api::operations::PriceClass::Asymmetric,
             crate::api::operations::PriceClass::AsymmetricRsa2048,
             crate::api::operations::PriceClass::DataKeyPair,
+            crate::api::operations::PriceClass::DataKeyPairRsa,
             crate::api::operations::PriceClass::Unpriced,
         ] {
             let count = report

@@ -82,6 +82,20 @@ struct CounterKey {
     key_id: String,
     operation: &'static str,
     outcome: Outcome,
+    /// A request of the operation that AWS prices apart: GenerateDataKeyPair* of an RSA
+    /// pair. The ledger stores it as `<operation>+RSA` ([`cost::RSA_PAIR_SUFFIX`]).
+    rsa_pair: bool,
+}
+
+impl CounterKey {
+    /// The operation as the ledger stores it.
+    fn ledger_operation(&self) -> String {
+        if self.rsa_pair {
+            format!("{}{}", self.operation, cost::RSA_PAIR_SUFFIX)
+        } else {
+            self.operation.to_string()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -260,10 +274,9 @@ impl Metering {
         }
         let shards: Vec<Shard> = (0..SHARDS).map(|_| RwLock::default()).collect();
         for row in ledger.counts(month)? {
-            let (Some(outcome), operation) = (
-                Outcome::parse(&row.outcome),
-                operation_label(&row.operation),
-            ) else {
+            let (base, rsa_pair) = cost::split_rsa_pair(&row.operation);
+            let (Some(outcome), operation) = (Outcome::parse(&row.outcome), operation_label(base))
+            else {
                 continue;
             };
             let key = CounterKey {
@@ -271,6 +284,7 @@ impl Metering {
                 key_id: row.key_id,
                 operation,
                 outcome,
+                rsa_pair,
             };
             let shard = &shards[shard_index(&key.key_id, operation)];
             let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
@@ -336,18 +350,31 @@ impl Metering {
         let month = Month::containing(event.call.event_time_ms);
         let keys = event.call.keys();
         let key_id = keys.first().map(|k| k.key_id.as_str()).unwrap_or("");
-        self.count(month, key_id, operation, outcome);
+        // AWS prices RSA data key pairs apart from ECC ones; the spec is a logged parameter.
+        let rsa_pair = event.call.operation.price == cost::PriceClass::DataKeyPair
+            && event.call.logged_parameters["keyPairSpec"]
+                .as_str()
+                .is_some_and(|spec| spec.starts_with("RSA_"));
+        self.count(month, key_id, operation, outcome, rsa_pair);
         if let Some(histogram) = self.durations.get(operation) {
             histogram.observe(event.duration.as_secs_f64());
         }
     }
 
-    fn count(&self, month: Month, key_id: &str, operation: &'static str, outcome: Outcome) {
+    fn count(
+        &self,
+        month: Month,
+        key_id: &str,
+        operation: &'static str,
+        outcome: Outcome,
+        rsa_pair: bool,
+    ) {
         let mut key = CounterKey {
             month,
             key_id: key_id.to_string(),
             operation,
             outcome,
+            rsa_pair,
         };
         if self.increment_existing(&key) {
             return;
@@ -390,7 +417,7 @@ impl Metering {
                 rows.push(CountRow {
                     month,
                     key_id: key.key_id.clone(),
-                    operation: key.operation.to_string(),
+                    operation: key.ledger_operation(),
                     outcome: key.outcome.as_str().to_string(),
                     count: counter.value.load(Ordering::Relaxed),
                 });
@@ -417,7 +444,7 @@ impl Metering {
                     deltas.push(CountRow {
                         month: key.month,
                         key_id: key.key_id.clone(),
-                        operation: key.operation.to_string(),
+                        operation: key.ledger_operation(),
                         outcome: key.outcome.as_str().to_string(),
                         count: value - flushed,
                     });

@@ -29,9 +29,13 @@ pub struct RequestCounts {
     /// Of those, requests with RSA_2048 keys (their own price, no free tier).
     #[serde(default)]
     pub billable_rsa_2048: u64,
+    /// Of those, GenerateDataKeyPair* requests of RSA pairs (their own price, no free tier).
+    #[serde(default)]
+    pub billable_rsa_data_key_pair: u64,
     /// By outcome: success, client_error, denied, server_error.
     pub by_outcome: BTreeMap<String, u64>,
-    /// By price class: symmetric, asymmetric, asymmetric_rsa_2048, data_key_pair, unpriced.
+    /// By price class: symmetric, asymmetric, asymmetric_rsa_2048, data_key_pair,
+    /// data_key_pair_rsa, unpriced.
     pub by_class: BTreeMap<String, u64>,
     /// By operation, then outcome.
     pub by_operation: BTreeMap<String, BTreeMap<String, u64>>,
@@ -39,6 +43,7 @@ pub struct RequestCounts {
 
 impl RequestCounts {
     fn add(&mut self, operation: &str, outcome: &str, count: u64, class: cost::PriceClass) {
+        let (operation, _) = cost::split_rsa_pair(operation);
         self.total += count;
         if Outcome::parse(outcome).is_some_and(|o| cost::is_billable(class, o)) {
             self.billable += count;
@@ -46,6 +51,7 @@ impl RequestCounts {
                 cost::PriceClass::Asymmetric => self.billable_asymmetric += count,
                 cost::PriceClass::DataKeyPair => self.billable_data_key_pair += count,
                 cost::PriceClass::AsymmetricRsa2048 => self.billable_rsa_2048 += count,
+                cost::PriceClass::DataKeyPairRsa => self.billable_rsa_data_key_pair += count,
                 _ => {}
             }
         }
@@ -163,6 +169,7 @@ pub fn build(
             billable_asymmetric_requests: report.requests.billable_asymmetric,
             billable_data_key_pair_requests: report.requests.billable_data_key_pair,
             billable_rsa_2048_requests: report.requests.billable_rsa_2048,
+            billable_rsa_data_key_pair_requests: report.requests.billable_rsa_data_key_pair,
         };
         report.key_hours = accrual.billable_ms as f64 / HOUR_MS;
         report.rotation_hours = accrual.rotation_ms as f64 / HOUR_MS;
@@ -181,11 +188,17 @@ pub fn build(
     let asymmetric = totals.requests.billable_asymmetric as f64;
     let data_key_pair = totals.requests.billable_data_key_pair as f64;
     let rsa_2048 = totals.requests.billable_rsa_2048 as f64;
+    let rsa_data_key_pair = totals.requests.billable_rsa_data_key_pair as f64;
     let requests = cost::HostRequests {
-        symmetric: totals.requests.billable as f64 - asymmetric - data_key_pair - rsa_2048,
+        symmetric: totals.requests.billable as f64
+            - asymmetric
+            - data_key_pair
+            - rsa_2048
+            - rsa_data_key_pair,
         asymmetric,
         data_key_pair,
         rsa_2048,
+        rsa_data_key_pair,
     };
     totals.month_to_date = cost::host_cost(pricing, &mtd_costs, requests);
     totals.projected = cost::host_cost(
@@ -196,6 +209,7 @@ pub fn build(
             asymmetric: asymmetric * factor,
             data_key_pair: data_key_pair * factor,
             rsa_2048: rsa_2048 * factor,
+            rsa_data_key_pair: rsa_data_key_pair * factor,
         },
     );
     UsageReport {
