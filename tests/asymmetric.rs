@@ -1545,3 +1545,41 @@ fn hmac_matches_pythons_hmac() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_client_decodes_the_new_responses() {
+    let fx = Fixture::start();
+    let client = fx.client();
+    let key = create(&client, "ECC_NIST_P256", "SIGN_VERIFY").await;
+    let signed: kmsd::api::SignResponse = client
+        .call(
+            "Sign",
+            &json!({"KeyId": key, "Message": b64(b"typed"), "SigningAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed.signing_algorithm, "ECDSA_SHA_256");
+    let public: kmsd::api::GetPublicKeyResponse = client
+        .call("GetPublicKey", &json!({"KeyId": key}))
+        .await
+        .unwrap();
+    assert_eq!(public.key_spec, "ECC_NIST_P256");
+    let verified: kmsd::api::VerifyResponse = client
+        .call(
+            "Verify",
+            &json!({"KeyId": key, "Message": b64(b"typed"), "SigningAlgorithm": "ECDSA_SHA_256",
+                    "Signature": b64(signed.signature.as_bytes())}),
+        )
+        .await
+        .unwrap();
+    assert!(verified.signature_valid);
+    let err = client
+        .call::<_, kmsd::api::VerifyResponse>(
+            "Verify",
+            &json!({"KeyId": key, "Message": b64(b"other"), "SigningAlgorithm": "ECDSA_SHA_256",
+                    "Signature": b64(signed.signature.as_bytes())}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.exception(), Some("KMSInvalidSignatureException"));
+}
