@@ -201,26 +201,10 @@ pub fn wrap_material(
     purpose: &str,
     material: &KeyMaterial,
 ) -> Result<Vec<u8>, CryptoError> {
-    let mut iv = [0u8; IV_LEN];
-    os_fill(&mut iv);
-    let aad = wrap_aad(key_id, version, purpose);
-    let cipher = Aes256Gcm::new(root.expose().into());
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&iv),
-            Payload {
-                msg: material.expose(),
-                aad: &aad,
-            },
-        )
-        .map_err(|_| CryptoError::EncryptFailed)?;
-    let mut out = Vec::with_capacity(IV_LEN + sealed.len());
-    out.extend_from_slice(&iv);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    wrap_secret(root, key_id, version, purpose, material.expose())
 }
 
-/// Reverses [`wrap_material`].
+/// Reverses [`wrap_material`]: [`unwrap_secret`], which must give exactly 32 bytes.
 pub fn unwrap_material(
     root: &KeyMaterial,
     key_id: &str,
@@ -228,34 +212,20 @@ pub fn unwrap_material(
     purpose: &str,
     wrapped: &[u8],
 ) -> Result<KeyMaterial, CryptoError> {
-    let failed = || CryptoError::UnwrapFailed {
-        key_id: key_id.to_string(),
-        version,
-    };
-    if wrapped.len() != IV_LEN + 32 + TAG_LEN {
-        return Err(failed());
-    }
-    let aad = wrap_aad(key_id, version, purpose);
-    let cipher = Aes256Gcm::new(root.expose().into());
-    let plain = Zeroizing::new(
-        cipher
-            .decrypt(
-                Nonce::from_slice(&wrapped[..IV_LEN]),
-                Payload {
-                    msg: &wrapped[IV_LEN..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| failed())?,
-    );
-    let mut owned = Zeroizing::new([0u8; 32]);
-    owned.copy_from_slice(&plain);
-    Ok(KeyMaterial(owned))
+    let plain = unwrap_secret(root, key_id, version, purpose, wrapped)?;
+    let bytes: &[u8; 32] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| CryptoError::UnwrapFailed {
+            key_id: key_id.to_string(),
+            version,
+        })?;
+    Ok(KeyMaterial::from_bytes(bytes))
 }
 
-/// Wraps secret bytes of any length (an asymmetric private key's PKCS#8, an HMAC key) under
-/// the root key, in the format of [`wrap_material`]: the key id, the version and `purpose`
-/// (the key usage and spec) are bound as AAD.
+/// Wraps secret bytes of any length (CMK material, an asymmetric private key's PKCS#8, an
+/// HMAC key, a TPM key's blobs) under the root key: `iv(12) ‖ AES-256-GCM(root, secret) ‖
+/// tag(16)`, with the key id, the version and `purpose` (the key usage and spec) as AAD.
 pub fn wrap_secret(
     root: &KeyMaterial,
     key_id: &str,
