@@ -155,6 +155,24 @@ impl Shared {
     /// batch, durably at checkpoints, start and stop. Reading the head under the store's
     /// lock keeps the row from going backwards. Failures are logged by the head store.
     fn persist_head(&self, key: &MacKey, durable: bool, stopped: bool) -> Result<(), String> {
+        self.write_head(key, durable, stopped, false)
+    }
+
+    /// Records the head durably as a clean (or untidy) stop and closes the head store, in
+    /// one hold of its lock: a write the head thread had already taken up (a checkpoint's
+    /// durable request, say) then finds the store closed, instead of overwriting the stop
+    /// with `stopped: false` between the two.
+    fn persist_head_and_close(&self, key: &MacKey, stopped: bool) -> Result<(), String> {
+        self.write_head(key, true, stopped, true)
+    }
+
+    fn write_head(
+        &self,
+        key: &MacKey,
+        durable: bool,
+        stopped: bool,
+        close: bool,
+    ) -> Result<(), String> {
         let mut guard = self
             .head_store
             .lock()
@@ -168,28 +186,10 @@ impl Shared {
             .lock()
             .map(|head| head.clone())
             .map_err(|_| "the audit head lock is poisoned".to_string())?;
-        store.write(StoredHead::of(&head, stopped), durable, key)
-    }
-
-    /// Records the head durably as a clean (or untidy) stop and closes the head store, in
-    /// one hold of its lock: a write the head thread had already taken up (a checkpoint's
-    /// durable request, say) then finds the store closed, instead of overwriting the stop
-    /// with `stopped: false` between the two.
-    fn persist_head_and_close(&self, key: &MacKey, stopped: bool) -> Result<(), String> {
-        let mut guard = self
-            .head_store
-            .lock()
-            .map_err(|_| "the audit head store lock is poisoned".to_string())?;
-        let Some(store) = guard.as_mut() else {
-            return Ok(());
-        };
-        let head = self
-            .head
-            .lock()
-            .map(|head| head.clone())
-            .map_err(|_| "the audit head lock is poisoned".to_string())?;
-        let written = store.write(StoredHead::of(&head, stopped), true, key);
-        guard.take();
+        let written = store.write(StoredHead::of(&head, stopped), durable, key);
+        if close {
+            guard.take();
+        }
         written
     }
 
