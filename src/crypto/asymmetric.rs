@@ -540,19 +540,20 @@ impl PrivateKey {
         message: &[u8],
         signature_bytes: &[u8],
     ) -> Result<bool, KeyOpError> {
+        let with_public = |public: &[u8]| {
+            verify_with_public_key(
+                spec,
+                algorithm,
+                message_type,
+                message,
+                signature_bytes,
+                public,
+            )
+        };
         check_algorithm(spec, algorithm, message_type, message)?;
         let verified = match self {
-            PrivateKey::Rsa(pair) => {
-                let parameters = rsa_verification(algorithm).ok_or(KeyOpError::Sign)?;
-                let key = signature::UnparsedPublicKey::new(parameters, pair.public_key().as_ref());
-                verify_with(&key, algorithm, message_type, message, signature_bytes)?
-            }
-            PrivateKey::Ecdsa(pair) => {
-                let verification = ecdsa_verification(spec).ok_or(KeyOpError::Sign)?;
-                let key =
-                    signature::UnparsedPublicKey::new(verification, pair.public_key().as_ref());
-                verify_with(&key, algorithm, message_type, message, signature_bytes)?
-            }
+            PrivateKey::Rsa(pair) => with_public(pair.public_key().as_ref())?,
+            PrivateKey::Ecdsa(pair) => with_public(pair.public_key().as_ref())?,
             PrivateKey::Ed25519(keys) if algorithm == SigningAlgorithm::Ed25519PhSha512 => {
                 let Ok(signature) = ed25519_dalek::Signature::from_slice(signature_bytes) else {
                     return Ok(false);
@@ -682,7 +683,9 @@ pub fn message_digest(
 }
 
 /// Whether `signature_bytes` is a valid signature of `message` under the public key `spki`
-/// (DER SubjectPublicKeyInfo) of a key of `spec`, for RSA and ECDSA keys.
+/// of a key of `spec`, for RSA and ECDSA keys. AWS-LC reads the key as DER
+/// SubjectPublicKeyInfo or in its algorithm's own form (PKCS#1 RSAPublicKey, an uncompressed
+/// EC point), so both kmsd's in-memory keys and TPM-resident keys verify here.
 pub fn verify_with_public_key(
     spec: KeySpec,
     algorithm: SigningAlgorithm,
