@@ -30,9 +30,9 @@ export TSS2_LOG=all+NONE
 # Smoke mode checks that the suite works, not speed: the debug build is already there in CI.
 profile=${BENCH_PROFILE:-$($smoke && echo debug || echo release)}
 if [[ $profile == release ]]; then
-    cargo build --release --locked --bin kmsd --bin kmsd-bench -q
+    cargo build --release --locked --bin kmsd --bin kmsd-bench --bin kmsctl -q
 else
-    cargo build --locked --bin kmsd --bin kmsd-bench -q
+    cargo build --locked --bin kmsd --bin kmsd-bench --bin kmsctl -q
 fi
 bin_dir="${CARGO_TARGET_DIR:-target}/$profile"
 
@@ -90,7 +90,7 @@ if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then com
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 args=(--tcti "swtpm:host=127.0.0.1,port=$port" --work-dir "$work/bench" --out-dir "$out_dir"
-      --commit "$commit" --kmsd "$bin_dir/kmsd")
+      --commit "$commit" --kmsd "$bin_dir/kmsd" --kmsctl "$bin_dir/kmsctl")
 $smoke && args+=(--smoke)
 "$bin_dir/kmsd-bench" "${args[@]}" "${extra[@]}" &
 pids+=($!)
@@ -100,7 +100,7 @@ wait "${pids[-1]}"
 python3 - "$out_dir/results.json" <<'EOF'
 import json, os, sys
 results = json.load(open(sys.argv[1]))
-for section in ("meta", "throughput", "asymmetric", "library_ceilings", "startup", "create_key", "memory", "scrape", "alternatives", "fairness", "targets"):
+for section in ("meta", "throughput", "asymmetric", "library_ceilings", "startup", "create_key", "memory", "scrape", "alternatives", "fairness", "tcp", "connections", "caller_lookup", "files", "targets"):
     assert section in results, f"results.json lacks {section}"
 sections = results["meta"]["sections"]
 if "throughput" in sections:
@@ -111,6 +111,17 @@ if "asymmetric" in sections:
     assert results["asymmetric"], "no asymmetric rows"
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["asymmetric"]), "an asymmetric run failed"
     assert len(results["library_ceilings"]) == 12, "library ceilings missing"
+if "tcp" in sections:
+    rows = results["tcp"] + results["connections"]
+    assert {r["transport"] for r in results["tcp"]} == {"unix", "tcp"}, "tcp rows lack a transport"
+    assert results["connections"], "no new-connection rows"
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows), "a tcp run failed"
+    lookups = results["caller_lookup"]
+    assert lookups and all(c["calls"] > 0 for c in lookups), f"a caller lookup was not measured: {lookups}"
+if "files" in sections:
+    files = results["files"]
+    assert files and files["rows"], "no file rows"
+    assert all(r["ok"] for r in files["rows"]), f"a file run failed: {[r for r in files['rows'] if not r['ok']]}"
 if "scale" in sections:
     assert len(results["startup"]) == 3, "start-up rows missing"
 if "fairness" in sections and os.geteuid() == 0:

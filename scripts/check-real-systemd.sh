@@ -10,7 +10,9 @@
 #     with the same sandbox; a kmsctl round trip as a client unit; reload with a good and
 #     a bad config; stop and re-activation; a kmsd that cannot reach its TPM ends `failed`
 #     (start limit) with its reason in `systemctl status`, and kmsctl times out instead of
-#     hanging; removing the package stops and disables the units and keeps /var/lib/kmsd.
+#     hanging; the TCP endpoint under the tcp-endpoint.conf drop-in proves root and
+#     another uid apart; removing the package stops and disables the units and keeps
+#     /var/lib/kmsd.
 # Exits non-zero if any check fails. The container is powered off and its files and
 # cgroups removed on every exit (trap).
 #
@@ -26,6 +28,7 @@ ROOT_CACHE=${KMSD_CI_ROOT:-/var/cache/kmsd-ci-root}
 MACHINE=kmsd-ci
 SWTPM_PORT=2321
 DEAD_PORT=2399
+TCP_PORT=28091
 # The libtss2 runtime libraries kmsd links (ldd target/release/kmsd; dpkg -S) and the
 # TCTI modules libtss2-tctildr loads at run time (swtpm, device).
 INCLUDE=systemd,dbus,swtpm,swtpm-tools,libtss2-esys-3.0.2-0,libtss2-mu0,libtss2-rc0,libtss2-sys1,libtss2-tctildr0,libtss2-tcti-swtpm0,libtss2-tcti-device0,libssl3,procps
@@ -415,6 +418,35 @@ if out=$(kmsctl describe-key --key-id "$key" --query KeyMetadata.KeyId --output 
     pass "e. the next request started kmsd again (MainPID $(main_pid)) and found the key"
 else
     fail "e. re-activation: '$out', service $(ctl is-active kmsd.service)"
+fi
+
+# g. The TCP endpoint with the packaged tcp-endpoint.conf drop-in, as the README says: kmsd
+# leaves its private network namespace, so the test's swtpm does too (same loopback).
+sed -i -e '/^PrivateNetwork=yes$/d' -e '/^JoinsNamespaceOf=/d' "$root/etc/systemd/system/swtpm-kmsd.service"
+sed -i '/^JoinsNamespaceOf=/d' "$root/etc/systemd/system/kmsd.service.d/50-ci-swtpm.conf"
+in_ct install -D -m 0644 /usr/share/doc/kmsd/examples/tcp-endpoint.conf \
+    /etc/systemd/system/kmsd.service.d/tcp-endpoint.conf
+echo "listen_tcp = \"127.0.0.1:$TCP_PORT\"" | cat - "$config" >"$config.new" && mv "$config.new" "$config"
+ctl daemon-reload
+ctl stop kmsd.service swtpm-kmsd.service 2>/dev/null || true
+ctl start kmsd.service 2>/dev/null || true
+# One ListKeys over TCP (bash's /dev/tcp: the container has no curl), as uid $1.
+tcp_list_keys() {
+    in_ct systemd-run --wait --pipe --quiet --collect --uid="$1" -- /bin/bash -c "
+        exec 3<>/dev/tcp/127.0.0.1/$TCP_PORT || exit 1
+        printf 'POST / HTTP/1.1\\r\\nHost: 127.0.0.1:$TCP_PORT\\r\\nX-Amz-Target: TrentService.ListKeys\\r\\nContent-Type: application/x-amz-json-1.1\\r\\nX-Amz-Date: 20261201T000000Z\\r\\nAuthorization: AWS4-HMAC-SHA256 Credential=kmsd/20261201/local/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\n{}' >&3
+        timeout 10 cat <&3"
+}
+if wait_until 20 eval 'tcp_list_keys 0 2>/dev/null | grep -q "$key"'; then
+    pass "g. tcp-endpoint.conf: ListKeys over loopback TCP as root (proven by inet_diag as user kmsd) lists the key"
+else
+    fail "g. TCP endpoint as root: $(tcp_list_keys 0 2>&1 | head -3); $(in_ct journalctl -q -o cat -u kmsd.service --no-pager | tail -3)"
+fi
+out=$(tcp_list_keys 65534 2>&1) || true
+if [[ $out == *"403 Forbidden"* || $out == *"AccessDeniedException"* ]] && [[ $out == *"uid 65534"* ]]; then
+    pass "g. the same request as uid 65534 is that uid's: $(grep -o 'uid 65534[^"]*' <<<"$out" | head -1 | cut -c1-80)"
+else
+    fail "g. TCP endpoint as uid 65534: $(head -c 300 <<<"$out")"
 fi
 
 # f. No TPM: the start limit ends the restart loop, kmsctl does not hang.

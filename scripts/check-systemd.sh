@@ -54,6 +54,9 @@ check_exposure "kmsd.service" systemd/kmsd.service
 mkdir -p "$scratch/metrics"
 cat systemd/kmsd.service systemd/metrics.conf >"$scratch/metrics/kmsd.service"
 check_exposure "kmsd.service + metrics.conf" "$scratch/metrics/kmsd.service"
+mkdir -p "$scratch/tcp"
+cat systemd/kmsd.service systemd/tcp-endpoint.conf >"$scratch/tcp/kmsd.service"
+check_exposure "kmsd.service + tcp-endpoint.conf" "$scratch/tcp/kmsd.service"
 
 # 3. sysusers.d and tmpfiles.d
 snippets=$scratch/snippets

@@ -14,7 +14,7 @@
 #   /usr/lib/tmpfiles.d/kmsd.conf          /var/lib/kmsd (0700), /run/kmsd
 #   /etc/kmsd/kmsd.toml                    commented default config; an existing file is
 #                                          kept and the new default goes to kmsd.toml.default
-#   /usr/share/doc/kmsd/                   README.md, docs/*.md, examples/metrics.conf (drop-in)
+#   /usr/share/doc/kmsd/                   README.md, docs/*.md, examples/metrics.conf, tcp-endpoint.conf (drop-ins)
 #   /usr/share/kmsd/monitoring/            the shipped Prometheus and Grafana files
 #
 # Without DESTDIR, it then creates the user and directories (systemd-sysusers,
@@ -43,6 +43,7 @@ install -m 0644 systemd/kmsd.tmpfiles "$(dest /usr/lib/tmpfiles.d/kmsd.conf)"
 install -m 0644 README.md "$(dest /usr/share/doc/kmsd/README.md)"
 install -m 0644 docs/*.md "$(dest /usr/share/doc/kmsd)"
 install -m 0644 systemd/metrics.conf "$(dest /usr/share/doc/kmsd/examples/metrics.conf)"
+install -m 0644 systemd/tcp-endpoint.conf "$(dest /usr/share/doc/kmsd/examples/tcp-endpoint.conf)"
 
 # The config is the operator's: never overwrite it.
 config=$(dest /etc/kmsd/kmsd.toml)

@@ -66,6 +66,14 @@ pub enum DaemonError {
     /// The async runtime or a signal handler could not be set up.
     #[error("runtime: {0}")]
     Runtime(String),
+    /// A `listen_tcp` address could not be bound.
+    #[error("listen_tcp {address}: {source}")]
+    TcpListen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// The started daemon: the service plus the TPM handle that keeps its thread alive.
@@ -88,15 +96,7 @@ impl Daemon {
     /// root key. A state dir bound to another TPM is refused and left as it was.
     pub fn open(config: Config, clock: Clock) -> Result<Daemon, DaemonError> {
         config.validate()?;
-        let pcr_binding = (!config.tpm.pcrs.is_empty()).then(|| PcrBinding {
-            bank: config.tpm.pcr_bank,
-            pcrs: config.tpm.pcrs.clone(),
-        });
-        let tpm_config = TpmConfig {
-            tcti: config.tpm.tcti.clone(),
-            pcr_binding,
-        };
-        let (store, root, tpm) = open_state_dir(&config, tpm_config)?;
+        let (store, root, tpm) = open_state_dir(&config, tpm_config(&config))?;
         let audit = if config.audit.enabled {
             let settings = AuditSettings::new(
                 &config.audit,
@@ -165,6 +165,18 @@ impl Daemon {
         let notifier = Notifier;
         let activated = options.activated.is_some();
         let mut socket = self.config.socket.clone();
+        // Secret files are read once, at start-up: a bad one refuses the start.
+        let sigv4 = server::sigv4::SigV4Policy::new(self.config.sigv4.load_keys()?);
+        // The TCP listeners are bound before the Unix socket, so a client that reaches the
+        // socket finds them bound too.
+        let mut tcp_listeners = Vec::new();
+        for &address in &self.config.listen_tcp {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| DaemonError::TcpListen { address, source })?;
+            tracing::info!(%address, "serving the AWS API on loopback TCP (callers proven by the kernel's socket table)");
+            tcp_listeners.push(listener);
+        }
         let listener = match options.activated {
             Some(listener) => {
                 if let Some(path) = listener
@@ -215,9 +227,11 @@ impl Daemon {
             .with_limits(server::limits::Limits::new(
                 self.config.limits.clone(),
                 descriptors,
-            ));
-        let mut serving = tokio::spawn(server::serve_notify(
+            ))
+            .with_sigv4(sigv4);
+        let mut serving = tokio::spawn(server::serve_all(
             listener,
+            tcp_listeners,
             Arc::new(app),
             stop_rx.clone(),
             DRAIN_TIME,
@@ -379,6 +393,18 @@ impl Daemon {
         // not waited for (the process exits without it).
         drop(tpm);
         tracing::info!("kmsd stopped");
+    }
+}
+
+/// The TPM layer's settings from the `[tpm]` table.
+pub fn tpm_config(config: &Config) -> TpmConfig {
+    let pcr_binding = (!config.tpm.pcrs.is_empty()).then(|| PcrBinding {
+        bank: config.tpm.pcr_bank,
+        pcrs: config.tpm.pcrs.clone(),
+    });
+    TpmConfig {
+        tcti: config.tpm.tcti.clone(),
+        pcr_binding,
     }
 }
 

@@ -26,15 +26,18 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod envelope;
 pub mod identity;
 pub mod keystore;
 pub mod metering;
 pub mod policy;
+pub mod recovery;
 pub mod reload;
 pub mod request;
 pub mod server;

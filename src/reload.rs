@@ -167,6 +167,8 @@ pub const RESTART_ONLY: &[Setting] = &[
     setting!("account_id", account_id),
     // Bound once; under systemd it also needs the metrics.conf drop-in (a restart anyway).
     setting!("metrics_listen", metrics_listen),
+    // Bound once, like the Unix socket.
+    setting!("listen_tcp", listen_tcp),
     setting!("tpm.tcti", tpm.tcti),
     setting!("tpm.pcr_bank", tpm.pcr_bank),
     setting!("tpm.pcrs", tpm.pcrs),
@@ -185,6 +187,11 @@ pub const RESTART_ONLY: &[Setting] = &[
     ),
     setting!("audit.on_failure", audit.on_failure),
     setting!("audit.to_log", audit.to_log),
+    // The secrets are read from their files once, at start-up: a reload could not tell a
+    // changed secret file from an unchanged one, so the table changes only with a restart
+    // (which also re-reads every secret file).
+    setting!("sigv4.verify_all", sigv4.verify_all),
+    setting!("sigv4.credentials", sigv4.credentials),
 ];
 
 /// What a reload changed.
@@ -310,7 +317,7 @@ mod tests {
     #[test]
     fn reload_splits_settings() {
         let old = parse("");
-        let cases: [(&str, &[&str], &[&str]); 9] = [
+        let cases: [(&str, &[&str], &[&str]); 10] = [
             ("", &[], &[]),
             ("log_level = \"debug\"", &["log_level"], &[]),
             (
@@ -347,6 +354,12 @@ mod tests {
                 "metrics_listen = \"127.0.0.1:9745\"\nsocket_mode = \"0600\"",
                 &[],
                 &["socket_mode", "metrics_listen"],
+            ),
+            (
+                "[sigv4]\nverify_all = true\n[[sigv4.credentials]]\naccess_key_id = \"AKID\"\n\
+                 secret_file = \"/etc/kmsd/sigv4/a\"\nuid = 1000",
+                &[],
+                &["sigv4.verify_all", "sigv4.credentials"],
             ),
         ];
         for (text, applied, restart) in cases {

@@ -7,6 +7,7 @@
 #   swtpm/kmsd-dev.sh                 # demo, then serve until Ctrl-C
 #   swtpm/kmsd-dev.sh --demo-only     # demo, then stop everything
 #   KMSD_SWTPM_PORT=2321              # swtpm server port (control channel: port + 1)
+#   KMSD_DEV_TCP_PORT=8091            # the loopback TCP endpoint for AWS SDKs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ cargo build --release --locked --bins -q
 
 dev_dir=$(realpath -m "${KMSD_DEV_DIR:-.dev}")
 port=${KMSD_SWTPM_PORT:-2321}
+tcp_port=${KMSD_DEV_TCP_PORT:-8091}
 mkdir -p "$dev_dir/tpm"
 chmod 700 "$dev_dir"
 socket="$dev_dir/kmsd.sock"
@@ -56,6 +58,7 @@ wait_until 10 swtpm bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
 cat >"$dev_dir/kmsd.toml" <<TOML
 # Written by swtpm/kmsd-dev.sh for development; see packaging/kmsd.toml for every setting.
 socket_mode = "0600"
+listen_tcp = "127.0.0.1:$tcp_port"
 [access]
 admin_users = ["$(id -u)"]
 [tpm]
@@ -86,6 +89,15 @@ echo
 run "$kmsctl" generate-data-key --key-id "$alias" --key-spec AES_256 --output json |
     sed -E 's/("Plaintext": ")[^"]+/\1<32-byte data key, base64>/'
 
+echo "==> the same key from boto3, unchanged, over the loopback TCP endpoint"
+export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$tcp_port" AWS_ACCESS_KEY_ID=kmsd AWS_SECRET_ACCESS_KEY=kmsd AWS_DEFAULT_REGION=local
+PYTHONPATH=/opt/kmsd-test-python /usr/bin/python3 - "$alias" <<'PY'
+import sys, boto3
+kms = boto3.client("kms")
+blob = kms.encrypt(KeyId=sys.argv[1], Plaintext=b"hello from boto3")["CiphertextBlob"]
+print("boto3 round trip:", kms.decrypt(CiphertextBlob=blob)["Plaintext"].decode())
+PY
+
 if $demo_only; then
     echo "==> demo done; stopping"
     exit 0
@@ -94,5 +106,7 @@ echo
 echo "kmsd is running. In another shell:"
 echo "  export KMSD_SOCKET=$socket"
 echo "  $PWD/$kmsctl list-keys"
+echo "or, from any AWS SDK or the aws CLI:"
+echo "  export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$tcp_port AWS_ACCESS_KEY_ID=kmsd AWS_SECRET_ACCESS_KEY=kmsd AWS_DEFAULT_REGION=local"
 echo "Ctrl-C stops kmsd and swtpm."
 wait "$kmsd_pid"

@@ -259,6 +259,8 @@ async fn every_request_gets_one_record_with_the_right_fields_and_no_secret() {
         assert!(record["userIdentity"]["pid"].as_i64().unwrap() > 0);
         // The caller facts kmsd learnt from the kernel, /proc and NSS.
         let identity = &record["userIdentity"];
+        assert_eq!(identity["transport"], "unix", "{record}");
+        assert!(identity.get("peerAddress").is_none(), "{record}");
         if *uid == 0 {
             assert_eq!(identity["user"], "root", "{record}");
             assert_eq!(identity["group"], "root", "{record}");

@@ -97,6 +97,11 @@ fn install_stages_every_file_into_destdir() {
             0o644,
             Some("systemd/metrics.conf"),
         ),
+        (
+            "/usr/share/doc/kmsd/examples/tcp-endpoint.conf",
+            0o644,
+            Some("systemd/tcp-endpoint.conf"),
+        ),
     ];
     for (path, want_mode, source) in files {
         assert_eq!(mode(&at(path)), want_mode, "{path}");

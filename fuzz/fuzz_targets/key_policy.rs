@@ -9,7 +9,7 @@
 #![no_main]
 
 use kmsd::crypto::EncryptionContext;
-use kmsd::identity::Caller;
+use kmsd::identity::{Caller, Process};
 use kmsd::policy::{evaluate, parse, Request};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -39,8 +39,11 @@ fn fixtures() -> &'static Fixtures {
             c.group = Some("alice".into());
             c.groups = Some(vec![1000, 27, 33]);
             c.group_names = Some(vec!["alice".into(), "sudo".into(), "www-data".into()]);
-            c.exe = Some("/usr/bin/backup".into());
-            c.unit = Some("backup.service".into());
+            c.set_process(Process {
+                pid: Some(4242),
+                exe: Some("/usr/bin/backup".into()),
+                unit: Some("backup.service".into()),
+            });
             c
         };
         let bare = Caller::new(None, 33, 33);

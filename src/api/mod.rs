@@ -41,7 +41,7 @@ pub struct KeyMetadata {
     pub description: String,
     /// What the key is for: `ENCRYPT_DECRYPT`, `SIGN_VERIFY` or `GENERATE_VERIFY_MAC`.
     pub key_usage: String,
-    /// `Enabled`, `Disabled` or `PendingDeletion`.
+    /// `Enabled`, `Disabled`, `PendingDeletion` or `PendingImport`.
     pub key_state: String,
     /// When a key pending deletion will be destroyed, epoch seconds.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -49,7 +49,8 @@ pub struct KeyMetadata {
     /// The waiting period of a pending deletion, in days.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pending_deletion_window_in_days: Option<i64>,
-    /// Where the material came from; kmsd generates it (`AWS_KMS`).
+    /// Where the material came from: `AWS_KMS` (kmsd made it), `EXTERNAL` (imported),
+    /// `AWS_CLOUDHSM` (the TPM key store).
     pub origin: String,
     /// Always `CUSTOMER`: every kmsd key is a customer managed key.
     pub key_manager: String,
@@ -79,6 +80,13 @@ pub struct KeyMetadata {
     /// `service::key_material_id`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub current_key_material_id: Option<String>,
+    /// `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`: keys with origin
+    /// `EXTERNAL` whose material is imported.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expiration_model: Option<String>,
+    /// When imported material expires (epoch seconds), with `KEY_MATERIAL_EXPIRES`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_to: Option<f64>,
 }
 
 // The fields of the generated request and response structs are AWS's parameters under their
@@ -108,7 +116,8 @@ macro_rules! response {
 }
 
 request!(
-    /// Body of CreateKey. kmsd makes keys with origin `AWS_KMS` only.
+    /// Body of CreateKey: origin `AWS_KMS` (kmsd makes the material), `EXTERNAL` (no
+    /// material until it is imported) or `AWS_CLOUDHSM` (the TPM key store).
     CreateKeyRequest {
         description: Option<String>,
         key_usage: Option<String>,
@@ -538,5 +547,54 @@ response!(
         shared_secret: Blob,
         key_agreement_algorithm: String,
         key_origin: String,
+    }
+);
+
+request!(
+    /// Body of GetParametersForImport.
+    GetParametersForImportRequest {
+        key_id: Option<String>,
+        wrapping_algorithm: Option<String>,
+        wrapping_key_spec: Option<String>,
+    }
+);
+response!(
+    /// Reply of GetParametersForImport: the wrapping public key (DER SubjectPublicKeyInfo),
+    /// the import token, and when both stop being valid (epoch seconds).
+    GetParametersForImportResponse {
+        key_id: String,
+        import_token: Blob,
+        public_key: Blob,
+        parameters_valid_to: f64,
+    }
+);
+request!(
+    /// Body of ImportKeyMaterial. ValidTo is epoch seconds, as AWS's JSON protocol sends
+    /// timestamps.
+    ImportKeyMaterialRequest {
+        key_id: Option<String>,
+        import_token: Option<Blob>,
+        encrypted_key_material: Option<Blob>,
+        valid_to: Option<f64>,
+        expiration_model: Option<String>,
+        import_type: Option<String>,
+        key_material_description: Option<String>,
+        key_material_id: Option<String>,
+    }
+);
+response!(
+    /// Reply of ImportKeyMaterial.
+    ImportKeyMaterialResponse { key_id: String, key_material_id: String }
+);
+request!(
+    /// Body of DeleteImportedKeyMaterial.
+    DeleteImportedKeyMaterialRequest { key_id: Option<String>, key_material_id: Option<String> }
+);
+response!(
+    /// Reply of DeleteImportedKeyMaterial.
+    DeleteImportedKeyMaterialResponse {
+        key_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_material_id: Option<String>,
     }
 );

@@ -114,6 +114,10 @@ pub enum Handler {
     Usage,
     /// The audit trail (`KmsdAuditVerify`).
     AuditVerify,
+    /// The recovery escrow (`KmsdRecoveryInit`, `KmsdRecoveryStatus`, `KmsdRecoveryVerify`).
+    Recovery,
+    /// An online backup of the state dir (`KmsdBackup`).
+    Backup,
     /// Nothing: the stand-in for a request that names no operation kmsd serves.
     Unknown,
 }
@@ -491,6 +495,25 @@ pub const DERIVE_SHARED_SECRET: Operation = with!(
     key_fields: KEY_OR_ALIAS,
     quota: QuotaClass::Cryptographic,
 );
+/// GetParametersForImport: a new wrapping key pair and import token (the previous ones
+/// stop being valid), kept durably, so it is a change (CloudTrail logs no response
+/// elements; the token is never logged). Blocking: it makes an RSA key pair.
+pub const GET_PARAMETERS_FOR_IMPORT: Operation = with!(
+    change("GetParametersForImport", "kms:GetParametersForImport"),
+    logged_fields: &["KeyId", "WrappingAlgorithm", "WrappingKeySpec"],
+);
+/// ImportKeyMaterial (the import token and the wrapped material are never logged).
+pub const IMPORT_KEY_MATERIAL: Operation = with!(
+    change("ImportKeyMaterial", "kms:ImportKeyMaterial"),
+    logged_fields: &["KeyId", "ValidTo", "ExpirationModel", "ImportType",
+        "KeyMaterialDescription", "KeyMaterialId"],
+    secret_fields: &["ImportToken", "EncryptedKeyMaterial"],
+);
+/// DeleteImportedKeyMaterial.
+pub const DELETE_IMPORTED_KEY_MATERIAL: Operation = with!(
+    change("DeleteImportedKeyMaterial", "kms:DeleteImportedKeyMaterial"),
+    logged_fields: &["KeyId", "KeyMaterialId"],
+);
 /// The kmsd extension `KmsdGetUsage`: a usage and cost report from the ledger.
 pub const KMSD_GET_USAGE: Operation = with!(aws("KmsdGetUsage", "kmsd:GetUsage"),
     work: Work::Blocking,
@@ -506,6 +529,48 @@ pub const KMSD_AUDIT_VERIFY: Operation = with!(aws("KmsdAuditVerify", "kmsd:Audi
     price: PriceClass::Unpriced,
     key_fields: &[],
     handler: Handler::AuditVerify,
+);
+/// The kmsd extension `KmsdRecoveryInit`: sets up (or replaces) the recovery escrow and
+/// returns its shares once (root only).
+pub const KMSD_RECOVERY_INIT: Operation = with!(change("KmsdRecoveryInit", "kmsd:RecoveryInit"),
+    logged_fields: &["Recipients", "Shares", "Threshold", "Replace"],
+    response: ResponseLogging::Secret,
+    price: PriceClass::Unpriced,
+    key_fields: &[],
+    handler: Handler::Recovery,
+);
+/// The kmsd extension `KmsdRecoveryStatus`: whether an escrow is configured and when it
+/// was last verified (root only).
+pub const KMSD_RECOVERY_STATUS: Operation = with!(aws("KmsdRecoveryStatus", "kmsd:RecoveryStatus"),
+    work: Work::Blocking,
+    logged_fields: &[],
+    response: ResponseLogging::Logged,
+    price: PriceClass::Unpriced,
+    key_fields: &[],
+    handler: Handler::Recovery,
+);
+/// The kmsd extension `KmsdRecoveryVerify`: rehearses the unwrap of the escrow with the
+/// operator's secret (never logged) and records when it succeeded (root only).
+pub const KMSD_RECOVERY_VERIFY: Operation = with!(aws("KmsdRecoveryVerify", "kmsd:RecoveryVerify"),
+    work: Work::Blocking,
+    logged_fields: &[],
+    secret_fields: &["Identity", "Shares", "RecoveryKey"],
+    response: ResponseLogging::Logged,
+    price: PriceClass::Unpriced,
+    key_fields: &[],
+    handler: Handler::Recovery,
+);
+
+/// The kmsd extension `KmsdBackup`: writes a consistent backup of the state dir into a new
+/// directory while kmsd serves (root only). Changes nothing in the state dir; its point is
+/// the `KmsdBackupPoint` record it writes to the trail.
+pub const KMSD_BACKUP: Operation = with!(aws("KmsdBackup", "kmsd:Backup"),
+    work: Work::Blocking,
+    logged_fields: &["Directory"],
+    response: ResponseLogging::Logged,
+    price: PriceClass::Unpriced,
+    key_fields: &[],
+    handler: Handler::Backup,
 );
 
 /// The stand-in for a missing or unknown `X-Amz-Target` (not served; logs no parameters).
@@ -560,8 +625,15 @@ pub const OPERATIONS: &[&Operation] = &[
     &GENERATE_DATA_KEY_PAIR,
     &GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT,
     &DERIVE_SHARED_SECRET,
+    &GET_PARAMETERS_FOR_IMPORT,
+    &IMPORT_KEY_MATERIAL,
+    &DELETE_IMPORTED_KEY_MATERIAL,
     &KMSD_GET_USAGE,
     &KMSD_AUDIT_VERIFY,
+    &KMSD_RECOVERY_INIT,
+    &KMSD_RECOVERY_STATUS,
+    &KMSD_RECOVERY_VERIFY,
+    &KMSD_BACKUP,
 ];
 
 /// The operation named `name`.
@@ -634,7 +706,10 @@ mod tests {
                     "{}: a mutation commits to disk",
                     op.name
                 );
-                assert_ne!(op.response, ResponseLogging::Secret, "{}", op.name);
+                // KmsdRecoveryInit returns the recovery shares: a change with a secret answer.
+                if op.is_aws() {
+                    assert_ne!(op.response, ResponseLogging::Secret, "{}", op.name);
+                }
             }
             if op.takes_context {
                 assert!(
@@ -645,8 +720,9 @@ mod tests {
                     op.name
                 );
             }
+            // kmsd extensions without parameters (or with secret ones only) log none.
             assert!(
-                !op.logged_fields.is_empty(),
+                !op.logged_fields.is_empty() || !op.is_aws(),
                 "{}: nothing is logged",
                 op.name
             );
@@ -706,6 +782,9 @@ mod tests {
             "RevokeGrant",
             "CreateKey",
             "ScheduleKeyDeletion",
+            "GetParametersForImport",
+            "ImportKeyMaterial",
+            "DeleteImportedKeyMaterial",
         ] {
             assert!(mutating.contains(&name), "{name} must not be readOnly");
         }

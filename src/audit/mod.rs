@@ -419,6 +419,41 @@ impl AuditTrail {
         }
     }
 
+    /// Writes the record of a change made outside a request (a restore from the recovery
+    /// escrow), durably, before the change is committed; returns its sequence number, which
+    /// the key database stores with the change.
+    pub fn record_change(
+        &self,
+        name: &str,
+        time_ms: i64,
+        details: serde_json::Value,
+    ) -> Result<u64, String> {
+        let mut record = AuditRecord::service_event(name, time_ms, details);
+        record.read_only = false;
+        record.aws_region = Some(self.arns.region.clone());
+        self.write_blocking(record)
+    }
+
+    /// Writes a read-only service record (the point of a backup) durably and returns its
+    /// sequence number.
+    pub fn record_point(
+        &self,
+        name: &str,
+        time_ms: i64,
+        details: serde_json::Value,
+    ) -> Result<u64, String> {
+        let mut record = AuditRecord::service_event(name, time_ms, details);
+        record.read_only = true;
+        record.aws_region = Some(self.arns.region.clone());
+        self.write_blocking(record)
+    }
+
+    /// The bytes of the `audit-head` meta row for `head`, MAC-ed with this trail's key (a
+    /// backup's copy of the key database gets the head of its own, cut trail).
+    pub fn seal_head(&self, head: &StoredHead) -> Result<Vec<u8>, String> {
+        head.seal(&self.key)
+    }
+
     /// Records the head durably with `stopped: true` (shutdown, after the last request):
     /// whatever follows it in the trail at the next start was not written by kmsd.
     /// Then closes the writer's database connection (so the last connection to close

@@ -30,7 +30,7 @@ pub const OUTCOME_EVENT: &str = "KmsdChangeOutcome";
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct UserIdentity {
-    /// Always `UnixProcess`: a local process on the socket.
+    /// Always `UnixProcess`: a local process (on the Unix socket or loopback TCP).
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Uid of the peer (SO_PEERCRED).
@@ -52,20 +52,29 @@ pub struct UserIdentity {
     /// systemd unit of the peer, when its cgroup names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// Which transport proved the caller: `unix` (SO_PEERCRED) or `tcp` (inet_diag).
+    pub transport: &'static str,
+    /// The client's address and port, for `tcp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_address: Option<String>,
 }
 
 impl UserIdentity {
-    /// The identity of a socket peer.
+    /// The identity of a socket peer: what is known, without looking anything up (a TCP
+    /// caller's process facts appear only if a policy needed them).
     pub fn from_caller(caller: &Caller) -> UserIdentity {
+        let process = caller.known_process();
         UserIdentity {
             kind: "UnixProcess",
             uid: caller.uid,
             user: caller.user.clone(),
             gid: caller.gid,
             group: caller.group.clone(),
-            pid: caller.pid,
-            exe: caller.exe.clone(),
-            unit: caller.unit.clone(),
+            pid: process.and_then(|p| p.pid),
+            exe: process.and_then(|p| p.exe.clone()),
+            unit: process.and_then(|p| p.unit.clone()),
+            transport: caller.transport.name(),
+            peer_address: caller.transport.peer_addr().map(|addr| addr.to_string()),
         }
     }
 }
@@ -371,6 +380,35 @@ mod tests {
     fn times_are_utc_milliseconds() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn user_identity_names_the_transport_and_looks_nothing_up() {
+        let unix = Caller::new(Some(42), 1000, 1000);
+        let text = serde_json::to_value(UserIdentity::from_caller(&unix)).unwrap();
+        assert_eq!(
+            text,
+            json!({"type": "UnixProcess", "uid": 1000, "gid": 1000, "pid": 42, "transport": "unix"})
+        );
+        let peer = crate::identity::TcpPeer {
+            uid: 0,
+            inode: 1,
+            local: "127.0.0.1:8443".parse().unwrap(),
+            peer: "127.0.0.1:50000".parse().unwrap(),
+        };
+        let tcp = Caller::resolve_tcp(&peer);
+        let text = serde_json::to_value(UserIdentity::from_caller(&tcp)).unwrap();
+        assert_eq!(text["transport"], "tcp", "{text}");
+        assert_eq!(text["peerAddress"], "127.0.0.1:50000", "{text}");
+        assert_eq!(text["uid"], 0, "{text}");
+        assert!(
+            text.get("pid").is_none() && text.get("exe").is_none(),
+            "{text}"
+        );
+        assert!(
+            tcp.known_process().is_none(),
+            "the record looked the process up"
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //! Ed25519, ML-DSA-65) and GenerateMac beside the library's own single-thread rate (aws-lc-rs
 //! in process, and `openssl speed` where OpenSSL has the primitive); and fairness: root's Encrypt latency alone and
 //! while another uid holds all its connection slots with stalled requests and floods the
-//! socket with new connections. It writes JSON and a Markdown table.
+//! socket with new connections; the loopback TCP endpoint beside the Unix socket (the same
+//! operations over keep-alive connections, each beside its own transport's `GET /ping`), the
+//! rate of new connections of each transport, and the in-process cost of the TCP caller
+//! lookup (`tcp_peer_owner`, `Caller::resolve_tcp`); and `kmsctl encrypt-file` and
+//! `decrypt-file` throughput and peak memory beside `openssl speed` of the same primitives
+//! (and the Python `aws-encryption-cli`, when installed). It writes JSON and a Markdown table.
 //!
 //! Every kmsd it starts is stopped (SIGTERM, then SIGKILL) and waited for, also on errors
 //! and on SIGINT/SIGTERM.
@@ -20,11 +25,15 @@ use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
 use hdrhistogram::Histogram;
+use http_body_util::BodyExt as _;
 use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use kmsd::client::Client;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,13 +81,25 @@ struct Args {
     #[arg(long, default_value = "unknown")]
     commit: String,
     /// Sections to run: throughput, asymmetric, scale, alternatives, fairness (fairness
-    /// needs root: the flooding caller runs as another uid).
+    /// needs root: the flooding caller runs as another uid), tcp (the TCP endpoint beside
+    /// the Unix socket, connection rates, the caller lookup), files (kmsctl encrypt-file and
+    /// decrypt-file).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,asymmetric,scale,alternatives,fairness"
+        default_value = "throughput,asymmetric,scale,alternatives,fairness,tcp,files"
     )]
     sections: Vec<String>,
+    /// The kmsctl binary of the files section (default: `kmsctl` next to the kmsd binary).
+    #[arg(long)]
+    kmsctl: Option<PathBuf>,
+    /// Where the files section writes its files (default: /dev/shm, a tmpfs, when it exists;
+    /// else the work dir). It needs about three times --file-mib free.
+    #[arg(long)]
+    files_dir: Option<PathBuf>,
+    /// Size of the big file of the files section in MiB (default 1024, smoke 2).
+    #[arg(long)]
+    file_mib: Option<u64>,
     /// Uid of the flooding caller of the fairness section.
     #[arg(long, default_value_t = 65534)]
     flood_uid: u32,
@@ -111,7 +132,75 @@ struct Results {
     fairness: Vec<LoadResult>,
     asymmetric: Vec<LoadResult>,
     library_ceilings: Vec<LibraryCeiling>,
+    /// The tcp section: the same operations over the Unix socket and the TCP endpoint of one
+    /// kmsd, keep-alive, each beside `GET /ping` of its own transport.
+    tcp: Vec<LoadResult>,
+    /// The tcp section: a new connection for every request, per transport.
+    connections: Vec<LoadResult>,
+    /// The tcp section: the per-connection caller lookups called in this process.
+    caller_lookup: Vec<CallCost>,
+    /// The files section.
+    files: Option<FileSection>,
     targets: Vec<Target>,
+}
+
+/// The cost of one call made in this process, many times.
+#[derive(Debug, Serialize)]
+struct CallCost {
+    name: String,
+    calls: u64,
+    p50_us: f64,
+    p99_us: f64,
+    mean_us: f64,
+    /// Why it was not measured, when it was not.
+    note: String,
+}
+
+/// `kmsctl encrypt-file` / `decrypt-file` (and `aws-encryption-cli`) beside the primitives.
+#[derive(Debug, Default, Serialize)]
+struct FileSection {
+    /// Where the files were written.
+    dir: String,
+    /// Its filesystem ("tmpfs", "ext4", ...).
+    filesystem: String,
+    rows: Vec<FileRun>,
+    ceilings: Vec<FileCeiling>,
+}
+
+/// One tool run over one file.
+#[derive(Debug, Serialize)]
+struct FileRun {
+    tool: String,
+    /// "encrypt" or "decrypt".
+    operation: String,
+    /// The algorithm suite of the message.
+    suite: String,
+    /// Plaintext bytes.
+    bytes: u64,
+    /// Wall time of the process, spawn to exit.
+    seconds: f64,
+    /// Plaintext MB (10^6 bytes) per second of wall time.
+    mb_per_second: f64,
+    /// User + system CPU seconds of the process.
+    cpu_seconds: Option<f64>,
+    /// Plaintext MB per CPU second of the process (comparable with `openssl speed`, which
+    /// counts CPU time, on a loaded machine).
+    mb_per_cpu_second: Option<f64>,
+    /// Peak resident memory of the process (`/usr/bin/time` %M).
+    max_rss_kib: Option<u64>,
+    /// mb_per_cpu_second / `openssl speed -evp aes-256-gcm` at 16384-byte blocks (both per
+    /// CPU second).
+    ratio_to_ceiling: Option<f64>,
+    /// The output decrypted (or, for decrypt, was) the plaintext, byte for byte.
+    ok: bool,
+    note: String,
+}
+
+/// A primitive alone, one thread, in MB/s.
+#[derive(Debug, Serialize)]
+struct FileCeiling {
+    name: String,
+    mb_per_second: Option<f64>,
 }
 
 /// What the cryptography library does alone, on one thread, for one kmsd operation.
@@ -128,6 +217,10 @@ struct LibraryCeiling {
 struct LoadResult {
     /// The kmsd configuration: "default" or "audit off".
     config: String,
+    /// "unix" (the Unix socket) or "tcp" (the loopback TCP endpoint).
+    transport: String,
+    /// Whether every request opened a connection of its own (otherwise: keep-alive).
+    new_connection_per_request: bool,
     operation: String,
     concurrency: usize,
     requests: u64,
@@ -352,6 +445,14 @@ async fn run(args: &Args) -> Result<(), String> {
         eprintln!("== fairness under a flood");
         fairness(args, &plan, &mut results).await?;
     }
+    if section("tcp") {
+        eprintln!("== the TCP endpoint beside the Unix socket");
+        tcp(args, &plan, &mut results).await?;
+    }
+    if section("files") {
+        eprintln!("== file encryption (kmsctl encrypt-file, decrypt-file)");
+        files(args, &plan, &mut results).await?;
+    }
     if let Value::Object(meta) = &mut results.meta {
         meta.insert("load_average_after".into(), json!(loadavg()));
     }
@@ -389,11 +490,25 @@ impl Kmsd {
         name: &str,
         extra_config: &str,
     ) -> Result<(Kmsd, Duration), String> {
+        Kmsd::start_with_tcp(plan, args, dir, name, extra_config, None).await
+    }
+
+    /// [`Kmsd::start`], with the loopback TCP endpoint on `tcp` when given (kmsd binds it
+    /// before the Unix socket, so it is up once ListKeys answers).
+    async fn start_with_tcp(
+        plan: &Plan,
+        args: &Args,
+        dir: &Path,
+        name: &str,
+        extra_config: &str,
+        tcp: Option<SocketAddr>,
+    ) -> Result<(Kmsd, Duration), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let socket = dir.join("kmsd.sock");
         let config = dir.join("kmsd.toml");
+        let listen_tcp = tcp.map_or(String::new(), |addr| format!("listen_tcp = \"{addr}\"\n"));
         let text = format!(
-            "socket = {socket:?}\nstate_dir = {state:?}\nlog_level = \"warn\"\n{extra}\n{extra_config}\n[tpm]\ntcti = {tcti:?}\n",
+            "socket = {socket:?}\nstate_dir = {state:?}\nlog_level = \"warn\"\n{listen_tcp}{extra}\n{extra_config}\n[tpm]\ntcti = {tcti:?}\n",
             socket = socket.display().to_string(),
             state = dir.join("state").display().to_string(),
             extra = args.kmsd_config,
@@ -559,13 +674,25 @@ enum Op {
 }
 
 impl Op {
-    fn request(&self) -> Request<Full<Bytes>> {
-        let builder = match self {
-            Op::Ping => Request::get("/ping").header("host", "kmsd"),
+    /// The request, with the headers `endpoint` requires.
+    fn request(&self, endpoint: &Endpoint) -> Request<Full<Bytes>> {
+        let mut builder = match self {
+            Op::Ping => Request::get("/ping"),
             Op::Kms { target, .. } => Request::post("/")
-                .header("host", "kmsd")
                 .header("content-type", "application/x-amz-json-1.1")
                 .header("x-amz-target", *target),
+        };
+        builder = match endpoint {
+            Endpoint::Unix(_) => builder.header("host", "kmsd"),
+            Endpoint::Tcp(tcp) => {
+                let builder = builder.header("host", tcp.host.clone());
+                match self {
+                    Op::Ping => builder,
+                    Op::Kms { .. } => builder
+                        .header("x-amz-date", tcp.date.clone())
+                        .header("authorization", tcp.authorization.clone()),
+                }
+            }
         };
         let body = match self {
             Op::Ping => Bytes::new(),
@@ -578,22 +705,184 @@ impl Op {
     }
 }
 
+/// Where the load generator connects.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    /// kmsd's Unix socket.
+    Unix(PathBuf),
+    /// kmsd's loopback TCP endpoint.
+    Tcp(TcpEndpoint),
+}
+
+/// A loopback TCP endpoint and the headers its operations need. The `Authorization` header
+/// has the SigV4 shape with an access key id kmsd does not know, so kmsd checks only its
+/// shape (the kernel names the caller); the generator spends no time signing.
+#[derive(Debug, Clone)]
+struct TcpEndpoint {
+    addr: SocketAddr,
+    host: HeaderValue,
+    date: HeaderValue,
+    authorization: HeaderValue,
+}
+
+impl Endpoint {
+    fn tcp(addr: SocketAddr) -> Result<Endpoint, String> {
+        let now = time::OffsetDateTime::now_utc();
+        let day = format!(
+            "{:04}{:02}{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day()
+        );
+        let date = format!(
+            "{day}T{:02}{:02}{:02}Z",
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential=kmsd/{day}/local/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
+            "0".repeat(64)
+        );
+        let value = |text: String| {
+            HeaderValue::from_str(&text).map_err(|e| format!("header value {text:?}: {e}"))
+        };
+        Ok(Endpoint::Tcp(TcpEndpoint {
+            addr,
+            host: value(addr.to_string())?,
+            date: value(date)?,
+            authorization: value(authorization)?,
+        }))
+    }
+
+    /// "unix" or "tcp", as in the results.
+    fn transport(&self) -> &'static str {
+        match self {
+            Endpoint::Unix(_) => "unix",
+            Endpoint::Tcp(_) => "tcp",
+        }
+    }
+
+    /// Opens one HTTP/1.1 connection.
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+        match self {
+            Endpoint::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| format!("connect {}: {e}", path.display()))?;
+                handshake(stream).await
+            }
+            Endpoint::Tcp(tcp) => {
+                let stream = tokio::net::TcpStream::connect(tcp.addr)
+                    .await
+                    .map_err(|e| format!("connect {}: {e}", tcp.addr))?;
+                // As the AWS SDKs do: requests are small, Nagle's algorithm would only delay.
+                let _ = stream.set_nodelay(true);
+                handshake(stream).await
+            }
+        }
+    }
+}
+
+async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// The deadline of one request of the load generator (connect, send, whole answer).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One connection of the load generator: opened on first use, reopened after an error or
+/// [`LoadClient::close`]. The same code serves both transports, so that their figures differ
+/// only by the transport.
+struct LoadClient {
+    endpoint: Endpoint,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl LoadClient {
+    fn new(endpoint: Endpoint) -> LoadClient {
+        LoadClient {
+            endpoint,
+            sender: None,
+        }
+    }
+
+    /// Sends `op` and reads the whole answer; returns its status and body.
+    async fn send(&mut self, op: &Op) -> Result<(StatusCode, Bytes), String> {
+        let request = op.request(&self.endpoint);
+        match tokio::time::timeout(REQUEST_DEADLINE, self.exchange(request)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(err)) => {
+                self.sender = None;
+                Err(err)
+            }
+            Err(_) => {
+                self.sender = None;
+                Err(format!("no answer within {} s", REQUEST_DEADLINE.as_secs()))
+            }
+        }
+    }
+
+    /// Sends `op`; true when kmsd answered 200.
+    async fn ok(&mut self, op: &Op) -> bool {
+        matches!(self.send(op).await, Ok((StatusCode::OK, _)))
+    }
+
+    async fn exchange(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), String> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = Some(self.endpoint.connect().await?);
+        }
+        let sender = self.sender.as_mut().ok_or("no connection")?;
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// Closes the connection (dropping the sender ends its connection task).
+    fn close(&mut self) {
+        self.sender = None;
+    }
+}
+
+/// How the connections of a load run are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connections {
+    /// One connection per client, kept alive for every request.
+    KeepAlive,
+    /// A new connection for each request, closed after its answer.
+    NewPerRequest,
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-async fn throughput(
-    args: &Args,
-    plan: &Plan,
-    results: &mut Results,
-    config: &str,
-    extra_config: &str,
-) -> Result<(), String> {
-    let dir = args
-        .work_dir
-        .join(format!("throughput-{}", config.replace(' ', "-")));
-    let (kmsd, _) = Kmsd::start(plan, args, &dir, "kmsd", extra_config).await?;
-    let client = Client::new(&kmsd.socket);
+/// A new symmetric key of `kmsd` and the symmetric operations of the throughput section
+/// (after `GET /ping`, the transport ceiling), as filtered by `--ops`.
+async fn symmetric_ops(args: &Args, client: &Client) -> Result<Vec<(String, Op)>, String> {
     let created = client
         .call_json("CreateKey", &json!({"Description": "kmsd-bench"}))
         .await
@@ -612,109 +901,220 @@ async fn throughput(
         .ok_or("Encrypt returned no CiphertextBlob")?
         .to_string();
     let body = |value: Value| Bytes::from(value.to_string());
-    let ops: Vec<(&str, Op)> = vec![
-        ("Ping (transport ceiling)", Op::Ping),
+    let ops = vec![
+        ("Ping (transport ceiling)".to_string(), Op::Ping),
         (
-            "Encrypt 32 B",
+            "Encrypt 32 B".to_string(),
             Op::Kms {
                 target: "TrentService.Encrypt",
                 body: body(json!({"KeyId": key_id, "Plaintext": small})),
             },
         ),
         (
-            "Encrypt 4 KiB",
+            "Encrypt 4 KiB".to_string(),
             Op::Kms {
                 target: "TrentService.Encrypt",
                 body: body(json!({"KeyId": key_id, "Plaintext": b64(&[9u8; 4096])})),
             },
         ),
         (
-            "Decrypt 32 B",
+            "Decrypt 32 B".to_string(),
             Op::Kms {
                 target: "TrentService.Decrypt",
                 body: body(json!({"CiphertextBlob": blob})),
             },
         ),
         (
-            "GenerateDataKey AES_256",
+            "GenerateDataKey AES_256".to_string(),
             Op::Kms {
                 target: "TrentService.GenerateDataKey",
                 body: body(json!({"KeyId": key_id, "KeySpec": "AES_256"})),
             },
         ),
     ];
-    let ops: Vec<(&str, Op)> = ops
-        .into_iter()
+    Ok(filter_ops(args, ops))
+}
+
+/// The operations whose name contains one of `--ops` (all without it).
+fn filter_ops(args: &Args, ops: Vec<(String, Op)>) -> Vec<(String, Op)> {
+    ops.into_iter()
         .filter(|(name, _)| {
             args.ops.is_empty() || args.ops.iter().any(|o| name.contains(o.as_str()))
         })
-        .collect();
-    // Each request must work before it is timed.
-    for (name, op) in &ops {
-        let raw = client
-            .send(op.request())
-            .await
-            .map_err(|e| format!("{name}: {e}"))?;
-        if raw.status != StatusCode::OK {
-            return Err(format!(
-                "{name}: HTTP {}: {}",
-                raw.status,
-                String::from_utf8_lossy(&raw.body)
-            ));
-        }
-    }
-    // Warm-up: caches, allocator, page cache of the audit file.
-    for (_, op) in &ops {
-        load(&kmsd, op, 8, plan.duration / 4).await;
-    }
-    let mut ceiling = std::collections::HashMap::new();
-    for &concurrency in &args.concurrency {
-        for (name, op) in &ops {
-            let mut result = load(&kmsd, op, concurrency, plan.duration).await;
-            result.operation = name.to_string();
-            result.config = config.to_string();
-            if matches!(op, Op::Ping) {
-                ceiling.insert(concurrency, result.requests_per_second);
+        .collect()
+}
+
+/// Each request must work before it is timed: sends each op once over each endpoint.
+async fn check_ops(endpoints: &[Endpoint], ops: &[(String, Op)]) -> Result<(), String> {
+    for endpoint in endpoints {
+        let mut client = LoadClient::new(endpoint.clone());
+        for (name, op) in ops {
+            let (status, body) = client
+                .send(op)
+                .await
+                .map_err(|e| format!("{name} over {}: {e}", endpoint.transport()))?;
+            if status != StatusCode::OK {
+                return Err(format!(
+                    "{name} over {}: HTTP {status}: {}",
+                    endpoint.transport(),
+                    String::from_utf8_lossy(&body)
+                ));
             }
-            result.ratio_to_ceiling = ceiling
-                .get(&concurrency)
-                .filter(|c| **c > 0.0)
-                .map(|c| result.requests_per_second / c);
-            eprintln!(
-                "{config:<9} {:<26} c={:<4} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  p99.9 {:>7.0} µs  ratio {}  errors {}",
-                result.operation,
-                concurrency,
-                result.requests_per_second,
-                result.p50_us,
-                result.p99_us,
-                result.p999_us,
-                result
-                    .ratio_to_ceiling
-                    .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
-                result.errors
-            );
-            results.throughput.push(result);
         }
     }
+    Ok(())
+}
+
+/// The timed runs of a section: `ops` over each endpoint at each concurrency.
+struct Measure<'a> {
+    kmsd: &'a Kmsd,
+    endpoints: &'a [Endpoint],
+    ops: &'a [(String, Op)],
+    concurrencies: &'a [usize],
+    /// Each op over each endpoint at 8 connections for this long first (caches, allocator,
+    /// page cache of the audit file); zero for none.
+    warm_up: Duration,
+    duration: Duration,
+    connections: Connections,
+    /// The kmsd configuration recorded in each row.
+    config: &'a str,
+    /// Where the ceilings are: `None`, each Ping row is the ceiling of the rows after it of
+    /// the same endpoint and concurrency; `Some(rows)`, the Ping row of `rows` of the same
+    /// transport and concurrency.
+    ceilings: Option<&'a [LoadResult]>,
+}
+
+impl Measure<'_> {
+    /// Runs everything, concurrency by concurrency, op by op, each op over every endpoint in
+    /// turn (so that the transports' rows of one op are measured next to each other); a Ping
+    /// row is the ceiling of the rows of the same endpoint and concurrency after it. Prints
+    /// each row.
+    async fn run(&self) -> Vec<LoadResult> {
+        if !self.warm_up.is_zero() {
+            for endpoint in self.endpoints {
+                for (_, op) in self.ops {
+                    load(self.kmsd, endpoint, op, 8, self.warm_up, self.connections).await;
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        for &concurrency in self.concurrencies {
+            let mut own_ceilings = std::collections::HashMap::new();
+            for (name, op) in self.ops {
+                for endpoint in self.endpoints {
+                    let mut ceiling = own_ceilings.get(endpoint.transport()).copied();
+                    let mut result = load(
+                        self.kmsd,
+                        endpoint,
+                        op,
+                        concurrency,
+                        self.duration,
+                        self.connections,
+                    )
+                    .await;
+                    result.operation = name.clone();
+                    result.config = self.config.to_string();
+                    if let Some(rows) = self.ceilings {
+                        ceiling = rows
+                            .iter()
+                            .find(|r| {
+                                r.transport == result.transport
+                                    && r.concurrency == concurrency
+                                    && r.operation.starts_with("Ping")
+                            })
+                            .map(|r| r.requests_per_second);
+                    } else if matches!(op, Op::Ping) {
+                        ceiling = Some(result.requests_per_second);
+                        own_ceilings.insert(endpoint.transport(), result.requests_per_second);
+                    }
+                    result.ratio_to_ceiling = ceiling
+                        .filter(|c| *c > 0.0)
+                        .map(|c| result.requests_per_second / c);
+                    print_row(&result);
+                    rows.push(result);
+                }
+            }
+        }
+        rows
+    }
+}
+
+fn print_row(result: &LoadResult) {
+    eprintln!(
+        "{:<9} {:<4}{} {:<26} c={:<4} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  p99.9 {:>7.0} µs  ratio {}  errors {}",
+        result.config,
+        result.transport,
+        if result.new_connection_per_request { " new" } else { "" },
+        result.operation,
+        result.concurrency,
+        result.requests_per_second,
+        result.p50_us,
+        result.p99_us,
+        result.p999_us,
+        result
+            .ratio_to_ceiling
+            .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+        result.errors
+    );
+}
+
+async fn throughput(
+    args: &Args,
+    plan: &Plan,
+    results: &mut Results,
+    config: &str,
+    extra_config: &str,
+) -> Result<(), String> {
+    let dir = args
+        .work_dir
+        .join(format!("throughput-{}", config.replace(' ', "-")));
+    let (kmsd, _) = Kmsd::start(plan, args, &dir, "kmsd", extra_config).await?;
+    let ops = symmetric_ops(args, &Client::new(&kmsd.socket)).await?;
+    let endpoints = [Endpoint::Unix(kmsd.socket.clone())];
+    check_ops(&endpoints, &ops).await?;
+    let rows = Measure {
+        kmsd: &kmsd,
+        endpoints: &endpoints,
+        ops: &ops,
+        concurrencies: &args.concurrency,
+        warm_up: plan.duration / 4,
+        duration: plan.duration,
+        connections: Connections::KeepAlive,
+        config,
+        ceilings: None,
+    }
+    .run()
+    .await;
+    results.throughput.extend(rows);
     drop(kmsd);
     Ok(())
 }
 
-/// Runs `concurrency` connections, each sending `op` back to back, for `duration`.
-async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> LoadResult {
+/// Runs `concurrency` clients, each sending `op` over `endpoint` back to back, for
+/// `duration`: over one kept-alive connection each, or a new connection per request.
+async fn load(
+    kmsd: &Kmsd,
+    endpoint: &Endpoint,
+    op: &Op,
+    concurrency: usize,
+    duration: Duration,
+    connections: Connections,
+) -> LoadResult {
     let barrier = Arc::new(tokio::sync::Barrier::new(concurrency + 1));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let socket = kmsd.socket.clone();
         let op = op.clone();
         let barrier = Arc::clone(&barrier);
+        let mut client = LoadClient::new(endpoint.clone());
         tasks.spawn(async move {
-            let client = Client::new(socket);
             let mut histogram = latency_histogram();
             let mut errors = 0u64;
-            // Open the connection before the clock starts.
-            if !matches!(client.send(op.request()).await, Ok(r) if r.status == StatusCode::OK) {
+            // Open the connection before the clock starts (and check the request works).
+            if !client.ok(&op).await {
                 errors += 1;
+            }
+            if connections == Connections::NewPerRequest {
+                client.close();
             }
             barrier.wait().await;
             let deadline = Instant::now() + duration;
@@ -723,11 +1123,13 @@ async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> L
                 if sent >= deadline {
                     break;
                 }
-                match client.send(op.request()).await {
-                    Ok(raw) if raw.status == StatusCode::OK => {
-                        let _ = histogram.record(sent.elapsed().as_nanos().max(1) as u64);
-                    }
-                    _ => errors += 1,
+                if client.ok(&op).await {
+                    let _ = histogram.record(sent.elapsed().as_nanos().max(1) as u64);
+                } else {
+                    errors += 1;
+                }
+                if connections == Connections::NewPerRequest {
+                    client.close();
                 }
             }
             (histogram, errors)
@@ -762,6 +1164,8 @@ async fn load(kmsd: &Kmsd, op: &Op, concurrency: usize, duration: Duration) -> L
     };
     LoadResult {
         config: String::new(),
+        transport: endpoint.transport().to_string(),
+        new_connection_per_request: connections == Connections::NewPerRequest,
         operation: String::new(),
         concurrency,
         requests,
@@ -897,59 +1301,29 @@ async fn asymmetric(args: &Args, plan: &Plan, results: &mut Results) -> Result<(
             ),
         },
     ));
-    let ops: Vec<(String, Op)> = ops
-        .into_iter()
-        .filter(|(name, _)| {
-            args.ops.is_empty() || args.ops.iter().any(|o| name.contains(o.as_str()))
-        })
-        .collect();
-    for (name, op) in &ops {
-        let raw = client
-            .send(op.request())
-            .await
-            .map_err(|e| format!("{name}: {e}"))?;
-        if raw.status != StatusCode::OK {
-            return Err(format!(
-                "{name}: HTTP {}: {}",
-                raw.status,
-                String::from_utf8_lossy(&raw.body)
-            ));
-        }
-    }
-    for (_, op) in &ops {
-        load(&kmsd, op, 8, plan.duration / 8).await;
-    }
+    let ops = filter_ops(args, ops);
+    let endpoints = [Endpoint::Unix(kmsd.socket.clone())];
+    check_ops(&endpoints, &ops).await?;
     let concurrencies: Vec<usize> = args
         .concurrency
         .iter()
         .copied()
         .filter(|c| *c <= 64)
         .collect();
-    let mut ceiling = std::collections::HashMap::new();
-    for &concurrency in &concurrencies {
-        for (name, op) in &ops {
-            let mut result = load(&kmsd, op, concurrency, plan.duration).await;
-            result.operation = name.clone();
-            result.config = "default".into();
-            if matches!(op, Op::Ping) {
-                ceiling.insert(concurrency, result.requests_per_second);
-            }
-            result.ratio_to_ceiling = ceiling
-                .get(&concurrency)
-                .filter(|c| **c > 0.0)
-                .map(|c| result.requests_per_second / c);
-            eprintln!(
-                "{:<26} c={:<3} {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  errors {}",
-                result.operation,
-                concurrency,
-                result.requests_per_second,
-                result.p50_us,
-                result.p99_us,
-                result.errors
-            );
-            results.asymmetric.push(result);
-        }
+    let rows = Measure {
+        kmsd: &kmsd,
+        endpoints: &endpoints,
+        ops: &ops,
+        concurrencies: &concurrencies,
+        warm_up: plan.duration / 8,
+        duration: plan.duration,
+        connections: Connections::KeepAlive,
+        config: "default",
+        ceilings: None,
     }
+    .run()
+    .await;
+    results.asymmetric.extend(rows);
     drop(kmsd);
     results.library_ceilings = library_ceilings(plan.duration.min(Duration::from_secs(1)));
     for ceiling in &results.library_ceilings {
@@ -976,6 +1350,29 @@ fn rate(time: Duration, mut work: impl FnMut()) -> f64 {
         done += 8;
     }
     done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// This thread's CPU time in seconds (0 when the clock cannot be read).
+fn thread_cpu() -> f64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+}
+
+/// Operations per CPU second of this thread of `work`, for about `time` of CPU: what
+/// `openssl speed` reports (user CPU time), so both hold on a loaded machine.
+fn rate_per_cpu_second(time: Duration, mut work: impl FnMut()) -> f64 {
+    let started = thread_cpu();
+    let mut done = 0u64;
+    let mut spent = 0.0;
+    while spent < time.as_secs_f64() {
+        for _ in 0..8 {
+            work();
+        }
+        done += 8;
+        spent = thread_cpu() - started;
+    }
+    done as f64 / spent
 }
 
 /// The library ceilings of the asymmetric section's operations.
@@ -1167,17 +1564,42 @@ async fn fairness(args: &Args, plan: &Plan, results: &mut Results) -> Result<(),
         target: "TrentService.Encrypt",
         body: Bytes::from(json!({"KeyId": key_id, "Plaintext": b64(&[7u8; 32])}).to_string()),
     };
-    load(&kmsd, &op, 8, plan.duration / 4).await;
+    let endpoint = Endpoint::Unix(kmsd.socket.clone());
+    load(
+        &kmsd,
+        &endpoint,
+        &op,
+        8,
+        plan.duration / 4,
+        Connections::KeepAlive,
+    )
+    .await;
     let flooded_config = format!(
         "uid {} floods ({FAIRNESS_SLOTS_PER_UID} stalled)",
         args.flood_uid
     );
     for concurrency in [1, 8] {
-        let mut alone = load(&kmsd, &op, concurrency, plan.duration).await;
+        let mut alone = load(
+            &kmsd,
+            &endpoint,
+            &op,
+            concurrency,
+            plan.duration,
+            Connections::KeepAlive,
+        )
+        .await;
         alone.config = "alone".into();
         alone.operation = "Encrypt 32 B".into();
         let flooder = Flooder::start(args.flood_uid, &kmsd.socket, FAIRNESS_SLOTS_PER_UID)?;
-        let mut flooded = load(&kmsd, &op, concurrency, plan.duration).await;
+        let mut flooded = load(
+            &kmsd,
+            &endpoint,
+            &op,
+            concurrency,
+            plan.duration,
+            Connections::KeepAlive,
+        )
+        .await;
         let flood_connections = flooder.stop();
         flooded.config = flooded_config.clone();
         flooded.operation = "Encrypt 32 B".into();
@@ -1862,6 +2284,805 @@ fn alternatives(args: &Args, plan: &Plan) -> Vec<Alternative> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The loopback TCP endpoint beside the Unix socket
+
+/// A loopback port that was free a moment ago (kmsd binds it right after).
+fn free_port() -> Result<SocketAddr, String> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
+    listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the port: {e}"))
+}
+
+/// One kmsd with its Unix socket and its TCP endpoint: the symmetric operations over both at
+/// 1, 8 and 64 keep-alive connections (each beside `GET /ping` of its own transport); then
+/// `GET /ping` and Encrypt 32 B with a new connection per request over each; then the
+/// caller lookups of a connection, called in this process.
+///
+/// With `--audit-off-too`, the keep-alive runs are repeated by a kmsd with the audit trail
+/// off (where the audit fsync does not hide the transport's cost).
+async fn tcp(args: &Args, plan: &Plan, results: &mut Results) -> Result<(), String> {
+    tcp_pass(args, plan, results, "default", "").await?;
+    if args.audit_off_too {
+        eprintln!("== the TCP endpoint beside the Unix socket, audit off");
+        tcp_pass(
+            args,
+            plan,
+            results,
+            "audit off",
+            "[audit]\nenabled = false\n",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One kmsd of the tcp section; the new-connection runs and the in-process lookups only
+/// with the default config.
+async fn tcp_pass(
+    args: &Args,
+    plan: &Plan,
+    results: &mut Results,
+    config: &str,
+    extra_config: &str,
+) -> Result<(), String> {
+    let dir = args
+        .work_dir
+        .join(format!("tcp-{}", config.replace(' ', "-")));
+    let addr = free_port()?;
+    let (kmsd, _) =
+        Kmsd::start_with_tcp(plan, args, &dir, "kmsd", extra_config, Some(addr)).await?;
+    let ops = symmetric_ops(args, &Client::new(&kmsd.socket)).await?;
+    let endpoints = [Endpoint::Unix(kmsd.socket.clone()), Endpoint::tcp(addr)?];
+    check_ops(&endpoints, &ops).await?;
+    let concurrencies: Vec<usize> = args
+        .concurrency
+        .iter()
+        .copied()
+        .filter(|c| *c <= 64)
+        .collect();
+    // Smoke mode: a third of the usual smoke duration, to stay within a few seconds.
+    let duration = if args.smoke {
+        plan.duration / 3
+    } else {
+        plan.duration
+    };
+    let rows = Measure {
+        kmsd: &kmsd,
+        endpoints: &endpoints,
+        ops: &ops,
+        concurrencies: &concurrencies,
+        warm_up: duration / 4,
+        duration,
+        connections: Connections::KeepAlive,
+        config,
+        ceilings: None,
+    }
+    .run()
+    .await;
+    results.tcp.extend(rows);
+    if config != "default" {
+        return Ok(());
+    }
+
+    // A new connection per request: what the caller lookup adds to each TCP connection.
+    let fresh_ops: Vec<(String, Op)> = ops
+        .iter()
+        .filter(|(name, _)| name.starts_with("Ping") || name == "Encrypt 32 B")
+        .map(|(name, op)| {
+            let name = match op {
+                Op::Ping => "Ping, new connection each".to_string(),
+                Op::Kms { .. } => format!("{name}, new connection each"),
+            };
+            (name, op.clone())
+        })
+        .collect();
+    let rows = Measure {
+        kmsd: &kmsd,
+        endpoints: &endpoints,
+        ops: &fresh_ops,
+        concurrencies: &[1, 8],
+        warm_up: duration / 8,
+        duration,
+        connections: Connections::NewPerRequest,
+        config: "default",
+        // Beside the keep-alive ping of the same transport and concurrency.
+        ceilings: Some(&results.tcp[..]),
+    }
+    .run()
+    .await;
+    results.connections.extend(rows);
+    drop(kmsd);
+
+    let time = if args.smoke {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(2)
+    };
+    results.caller_lookup = caller_lookup_costs(time).await;
+    for cost in &results.caller_lookup {
+        if cost.note.is_empty() {
+            eprintln!(
+                "{:<58} p50 {:>7.1} µs  p99 {:>7.1} µs  mean {:>7.1} µs  ({} calls)",
+                cost.name, cost.p50_us, cost.p99_us, cost.mean_us, cost.calls
+            );
+        } else {
+            eprintln!("{:<58} not measured: {}", cost.name, cost.note);
+        }
+    }
+    Ok(())
+}
+
+/// Calls `call` back to back for about `time` (at least 10 times); the latency of each call.
+fn call_cost(name: &str, time: Duration, mut call: impl FnMut() -> Result<(), String>) -> CallCost {
+    let mut histogram = latency_histogram();
+    let started = Instant::now();
+    let mut note = String::new();
+    while started.elapsed() < time || histogram.len() < 10 {
+        let began = Instant::now();
+        if let Err(err) = call() {
+            note = err;
+            break;
+        }
+        let _ = histogram.record(began.elapsed().as_nanos().max(1) as u64);
+        if histogram.len() >= 1_000_000 {
+            break;
+        }
+    }
+    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    CallCost {
+        name: name.to_string(),
+        calls: histogram.len(),
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        mean_us: histogram.mean() / 1000.0,
+        note,
+    }
+}
+
+/// What a TCP connection costs kmsd at accept time, called here against a local listener
+/// (kmsd runs each on its blocking pool): `tcp_peer_owner` (one inet_diag netlink exchange),
+/// `Caller::resolve_tcp` (NSS: passwd entry and group list), both (`Caller::from_tcp`); the
+/// Unix socket's counterpart `Caller::resolve` (`/proc` through a pidfd, NSS); and, for
+/// scale, a loopback TCP and a Unix connect + accept.
+async fn caller_lookup_costs(time: Duration) -> Vec<CallCost> {
+    use kmsd::identity::{tcp_peer_owner, Caller};
+    let mut costs = Vec::new();
+    let listener = match std::net::TcpListener::bind(("127.0.0.1", 0)) {
+        Ok(listener) => listener,
+        Err(err) => {
+            costs.push(CallCost {
+                name: "tcp_peer_owner".into(),
+                calls: 0,
+                p50_us: 0.0,
+                p99_us: 0.0,
+                mean_us: 0.0,
+                note: format!("cannot bind a loopback port: {err}"),
+            });
+            return costs;
+        }
+    };
+    let pair = listener.local_addr().and_then(|addr| {
+        let client = std::net::TcpStream::connect(addr)?;
+        let (server, peer) = listener.accept()?;
+        Ok((client, server.local_addr()?, peer, server))
+    });
+    let fail = |e: String| CallCost {
+        name: "tcp_peer_owner".into(),
+        calls: 0,
+        p50_us: 0.0,
+        p99_us: 0.0,
+        mean_us: 0.0,
+        note: e,
+    };
+    let (client, local, peer, server) = match pair {
+        Ok(pair) => pair,
+        Err(err) => {
+            costs.push(fail(format!("loopback connection: {err}")));
+            return costs;
+        }
+    };
+    let owner = match tcp_peer_owner(local, peer) {
+        Ok(owner) => owner,
+        Err(err) => {
+            costs.push(fail(err.to_string()));
+            return costs;
+        }
+    };
+    costs.push(call_cost("tcp_peer_owner (inet_diag lookup)", time, || {
+        tcp_peer_owner(local, peer)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }));
+    costs.push(call_cost(
+        "Caller::resolve_tcp (NSS: user, groups)",
+        time,
+        || {
+            drop(Caller::resolve_tcp(&owner));
+            Ok(())
+        },
+    ));
+    costs.push(call_cost(
+        "Caller::from_tcp (both: a TCP connection's lookup)",
+        time,
+        || {
+            Caller::from_tcp(local, peer)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    ));
+    drop((client, server));
+    // The Unix socket's per-connection lookup, for the same caller (this process).
+    match tokio::net::UnixStream::pair().and_then(|(a, b)| Ok((a.peer_cred()?, b))) {
+        Ok((cred, _held)) => {
+            let (pid, uid, gid) = (cred.pid(), cred.uid(), cred.gid());
+            costs.push(call_cost(
+                "Caller::resolve (Unix socket: /proc via pidfd, NSS)",
+                time,
+                || {
+                    drop(Caller::resolve(pid, uid, gid));
+                    Ok(())
+                },
+            ));
+        }
+        Err(err) => costs.push(CallCost {
+            name: "Caller::resolve (Unix socket: /proc via pidfd, NSS)".into(),
+            calls: 0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            mean_us: 0.0,
+            note: format!("socket pair: {err}"),
+        }),
+    }
+    // The connection itself, for scale.
+    if let Ok(addr) = listener.local_addr() {
+        costs.push(call_cost(
+            "loopback TCP connect + accept + close (no lookup)",
+            time,
+            || {
+                let client = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+                let (server, _) = listener.accept().map_err(|e| e.to_string())?;
+                drop((client, server));
+                Ok(())
+            },
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("kmsd-bench-unix-{}", std::process::id()));
+    let _remove = RemoveOnDrop(dir.clone());
+    let path = dir.join("s");
+    match std::fs::create_dir_all(&dir).and_then(|()| std::os::unix::net::UnixListener::bind(&path))
+    {
+        Ok(unix) => costs.push(call_cost(
+            "Unix connect + accept + close (no lookup)",
+            time,
+            || {
+                let client =
+                    std::os::unix::net::UnixStream::connect(&path).map_err(|e| e.to_string())?;
+                let (server, _) = unix.accept().map_err(|e| e.to_string())?;
+                drop((client, server));
+                Ok(())
+            },
+        )),
+        Err(err) => costs.push(CallCost {
+            name: "Unix connect + accept + close (no lookup)".into(),
+            calls: 0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            mean_us: 0.0,
+            note: format!("{}: {err}", path.display()),
+        }),
+    }
+    costs
+}
+
+// ---------------------------------------------------------------------------------------
+// File encryption: kmsctl encrypt-file / decrypt-file
+
+/// Deadline of one file tool run.
+const FILE_TOOL_DEADLINE: Duration = Duration::from_secs(900);
+
+/// What one process run took.
+struct ToolRun {
+    seconds: f64,
+    cpu_seconds: Option<f64>,
+    max_rss_kib: Option<u64>,
+}
+
+/// Runs `program args` under `/usr/bin/time` (for its CPU time and peak RSS, when that is
+/// installed), within [`FILE_TOOL_DEADLINE`]; killed and waited for when it overruns.
+fn run_tool(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, String)],
+    report: &Path,
+) -> Result<ToolRun, String> {
+    let gnu_time = Path::new("/usr/bin/time");
+    let mut command = if gnu_time.exists() {
+        let mut command = Command::new(gnu_time);
+        command
+            .arg("-o")
+            .arg(report)
+            .arg("-f")
+            .arg("%U %S %M")
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    };
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let _ = std::fs::remove_file(report);
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let Ok(output) = done_rx.recv_timeout(FILE_TOOL_DEADLINE) else {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = done_rx.recv();
+        let _ = waiter.join();
+        return Err(format!(
+            "{} did not finish within {} s; killed",
+            program.display(),
+            FILE_TOOL_DEADLINE.as_secs()
+        ));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = waiter.join();
+    let output = output.map_err(|e| format!("waiting for {}: {e}", program.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            program.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let fields: Vec<String> = std::fs::read_to_string(report)
+        .unwrap_or_default()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Ok(ToolRun {
+        seconds,
+        cpu_seconds: number(0).zip(number(1)).map(|(u, s)| u + s),
+        max_rss_kib: fields.get(2).and_then(|f| f.parse().ok()),
+    })
+}
+
+/// Whether two files hold the same bytes.
+fn same_contents(a: &Path, b: &Path) -> Result<bool, String> {
+    use std::io::Read as _;
+    let open = |p: &Path| std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()));
+    let (mut a, mut b) = (open(a)?, open(b)?);
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = read_full(&mut a, &mut x).map_err(|e| e.to_string())?;
+        let m = read_full(&mut b, &mut y).map_err(|e| e.to_string())?;
+        if n != m || x[..n] != y[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+    fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        Ok(filled)
+    }
+}
+
+/// Writes `bytes` of incompressible-looking data to `path` (not timed).
+fn write_plaintext(path: &Path, bytes: u64) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut block = vec![0u8; 1 << 20];
+    // A xorshift stream: cheap, and not a pattern anything could shortcut.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in block.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let mut left = bytes;
+    let mut round = 0u8;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        block[0] = round;
+        round = round.wrapping_add(1);
+        writer
+            .write_all(&block[..n])
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        left -= n as u64;
+    }
+    writer
+        .flush()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The filesystem type of `path`, by its magic number.
+fn filesystem_of(path: &Path) -> String {
+    use nix::sys::statfs::{statfs, EXT4_SUPER_MAGIC, TMPFS_MAGIC};
+    match statfs(path) {
+        Ok(fs) if fs.filesystem_type() == TMPFS_MAGIC => "tmpfs".into(),
+        Ok(fs) if fs.filesystem_type() == EXT4_SUPER_MAGIC => "ext4".into(),
+        Ok(fs) => format!("magic {:#x}", fs.filesystem_type().0),
+        Err(err) => format!("unknown ({err})"),
+    }
+}
+
+/// `openssl speed -evp ALGORITHM` at 16384-byte blocks, in MB (10^6 bytes) per second of
+/// user CPU time (what `openssl speed` measures unless given `-elapsed`).
+fn openssl_block_speed(algorithm: &str, seconds: u64) -> Option<f64> {
+    let output = Command::new("openssl")
+        .args(["speed", "-mr", "-bytes", "16384", "-seconds"])
+        .arg(seconds.to_string())
+        .args(["-evp", algorithm])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with("+F:"))
+        .find_map(|line| line.rsplit(':').next()?.trim().parse::<f64>().ok())
+        .map(|bytes_per_second| bytes_per_second / 1e6)
+}
+
+/// The primitives of the message format, one thread, per CPU second: `openssl speed` at
+/// 16384-byte blocks, and AES-256-GCM at kmsctl's frame size and SHA-384 in this process
+/// (RustCrypto's AES-GCM, which kmsctl uses, and aws-lc-rs's).
+fn file_ceilings(time: Duration) -> Vec<FileCeiling> {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    let seconds = time.as_secs().max(1);
+    let mut ceilings = vec![
+        FileCeiling {
+            name: "openssl speed -evp aes-256-gcm, 16384-byte blocks".into(),
+            mb_per_second: openssl_block_speed("aes-256-gcm", seconds),
+        },
+        FileCeiling {
+            name: "openssl speed -evp sha384, 16384-byte blocks".into(),
+            mb_per_second: openssl_block_speed("sha384", seconds),
+        },
+    ];
+    let frame = kmsd::envelope::DEFAULT_FRAME_LENGTH as usize;
+    let cipher = aes_gcm::Aes256Gcm::new(&[3u8; 32].into());
+    let nonce = [4u8; 12];
+    let mut buffer = vec![5u8; frame];
+    let frames = rate_per_cpu_second(time, || {
+        let _ = cipher.encrypt_in_place_detached((&nonce).into(), b"aad", &mut buffer);
+    });
+    ceilings.push(FileCeiling {
+        name: format!("RustCrypto aes-gcm (kmsctl's) AES-256-GCM, {frame}-byte frames"),
+        mb_per_second: Some(frames * frame as f64 / 1e6),
+    });
+    if let Ok(unbound) = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &[3u8; 32])
+    {
+        let sealing = aws_lc_rs::aead::LessSafeKey::new(unbound);
+        let frames = rate_per_cpu_second(time, || {
+            let _ = sealing.seal_in_place_separate_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(b"aad"),
+                &mut buffer,
+            );
+        });
+        ceilings.push(FileCeiling {
+            name: format!("aws-lc-rs AES-256-GCM, {frame}-byte frames"),
+            mb_per_second: Some(frames * frame as f64 / 1e6),
+        });
+    }
+    let block = vec![6u8; 16384];
+    let hashes = rate_per_cpu_second(time, || {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA384);
+        context.update(&block);
+        let _ = context.finish();
+    });
+    ceilings.push(FileCeiling {
+        name: "aws-lc-rs (kmsctl's) SHA-384, 16384-byte blocks".into(),
+        mb_per_second: Some(hashes * block.len() as f64 / 1e6),
+    });
+    ceilings
+}
+
+/// The Python AWS Encryption CLI's entry point (what its `aws-encryption-cli` script runs).
+const PYTHON_CLI: &str = "import sys\nfrom aws_encryption_sdk_cli import cli\nsys.exit(cli())";
+/// Where `scripts/install-deps.sh` puts the AWS clients, for Debian's interpreter.
+const PYTHON_PACKAGES: &str = "/opt/kmsd-test-python";
+
+/// `kmsctl encrypt-file` and `decrypt-file` of files of a few sizes (both signed and unsigned
+/// suites), and `aws-encryption-cli` on the largest, beside the primitives' ceilings.
+async fn files(args: &Args, plan: &Plan, results: &mut Results) -> Result<(), String> {
+    let kmsctl = match &args.kmsctl {
+        Some(path) => path.clone(),
+        None => plan.kmsd.with_file_name("kmsctl"),
+    };
+    if !kmsctl.exists() {
+        return Err(format!(
+            "{} not found (build it, or name it with --kmsctl)",
+            kmsctl.display()
+        ));
+    }
+    let base = args.files_dir.clone().unwrap_or_else(|| {
+        let shm = PathBuf::from("/dev/shm");
+        if shm.is_dir() {
+            shm
+        } else {
+            args.work_dir.clone()
+        }
+    });
+    let dir = base.join(format!("kmsd-bench-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _remove = RemoveOnDrop(dir.clone());
+    let mut section = FileSection {
+        dir: dir.display().to_string(),
+        filesystem: filesystem_of(&dir),
+        ..Default::default()
+    };
+    let ceiling_time = if args.smoke {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(3)
+    };
+    section.ceilings = file_ceilings(ceiling_time);
+    for ceiling in &section.ceilings {
+        eprintln!(
+            "{:<60} {}",
+            ceiling.name,
+            ceiling
+                .mb_per_second
+                .map_or("unavailable".into(), |v| format!("{v:.0} MB/s"))
+        );
+    }
+    let aes_ceiling = section.ceilings.first().and_then(|c| c.mb_per_second);
+
+    let addr = free_port()?;
+    let (kmsd, _) = Kmsd::start_with_tcp(
+        plan,
+        args,
+        &args.work_dir.join("files"),
+        "kmsd",
+        "",
+        Some(addr),
+    )
+    .await?;
+    let created = Client::new(&kmsd.socket)
+        .call_json("CreateKey", &json!({"Description": "kmsd-bench files"}))
+        .await
+        .map_err(|e| format!("CreateKey: {e}"))?;
+    let key_id = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .ok_or("CreateKey returned no KeyId")?
+        .to_string();
+    let arn = created["KeyMetadata"]["Arn"]
+        .as_str()
+        .ok_or("CreateKey returned no Arn")?
+        .to_string();
+    let mib = args.file_mib.unwrap_or(if args.smoke { 2 } else { 1024 });
+    let sizes: Vec<u64> = if args.smoke || mib <= 16 {
+        vec![mib << 20]
+    } else {
+        vec![16 << 20, mib << 20]
+    };
+    let socket = kmsd.socket.clone().into_os_string();
+    let report = dir.join("time.txt");
+    let os = |s: &str| std::ffi::OsString::from(s);
+    for &bytes in &sizes {
+        let plain = dir.join("plain");
+        write_plaintext(&plain, bytes)?;
+        let sealed = dir.join("sealed");
+        let opened = dir.join("opened");
+        let mut row = |tool: &str,
+                       operation: &str,
+                       suite: &str,
+                       run: Result<ToolRun, String>,
+                       check: &dyn Fn() -> Result<bool, String>| {
+            let row = match run {
+                Ok(run) => {
+                    let mb_per_second = bytes as f64 / run.seconds / 1e6;
+                    let mb_per_cpu_second = run
+                        .cpu_seconds
+                        .filter(|c| *c > 0.0)
+                        .map(|c| bytes as f64 / c / 1e6);
+                    let (ok, note) = match check() {
+                        Ok(true) => (true, String::new()),
+                        Ok(false) => (false, "the output differs from the plaintext".into()),
+                        Err(err) => (false, err),
+                    };
+                    FileRun {
+                        tool: tool.into(),
+                        operation: operation.into(),
+                        suite: suite.into(),
+                        bytes,
+                        seconds: run.seconds,
+                        mb_per_second,
+                        cpu_seconds: run.cpu_seconds,
+                        mb_per_cpu_second,
+                        max_rss_kib: run.max_rss_kib,
+                        ratio_to_ceiling: aes_ceiling.zip(mb_per_cpu_second).map(|(c, v)| v / c),
+                        ok,
+                        note,
+                    }
+                }
+                Err(note) => FileRun {
+                    tool: tool.into(),
+                    operation: operation.into(),
+                    suite: suite.into(),
+                    bytes,
+                    seconds: 0.0,
+                    mb_per_second: 0.0,
+                    cpu_seconds: None,
+                    mb_per_cpu_second: None,
+                    max_rss_kib: None,
+                    ratio_to_ceiling: None,
+                    ok: false,
+                    note,
+                },
+            };
+            eprintln!(
+                "{:<20} {:<7} {} {:>5} MiB: {:>7.0} MB/s  {:.2} s  cpu {}  max RSS {}  {}",
+                row.tool,
+                row.operation,
+                row.suite,
+                row.bytes >> 20,
+                row.mb_per_second,
+                row.seconds,
+                row.cpu_seconds.map_or("-".into(), |c| format!("{c:.2} s")),
+                row.max_rss_kib
+                    .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                if row.ok {
+                    "ok".to_string()
+                } else {
+                    row.note.clone()
+                }
+            );
+            section.rows.push(row);
+        };
+        // Smoke mode: the default (signed) suite only.
+        let suites: &[&str] = if args.smoke {
+            &["0x0578"]
+        } else {
+            &["0x0578", "0x0478"]
+        };
+        for &suite in suites {
+            let _ = std::fs::remove_file(&sealed);
+            let _ = std::fs::remove_file(&opened);
+            let encrypt = run_tool(
+                &kmsctl,
+                &[
+                    &os("--socket"),
+                    &socket,
+                    &os("encrypt-file"),
+                    &os("--key-id"),
+                    &os(&key_id),
+                    &os("--algorithm"),
+                    &os(suite),
+                    &os("-i"),
+                    plain.as_os_str(),
+                    &os("-o"),
+                    sealed.as_os_str(),
+                ],
+                &[],
+                &report,
+            );
+            // Checked by the decrypt below.
+            row("kmsctl", "encrypt", suite, encrypt, &|| Ok(true));
+            let decrypt = run_tool(
+                &kmsctl,
+                &[
+                    &os("--socket"),
+                    &socket,
+                    &os("decrypt-file"),
+                    &os("--key-id"),
+                    &os(&arn),
+                    &os("-i"),
+                    sealed.as_os_str(),
+                    &os("-o"),
+                    opened.as_os_str(),
+                ],
+                &[],
+                &report,
+            );
+            row("kmsctl", "decrypt", suite, decrypt, &|| {
+                same_contents(&plain, &opened)
+            });
+        }
+        // The Python AWS Encryption CLI, on the largest file only, as a reference.
+        let python = Path::new("/usr/bin/python3");
+        let present = Command::new(python)
+            .args(["-c", "import aws_encryption_sdk_cli"])
+            .env("PYTHONPATH", PYTHON_PACKAGES)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if Some(&bytes) == sizes.last() && present {
+            let env = [
+                ("PYTHONPATH", PYTHON_PACKAGES.to_string()),
+                ("AWS_ENDPOINT_URL_KMS", format!("http://{addr}")),
+                ("AWS_ACCESS_KEY_ID", "kmsd".to_string()),
+                ("AWS_SECRET_ACCESS_KEY", "kmsd".to_string()),
+                ("AWS_DEFAULT_REGION", "local".to_string()),
+                (
+                    "AWS_CONFIG_FILE",
+                    dir.join("aws-config").display().to_string(),
+                ),
+                (
+                    "AWS_SHARED_CREDENTIALS_FILE",
+                    dir.join("aws-credentials").display().to_string(),
+                ),
+                ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+            ];
+            let wrapping = format!("key={arn}");
+            for (operation, input, output) in
+                [("encrypt", &plain, &sealed), ("decrypt", &sealed, &opened)]
+            {
+                let _ = std::fs::remove_file(output);
+                let run = run_tool(
+                    python,
+                    &[
+                        &os("-c"),
+                        &os(PYTHON_CLI),
+                        &os(&format!("--{operation}")),
+                        &os("-S"),
+                        &os("-i"),
+                        input.as_os_str(),
+                        &os("-o"),
+                        output.as_os_str(),
+                        &os("--wrapping-keys"),
+                        &os(&wrapping),
+                        &os("--commitment-policy"),
+                        &os("require-encrypt-require-decrypt"),
+                    ],
+                    &env,
+                    &report,
+                );
+                if operation == "encrypt" {
+                    row("aws-encryption-cli", operation, "0x0578", run, &|| Ok(true));
+                } else {
+                    row("aws-encryption-cli", operation, "0x0578", run, &|| {
+                        same_contents(&plain, &opened)
+                    });
+                }
+            }
+        } else if !present && Some(&bytes) == sizes.last() {
+            eprintln!("aws-encryption-cli: not installed in {PYTHON_PACKAGES}; skipped");
+        }
+        for path in [&plain, &sealed, &opened] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    drop(kmsd);
+    results.files = Some(section);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // Targets and the Markdown report
 
 fn symmetric(op: &str) -> bool {
@@ -2080,6 +3301,128 @@ fn markdown(results: &Results) -> String {
             );
         }
     }
+    if !results.tcp.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## The TCP endpoint beside the Unix socket (one kmsd per config serving both, keep-alive, each row beside `GET /ping` of its own transport)\n"
+        );
+        let _ = writeln!(out, "| kmsd config | Transport | Operation | Conc. | req/s | vs own ceiling | TCP vs Unix | p50 µs | p99 µs | p99.9 µs | kmsd CPU µs/req | bench CPU µs/req | errors |");
+        let _ = writeln!(
+            out,
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &results.tcp {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} |",
+                r.config,
+                r.transport,
+                r.operation,
+                r.concurrency,
+                r.requests_per_second,
+                percent(r.ratio_to_ceiling),
+                percent(tcp_vs_unix(&results.tcp, r)),
+                r.p50_us,
+                r.p99_us,
+                r.p999_us,
+                r.kmsd_cpu_us_per_request,
+                r.client_cpu_us_per_request,
+                r.errors
+            );
+        }
+    }
+    if !results.connections.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## A new connection per request (each beside the keep-alive `GET /ping` of its transport)\n"
+        );
+        let _ = writeln!(out, "| Transport | Operation | Conc. | connections/s | vs keep-alive ping | TCP vs Unix | p50 µs | p99 µs | kmsd CPU µs/conn | bench CPU µs/conn | errors |");
+        let _ = writeln!(
+            out,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &results.connections {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {} |",
+                r.transport,
+                r.operation,
+                r.concurrency,
+                r.requests_per_second,
+                percent(r.ratio_to_ceiling),
+                percent(tcp_vs_unix(&results.connections, r)),
+                r.p50_us,
+                r.p99_us,
+                r.kmsd_cpu_us_per_request,
+                r.client_cpu_us_per_request,
+                r.errors
+            );
+        }
+    }
+    if !results.caller_lookup.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## The caller lookup of one connection, called in this process (one thread)\n"
+        );
+        let _ = writeln!(out, "| Call | calls | p50 µs | p99 µs | mean µs |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        for c in &results.caller_lookup {
+            if c.note.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} |",
+                    c.name, c.calls, c.p50_us, c.p99_us, c.mean_us
+                );
+            } else {
+                let _ = writeln!(out, "| {} | not measured: {} | | | |", c.name, c.note);
+            }
+        }
+    }
+    if let Some(files) = &results.files {
+        let _ = writeln!(
+            out,
+            "\n## File encryption ({} on {}; MB = 10^6 bytes of plaintext; one process per row; the primitives per CPU second, as `openssl speed` counts)\n",
+            files.dir, files.filesystem
+        );
+        let _ = writeln!(out, "| Primitive alone (1 thread) | MB/s |");
+        let _ = writeln!(out, "|---|---:|");
+        for c in &files.ceilings {
+            let _ = writeln!(
+                out,
+                "| {} | {} |",
+                c.name,
+                c.mb_per_second.map_or("-".into(), |v| format!("{v:.0}"))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| Tool | Operation | Suite | MiB | seconds | MB/s | CPU s | MB per CPU s | vs openssl AES-256-GCM (per CPU s) | max RSS MiB | output |"
+        );
+        let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &files.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} |",
+                r.tool,
+                r.operation,
+                r.suite,
+                r.bytes >> 20,
+                r.seconds,
+                r.mb_per_second,
+                r.cpu_seconds.map_or("-".into(), |c| format!("{c:.2}")),
+                r.mb_per_cpu_second
+                    .map_or("-".into(), |v| format!("{v:.0}")),
+                percent(r.ratio_to_ceiling),
+                r.max_rss_kib
+                    .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+                if r.ok {
+                    "ok".to_string()
+                } else {
+                    format!("failed: {}", r.note)
+                }
+            );
+        }
+    }
     let _ = writeln!(out, "\n## Start-up (spawn to first successful ListKeys)\n");
     let _ = writeln!(out, "| Keys | median ms | runs ms | VmRSS after start |");
     let _ = writeln!(out, "|---:|---:|---|---:|");
@@ -2190,6 +3533,27 @@ fn markdown(results: &Results) -> String {
         );
     }
     out
+}
+
+/// A ratio as a whole percentage, or "-".
+fn percent(ratio: Option<f64>) -> String {
+    ratio.map_or("-".into(), |x| format!("{:.0}%", x * 100.0))
+}
+
+/// A TCP row's rate over the Unix row of the same operation and concurrency in `rows`.
+fn tcp_vs_unix(rows: &[LoadResult], row: &LoadResult) -> Option<f64> {
+    if row.transport != "tcp" {
+        return None;
+    }
+    rows.iter()
+        .find(|r| {
+            r.transport == "unix"
+                && r.config == row.config
+                && r.operation == row.operation
+                && r.concurrency == row.concurrency
+        })
+        .filter(|r| r.requests_per_second > 0.0)
+        .map(|r| row.requests_per_second / r.requests_per_second)
 }
 
 /// An empty latency histogram: 1 ns to 120 s at 3 significant digits.

@@ -5,7 +5,7 @@
 //! once into its type ([`SocketMode`], [`Region`], [`AccountId`], [`LogFilter`],
 //! [`PcrBank`], `SocketAddr`) and checks bounds, so an invalid value is a
 //! [`ConfigError::Invalid`] naming the field and the value, and a [`Config`] in hand is
-//! valid. Each table has its own file: [`audit`], [`pricing`], [`access`], [`tpm`].
+//! valid. Each table has its own file: [`audit`], [`pricing`], [`access`], [`tpm`], [`sigv4`].
 //!
 //! This module imports no other module of the crate: the layers that use a section (audit,
 //! metering, service, tpm, daemon) import it from here.
@@ -14,6 +14,7 @@ pub mod access;
 pub mod audit;
 pub mod limits;
 pub mod pricing;
+pub mod sigv4;
 pub mod tpm;
 pub mod values;
 
@@ -21,6 +22,7 @@ pub use access::AccessSection;
 pub use audit::{AuditConfig, OnFailure};
 pub use limits::LimitsSection;
 pub use pricing::Pricing;
+pub use sigv4::{SigV4Keys, SigV4Section};
 pub use tpm::{PcrBank, TpmSection};
 pub use values::{AccountId, InvalidValue, LogFilter, Region, SocketMode};
 
@@ -96,6 +98,9 @@ pub struct Config {
     pub log_level: LogFilter,
     /// Address of the Prometheus `/metrics` listener, e.g. "127.0.0.1:9745"; unset: none.
     pub metrics_listen: Option<SocketAddr>,
+    /// Loopback addresses of the TCP endpoint for unchanged AWS SDKs (`127.0.0.1:PORT`,
+    /// `[::1]:PORT`); empty: none (the default). Only loopback addresses are accepted.
+    pub listen_tcp: Vec<SocketAddr>,
     /// The `[tpm]` table.
     pub tpm: TpmSection,
     /// Prices for the usage cost estimates (AWS KMS list prices by default).
@@ -106,6 +111,8 @@ pub struct Config {
     pub access: AccessSection,
     /// The `[limits]` table: timeouts, connection caps, per-uid request quotas.
     pub limits: LimitsSection,
+    /// The `[sigv4]` table: access keys whose SigV4 signatures the TCP endpoint verifies.
+    pub sigv4: SigV4Section,
 }
 
 impl Default for Config {
@@ -120,11 +127,13 @@ impl Default for Config {
             maintenance_interval_secs: 60,
             log_level: LogFilter::default(),
             metrics_listen: None,
+            listen_tcp: Vec::new(),
             tpm: TpmSection::default(),
             pricing: Pricing::default(),
             audit: AuditConfig::default(),
             access: AccessSection::default(),
             limits: LimitsSection::default(),
+            sigv4: SigV4Section::default(),
         }
     }
 }
@@ -143,11 +152,13 @@ pub struct ConfigFile {
     maintenance_interval_secs: u64,
     log_level: String,
     metrics_listen: Option<String>,
+    listen_tcp: OneOrMany,
     tpm: tpm::TpmFile,
     pricing: Pricing,
     audit: AuditConfig,
     access: AccessSection,
     limits: LimitsSection,
+    sigv4: SigV4Section,
 }
 
 impl Default for ConfigFile {
@@ -163,11 +174,13 @@ impl Default for ConfigFile {
             maintenance_interval_secs: typed.maintenance_interval_secs,
             log_level: typed.log_level.to_string(),
             metrics_listen: None,
+            listen_tcp: OneOrMany::default(),
             tpm: tpm::TpmFile::default(),
             pricing: typed.pricing,
             audit: typed.audit,
             access: typed.access,
             limits: typed.limits,
+            sigv4: typed.sigv4,
         }
     }
 }
@@ -188,6 +201,12 @@ impl TryFrom<ConfigFile> for Config {
                     })?,
             ),
         };
+        let listen_tcp = file
+            .listen_tcp
+            .into_vec()
+            .iter()
+            .map(|text| parse_loopback_address(text))
+            .collect::<Result<Vec<_>, _>>()?;
         let config = Config {
             socket: file.socket,
             socket_mode: parse("socket_mode", &file.socket_mode)?,
@@ -198,15 +217,74 @@ impl TryFrom<ConfigFile> for Config {
             maintenance_interval_secs: file.maintenance_interval_secs,
             log_level: parse("log_level", &file.log_level)?,
             metrics_listen,
+            listen_tcp,
             tpm: TpmSection::try_from(file.tpm)?,
             pricing: file.pricing,
             audit: file.audit,
             access: file.access,
             limits: file.limits,
+            sigv4: file.sigv4,
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// `listen_tcp` as written: one address or a list of them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    /// Not set.
+    #[default]
+    None,
+    /// `listen_tcp = "127.0.0.1:8091"`.
+    One(String),
+    /// `listen_tcp = ["127.0.0.1:8091", "[::1]:8091"]`.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(text) => vec![text],
+            OneOrMany::Many(texts) => texts,
+        }
+    }
+}
+
+/// Parses one `listen_tcp` address: IP:port with a loopback IP.
+fn parse_loopback_address(text: &str) -> Result<SocketAddr, ConfigError> {
+    let address = text
+        .parse::<SocketAddr>()
+        .map_err(|_| ConfigError::Invalid {
+            field: "listen_tcp",
+            value: text.to_string(),
+            reason: "must be a loopback IP:port, e.g. \"127.0.0.1:8091\" or \"[::1]:8091\"".into(),
+        })?;
+    check_loopback(address)?;
+    Ok(address)
+}
+
+/// Refuses a TCP endpoint address that is not loopback: the endpoint proves callers through
+/// the kernel's table of this host's sockets, which says nothing of a remote peer.
+fn check_loopback(address: SocketAddr) -> Result<(), ConfigError> {
+    let loopback = match address.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => ip.is_loopback(),
+    };
+    if !loopback || address.port() == 0 {
+        return Err(ConfigError::Invalid {
+            field: "listen_tcp",
+            value: address.to_string(),
+            reason: if loopback {
+                "needs a fixed port (clients must know where to connect)".into()
+            } else {
+                "only loopback addresses (127.0.0.0/8, ::1) are served: kmsd proves TCP callers through the kernel's socket table, which only knows this host's sockets".into()
+            },
+        });
+    }
+    Ok(())
 }
 
 impl Config {
@@ -246,9 +324,13 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        for address in &self.listen_tcp {
+            check_loopback(*address)?;
+        }
         self.tpm.validate()?;
         self.pricing.validate()?;
         self.audit.validate()?;
+        self.sigv4.validate()?;
         for (field, value, min, max) in self.limits.checks() {
             if value < min || value > max {
                 return Err(ConfigError::Invalid {
@@ -356,6 +438,23 @@ mod tests {
                 "localhost",
             ),
             (
+                "listen_tcp = \"0.0.0.0:8091\"",
+                "listen_tcp",
+                "0.0.0.0:8091",
+            ),
+            (
+                "listen_tcp = [\"127.0.0.1:8091\", \"192.168.1.2:8091\"]",
+                "listen_tcp",
+                "192.168.1.2:8091",
+            ),
+            ("listen_tcp = \"[::]:8091\"", "listen_tcp", "[::]:8091"),
+            ("listen_tcp = \"127.0.0.1:0\"", "listen_tcp", "127.0.0.1:0"),
+            (
+                "listen_tcp = \"localhost:8091\"",
+                "listen_tcp",
+                "localhost:8091",
+            ),
+            (
                 "[pricing]\nkey_month_usd = -1.0",
                 "pricing.key_month_usd",
                 "-1",
@@ -370,6 +469,12 @@ mod tests {
                 "[audit]\ncheckpoint_every = 0",
                 "audit.checkpoint_every",
                 "0",
+            ),
+            ("[sigv4]\nverify_all = true", "sigv4.verify_all", "true"),
+            (
+                "[[sigv4.credentials]]\naccess_key_id = \"a b\"\nsecret_file = \"/s\"\nuid = 1",
+                "sigv4.credentials.access_key_id",
+                "a b",
             ),
         ];
         for (text, field, value) in cases {
@@ -390,6 +495,8 @@ mod tests {
             "socket_mode = 660",
             "[tpm]\npcrs = [256]",
             "[audit]\non_failure = \"maybe\"",
+            "[[sigv4.credentials]]\naccess_key_id = \"A\"\nsecret = \"inline\"\nuid = 1",
+            "[[sigv4.credentials]]\naccess_key_id = \"A\"\nsecret_file = \"/s\"",
         ] {
             assert!(
                 matches!(Config::from_toml(text), Err(ConfigError::Parse { .. })),
@@ -402,8 +509,14 @@ mod tests {
     fn serializing_gives_the_file_back() {
         let text = "socket_mode = \"0600\"\nsocket_group = \"g\"\nmetrics_listen = \"[::1]:9\"\n\
                     [tpm]\npcr_bank = \"sha1\"\npcrs = [7]\n[audit]\ndir = \"/a\"\n\
-                    on_failure = \"continue\"\n[pricing]\nkey_month_usd = 2.5";
+                    on_failure = \"continue\"\n[pricing]\nkey_month_usd = 2.5\n\
+                    [sigv4]\nverify_all = true\n[[sigv4.credentials]]\naccess_key_id = \"K1\"\n\
+                    secret_file = \"/etc/kmsd/sigv4/k1\"\nuid = 1000\n\
+                    [[sigv4.credentials]]\naccess_key_id = \"K2\"\n\
+                    secret_file = \"/etc/kmsd/sigv4/k2\"\nuid = 1001";
         let config = Config::from_toml(text).unwrap();
+        assert_eq!(config.sigv4.credentials.len(), 2);
+        assert_eq!(config.sigv4.credentials[1].uid, 1001);
         let written = toml::to_string(&config).unwrap();
         assert_eq!(Config::from_toml(&written).unwrap(), config, "{written}");
         let defaults = toml::to_string(&Config::default()).unwrap();

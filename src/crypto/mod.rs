@@ -7,6 +7,7 @@
 
 pub mod asymmetric;
 mod context;
+pub mod import;
 pub mod keyspec;
 
 pub use context::{canonical_context, EncryptionContext};

@@ -14,8 +14,8 @@ mod records;
 
 pub use integrity::{RowId, StateMac, Table, MANIFEST_MAC_META, MANIFEST_META};
 pub use records::{
-    AliasRecord, GrantConstraintsRecord, GrantRecord, KeyRecord, KeyState, RotationType,
-    VersionRecord,
+    AliasRecord, GrantConstraintsRecord, GrantRecord, ImportRecord, ImportedMaterial, KeyRecord,
+    KeyState, PendingImportRecord, RotationType, VersionRecord,
 };
 
 use integrity::{RowEncoder, RowEntry, Rows};
@@ -584,6 +584,28 @@ impl Store {
         self.restrict_file_modes()
     }
 
+    /// Writes a meta value durably in one transaction with the audit intent of the change
+    /// (a restore's new TPM binding, the recovery escrow).
+    pub fn set_meta_with_intent(
+        &mut self,
+        intent: Intent,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        if !self.writable {
+            return Err(StoreError::ReadOnly);
+        }
+        let tx = self.conn.transaction()?;
+        intent.note(&tx)?;
+        tx.execute(
+            "INSERT INTO meta (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )?;
+        tx.commit()?;
+        self.restrict_file_modes()
+    }
+
     /// Number of keys stored.
     pub fn key_count(&self) -> Result<u64, StoreError> {
         if !self.has_table("keys")? {
@@ -1032,7 +1054,10 @@ impl Store {
             let record: KeyRecord = serde_json::from_str(&json)
                 .map_err(|err| StoreError::Corrupt(format!("key {key_id}: {err}")))?;
             let key_versions = versions.remove(&key_id).unwrap_or_default();
-            if key_versions.is_empty() {
+            // A key for imported material has none while it waits for an import.
+            let may_lack_material = record.origin == "EXTERNAL"
+                && record.import.as_ref().is_none_or(|i| i.material.is_none());
+            if key_versions.is_empty() && !may_lack_material {
                 return Err(StoreError::Corrupt(format!("key {key_id} has no material")));
             }
             snapshot.keys.push((record, key_versions));
@@ -1065,6 +1090,39 @@ impl Store {
             upsert_key(tx, mac, rows, record)?;
             insert_version(tx, mac, rows, &record.key_id, first)
         })
+    }
+
+    /// Stores a new key without material (origin `EXTERNAL`, PendingImport).
+    pub fn insert_key_without_material(
+        &mut self,
+        intent: Intent,
+        record: &KeyRecord,
+    ) -> Result<(), StoreError> {
+        self.change(intent, |tx, mac, rows| upsert_key(tx, mac, rows, record))
+    }
+
+    /// Deletes every material version of a key (imported material deleted or expired)
+    /// and stores its updated metadata, in one transaction; the record stays.
+    pub fn delete_material(
+        &mut self,
+        intent: Intent,
+        record: &KeyRecord,
+        versions: &[u32],
+    ) -> Result<(), StoreError> {
+        self.change(intent, |tx, mac, rows| {
+            tx.execute(
+                "DELETE FROM key_versions WHERE key_id = ?1",
+                params![record.key_id],
+            )?;
+            for version in versions {
+                rows.remove(&RowId::version(&record.key_id, *version));
+            }
+            upsert_key(tx, mac, rows, record)
+        })?;
+        // Let SQLite reuse and overwrite the freed pages of the wrapped material.
+        self.conn
+            .pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+        Ok(())
     }
 
     /// Replaces a key's metadata.
@@ -1419,6 +1477,67 @@ mod tests {
             rotation_type: (n > 1).then_some(RotationType::OnDemand),
             wrapped: vec![n as u8; 60],
         }
+    }
+
+    #[test]
+    fn imported_material_comes_and_goes_and_every_state_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut rec = record("ext");
+        rec.origin = "EXTERNAL".into();
+        rec.state = KeyState::PendingImport;
+        rec.import = Some(ImportRecord::default());
+        create(&state)
+            .insert_key_without_material(Intent::recorded(1), &rec)
+            .unwrap();
+        let mut store = reopen(&state);
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.keys[0].0, rec);
+        assert!(snapshot.keys[0].1.is_empty());
+        rec.state = KeyState::Enabled;
+        rec.import = Some(ImportRecord {
+            material: Some(ImportedMaterial {
+                expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+                valid_to_ms: None,
+                imported_ms: 3,
+            }),
+            commitment: Some("00".into()),
+            pending: None,
+        });
+        store
+            .add_version(Intent::recorded(2), &rec, &version(1))
+            .unwrap();
+        drop(store);
+        let mut store = reopen(&state);
+        assert_eq!(store.load().unwrap().keys[0].1.len(), 1);
+        rec.state = KeyState::PendingImport;
+        if let Some(import) = rec.import.as_mut() {
+            import.material = None;
+        }
+        store
+            .delete_material(Intent::recorded(3), &rec, &[1])
+            .unwrap();
+        drop(store);
+        let mut store = reopen(&state);
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.keys[0].0, rec);
+        assert!(snapshot.keys[0].1.is_empty());
+        // The same version can be imported again.
+        store
+            .add_version(Intent::recorded(4), &rec, &version(1))
+            .unwrap();
+        drop(store);
+        assert_eq!(reopen(&state).load().unwrap().keys[0].1.len(), 1);
+        // A key of another origin without material is still corrupt.
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        create(&state)
+            .insert_key_without_material(Intent::recorded(1), &record("kms"))
+            .unwrap();
+        assert!(matches!(
+            reopen(&state).load(),
+            Err(StoreError::Corrupt(message)) if message.contains("no material")
+        ));
     }
 
     #[test]

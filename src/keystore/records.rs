@@ -12,6 +12,9 @@ pub enum KeyState {
     Disabled,
     /// Refuses use; destroyed at its deletion date unless cancelled.
     PendingDeletion,
+    /// A key for imported material (origin `EXTERNAL`) that has none now: never imported,
+    /// deleted by DeleteImportedKeyMaterial, or expired.
+    PendingImport,
 }
 
 impl KeyState {
@@ -21,6 +24,7 @@ impl KeyState {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
         }
     }
 }
@@ -92,6 +96,55 @@ pub struct KeyRecord {
     /// The custom key store holding the key's private key (`cks-tpm`: TPM-resident keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_key_store_id: Option<String>,
+    /// What an `EXTERNAL` key knows about its imported material (None for other keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportRecord>,
+}
+
+/// The import state of a key with origin `EXTERNAL` (part of its tagged key record).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// The material now imported (None: the key is PendingImport or pending deletion
+    /// without material).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material: Option<ImportedMaterial>,
+    /// A commitment to the first material imported (hex HMAC-SHA256 under a key derived
+    /// from the root key, over the key id and the material): only the same material may be
+    /// imported again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitment: Option<String>,
+    /// The parameters of the latest GetParametersForImport call, until they are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingImportRecord>,
+}
+
+/// Expiration of the material now imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedMaterial {
+    /// `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    pub expiration_model: String,
+    /// When the material expires (milliseconds since the epoch), with KEY_MATERIAL_EXPIRES.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to_ms: Option<i64>,
+    /// When it was imported.
+    pub imported_ms: i64,
+}
+
+/// The wrapping key and import token of one GetParametersForImport call (single use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingImportRecord {
+    /// SHA-256 (hex) of the import token handed out; the token itself is not kept.
+    pub token_sha256: String,
+    /// `RSAES_OAEP_SHA_1`, `RSAES_OAEP_SHA_256`, `RSA_AES_KEY_WRAP_SHA_1` or
+    /// `RSA_AES_KEY_WRAP_SHA_256`.
+    pub wrapping_algorithm: String,
+    /// `RSA_2048`, `RSA_3072` or `RSA_4096`.
+    pub wrapping_key_spec: String,
+    /// The wrapping private key (PKCS#8), wrapped under the root key (`crypto::wrap_secret`,
+    /// bound to the key id, the algorithm, the spec and the token hash); base64.
+    pub wrapped_private_key: String,
+    /// When the token and the wrapping key stop being valid (milliseconds since the epoch).
+    pub valid_to_ms: i64,
 }
 
 impl KeyRecord {
@@ -115,6 +168,7 @@ impl KeyRecord {
             tags: BTreeMap::new(),
             policy: None,
             custom_key_store_id: None,
+            import: None,
         }
     }
 }

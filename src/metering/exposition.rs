@@ -13,10 +13,11 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, GaugeVec, IntGaugeVec, Opts, TextEncoder};
 use std::collections::BTreeSet;
 
-const KEY_STATES: [KeyState; 3] = [
+const KEY_STATES: [KeyState; 4] = [
     KeyState::Enabled,
     KeyState::Disabled,
     KeyState::PendingDeletion,
+    KeyState::PendingImport,
 ];
 
 fn metrics_err(err: prometheus::Error) -> MeteringError {
@@ -216,6 +217,24 @@ impl Metering {
             .map_err(metrics_err)?;
             up.set(i64::from(healthy));
             families.extend(up.collect());
+        }
+
+        let recovery = self.kms.recovery_status_now();
+        let configured = prometheus::IntGauge::new(
+            "kmsd_recovery_escrow_configured",
+            "1 if the state dir has a recovery escrow this kmsd's root key authenticates (kmsctl recovery init), else 0.",
+        )
+        .map_err(metrics_err)?;
+        configured.set(i64::from(recovery.configured));
+        families.extend(configured.collect());
+        if let Some(verified) = recovery.last_verified_date {
+            let last = prometheus::Gauge::new(
+                "kmsd_recovery_escrow_last_verified_timestamp_seconds",
+                "Unix time of the last successful rehearsal of the recovery escrow (kmsctl recovery verify).",
+            )
+            .map_err(metrics_err)?;
+            last.set(verified);
+            families.extend(last.collect());
         }
 
         let build = IntGaugeVec::new(

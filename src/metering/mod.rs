@@ -161,7 +161,7 @@ impl State {
             }
             match states.get(key_id.as_str()) {
                 // Deletion cancelled: billed as if it had never been scheduled.
-                Some(KeyState::Enabled | KeyState::Disabled) => {
+                Some(KeyState::Enabled | KeyState::Disabled | KeyState::PendingImport) => {
                     acc.billable_ms += acc.suspended_ms;
                     acc.rotation_ms += acc.suspended_rotation_ms;
                 }
@@ -191,6 +191,8 @@ pub struct Metering {
     ledger: Mutex<Ledger>,
     tpm: Mutex<Option<TpmHandle>>,
     audit: Mutex<Option<Arc<dyn TrailHealth>>>,
+    /// `kmsd_tcp_refused_total`, by reason.
+    tcp_refusals: prometheus::IntCounterVec,
 }
 
 impl std::fmt::Debug for Metering {
@@ -198,6 +200,24 @@ impl std::fmt::Debug for Metering {
         f.debug_struct("Metering")
             .field("pricing", &self.pricing())
             .finish_non_exhaustive()
+    }
+}
+
+/// The `reason` label values of `kmsd_tcp_refused_total` (all exported from the start, at 0).
+pub const TCP_REFUSAL_REASONS: [&str; 5] = [
+    "browser",
+    "host",
+    "not_aws_request",
+    "signature",
+    "unproven_caller",
+];
+
+impl Metering {
+    /// Counts one refusal of the TCP endpoint (`reason`: one of [`TCP_REFUSAL_REASONS`]).
+    pub fn count_tcp_refusal(&self, reason: &'static str) {
+        if TCP_REFUSAL_REASONS.contains(&reason) {
+            self.tcp_refusals.with_label_values(&[reason]).inc();
+        }
     }
 }
 
@@ -260,6 +280,18 @@ impl Metering {
         register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let tcp_refusals = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "kmsd_tcp_refused_total",
+                "Connections and requests the loopback TCP endpoint refused before the pipeline, by reason (browser, host, not_aws_request, signature, unproven_caller).",
+            ),
+            &["reason"],
+        )
+        .map_err(|err| MeteringError::Metrics(err.to_string()))?;
+        for reason in TCP_REFUSAL_REASONS {
+            tcp_refusals.with_label_values(&[reason]);
+        }
+        register(Box::new(tcp_refusals.clone()))?;
 
         let now = kms.clock().now_ms();
         let month = Month::containing(now);
@@ -298,6 +330,7 @@ impl Metering {
             shards,
             durations,
             registry,
+            tcp_refusals,
             state: Mutex::new(state),
             ledger: Mutex::new(ledger),
             tpm: Mutex::new(None),

@@ -157,14 +157,14 @@ pub fn principal_matches(principal: &UnixPrincipal, caller: &Caller) -> Truth {
         });
     }
     if !principal.units.is_empty() {
-        result = result.or(match &caller.unit {
-            Some(unit) => Truth::from_bool(principal.units.contains(unit)),
+        result = result.or(match caller.unit() {
+            Some(unit) => Truth::from_bool(principal.units.iter().any(|u| u == unit)),
             None => Truth::Unknown,
         });
     }
     if !principal.exes.is_empty() {
-        result = result.or(match &caller.exe {
-            Some(exe) => Truth::from_bool(principal.exes.contains(exe)),
+        result = result.or(match caller.exe() {
+            Some(exe) => Truth::from_bool(principal.exes.iter().any(|e| e == exe)),
             None => Truth::Unknown,
         });
     }
@@ -199,8 +199,8 @@ pub fn key_values(
         }
         ConditionKey::CallerUser => caller.user.clone().map(|u| vec![u]),
         ConditionKey::CallerGroups => non_empty(caller.group_names.clone()?),
-        ConditionKey::CallerUnit => caller.unit.clone().map(|u| vec![u]),
-        ConditionKey::CallerExe => caller.exe.clone().map(|e| vec![e]),
+        ConditionKey::CallerUnit => caller.unit().map(|u| vec![u.to_string()]),
+        ConditionKey::CallerExe => caller.exe().map(|e| vec![e.to_string()]),
     }
 }
 
@@ -272,6 +272,7 @@ fn positive_match(op: Operator, expected: &str, value: &str) -> bool {
 mod tests {
     use super::super::document::parse;
     use super::*;
+    use crate::identity::Process;
     use proptest::prelude::*;
 
     const ARN: &str = "arn:kmsd:kms:local:000000000000:key/k1";
@@ -281,8 +282,11 @@ mod tests {
         caller.groups = Some(vec![100, 200]);
         caller.user = Some(format!("user{uid}"));
         caller.group_names = Some(vec![format!("user{uid}"), "users".into(), "web".into()]);
-        caller.exe = Some("/usr/bin/app".into());
-        caller.unit = Some("app.service".into());
+        caller.set_process(Process {
+            pid: Some(1),
+            exe: Some("/usr/bin/app".into()),
+            unit: Some("app.service".into()),
+        });
         caller
     }
 
@@ -320,8 +324,7 @@ mod tests {
         let other: EncryptionContext = [("purpose".to_string(), "x".to_string())].into();
         let empty = EncryptionContext::new();
         let mut no_exe = caller(1000);
-        no_exe.exe = None;
-        no_exe.unit = None;
+        no_exe.set_process(Process::default());
         no_exe.groups = None;
         no_exe.group_names = None;
         let uid = r#"{"Unix":{"Uid":[1000]}}"#;
@@ -434,8 +437,7 @@ mod tests {
             let doc = policy(&statements.join(","));
             let mut who = caller(uid);
             if !known {
-                who.exe = None;
-                who.unit = None;
+                who.set_process(Process::default());
                 who.groups = None;
                 who.group_names = None;
             }

@@ -39,8 +39,11 @@ mod doc_examples {
         caller.user = Some(user.into());
         caller.groups = Some(vec![]);
         caller.group_names = Some(groups.iter().map(|g| g.to_string()).collect());
-        caller.unit = unit.map(str::to_string);
-        caller.exe = Some("/usr/bin/x".into());
+        caller.set_process(crate::identity::Process {
+            pid: Some(10),
+            exe: Some("/usr/bin/x".into()),
+            unit: unit.map(str::to_string),
+        });
         caller
     }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::UnixStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// What the listener needs to know of a connection once hyper has ended it.
 #[derive(Debug, Default)]
@@ -46,17 +46,57 @@ impl ConnectionState {
     }
 }
 
+/// A connected socket that hyper and the listener can both use through a shared
+/// reference: the Unix socket and the loopback TCP endpoint.
+pub trait SharedSocket: AsRawFd + Send + Sync + 'static {
+    /// Polls for read readiness.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Polls for write readiness.
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Reads without waiting.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes without waiting.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Writes several buffers without waiting.
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
+}
+
+macro_rules! shared_socket {
+    ($stream:ty) => {
+        impl SharedSocket for $stream {
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$stream>::poll_read_ready(self, cx)
+            }
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$stream>::poll_write_ready(self, cx)
+            }
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                <$stream>::try_read(self, buf)
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$stream>::try_write(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                <$stream>::try_write_vectored(self, bufs)
+            }
+        }
+    };
+}
+
+shared_socket!(UnixStream);
+shared_socket!(TcpStream);
+
 /// The reading and writing end hyper gets: the shared socket, with hyper's automatic error
 /// responses held back.
 #[derive(Debug)]
-pub struct ConnectionIo {
-    stream: Arc<UnixStream>,
+pub struct ConnectionIo<S> {
+    stream: Arc<S>,
     state: Arc<ConnectionState>,
 }
 
-impl ConnectionIo {
+impl<S: SharedSocket> ConnectionIo<S> {
     /// Wraps `stream`; the listener keeps its own references to the stream and the state.
-    pub fn new(stream: Arc<UnixStream>, state: Arc<ConnectionState>) -> Self {
+    pub fn new(stream: Arc<S>, state: Arc<ConnectionState>) -> Self {
         ConnectionIo { stream, state }
     }
 
@@ -80,7 +120,7 @@ impl ConnectionIo {
     }
 }
 
-impl AsyncRead for ConnectionIo {
+impl<S: SharedSocket> AsyncRead for ConnectionIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -103,7 +143,7 @@ impl AsyncRead for ConnectionIo {
     }
 }
 
-impl AsyncWrite for ConnectionIo {
+impl<S: SharedSocket> AsyncWrite for ConnectionIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -170,7 +210,7 @@ impl AsyncWrite for ConnectionIo {
     }
 }
 
-fn shutdown_write(stream: &UnixStream) -> io::Result<()> {
+fn shutdown_write(stream: &impl AsRawFd) -> io::Result<()> {
     nix::sys::socket::shutdown(stream.as_raw_fd(), nix::sys::socket::Shutdown::Write)
         .map_err(io::Error::from)
 }
@@ -266,7 +306,7 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(1);
 /// side, and reads what the client still sends (up to 1 MiB, within 1 s in all) before the
 /// socket closes.
 pub async fn send_http_layer_answer(
-    stream: &UnixStream,
+    stream: &impl SharedSocket,
     answer: &HttpLayerAnswer,
     request_id: &str,
 ) {
@@ -286,7 +326,10 @@ pub async fn send_http_layer_answer(
     let _ = tokio::time::timeout(ANSWER_DEADLINE, async {
         let mut bytes = response.as_bytes();
         while !bytes.is_empty() {
-            if stream.writable().await.is_err() {
+            if std::future::poll_fn(|cx| stream.poll_write_ready(cx))
+                .await
+                .is_err()
+            {
                 return;
             }
             match stream.try_write(bytes) {
@@ -301,7 +344,10 @@ pub async fn send_http_layer_answer(
         let mut sink = [0u8; 8192];
         let mut drained = 0;
         while drained < MAX_LINGER_BYTES {
-            if stream.readable().await.is_err() {
+            if std::future::poll_fn(|cx| stream.poll_read_ready(cx))
+                .await
+                .is_err()
+            {
                 return;
             }
             match stream.try_read(&mut sink) {

@@ -107,6 +107,9 @@ handlers! {
     ops::GENERATE_DATA_KEY_PAIR => Kms::generate_data_key_pair;
     ops::GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT => Kms::generate_data_key_pair_without_plaintext;
     ops::DERIVE_SHARED_SECRET => Kms::derive_shared_secret;
+    ops::GET_PARAMETERS_FOR_IMPORT => Kms::get_parameters_for_import;
+    ops::IMPORT_KEY_MATERIAL => Kms::import_key_material;
+    ops::DELETE_IMPORTED_KEY_MATERIAL => Kms::delete_imported_key_material;
     ops::LIST_GRANTS => Kms::list_grants;
     ops::LIST_RETIRABLE_GRANTS => Kms::list_retirable_grants;
     ops::RETIRE_GRANT => Kms::retire_grant;
@@ -125,7 +128,27 @@ pub async fn execute(
         Handler::Service => service(app, arrival, operation, request).await,
         Handler::Usage => run_extension(app, arrival, operation, request, usage).await,
         Handler::AuditVerify => run_extension(app, arrival, operation, request, audit_verify).await,
+        Handler::Recovery => recovery(app, arrival, operation, request).await,
+        Handler::Backup => run_extension(app, arrival, operation, request, backup).await,
         Handler::Unknown => unknown(app, arrival, operation.name),
+    }
+}
+
+/// Runs a recovery escrow extension (root only, checked by the service).
+async fn recovery(
+    app: &App,
+    arrival: &Arrival,
+    operation: &'static Operation,
+    request: Map<String, Value>,
+) -> (Call, Result<ResponseBody, ApiError>) {
+    if operation.name == ops::KMSD_RECOVERY_INIT.name {
+        run(app, arrival, operation, request, Kms::recovery_init).await
+    } else if operation.name == ops::KMSD_RECOVERY_STATUS.name {
+        run(app, arrival, operation, request, Kms::recovery_status).await
+    } else if operation.name == ops::KMSD_RECOVERY_VERIFY.name {
+        run(app, arrival, operation, request, Kms::recovery_verify).await
+    } else {
+        unknown(app, arrival, operation.name)
     }
 }
 
@@ -399,6 +422,48 @@ fn audit_verify<'a>(
         })
         .await
         .map_err(|_| ApiError::from(ServiceError::Internal("verification task failed".into())))?;
+        encode(&report)
+    })
+}
+
+/// `KmsdBackup`: `{"Directory": "/abs/path"}` (new or empty); root only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct BackupRequest {
+    directory: std::path::PathBuf,
+}
+
+fn backup<'a>(
+    app: &'a App,
+    caller: &'a Arc<Caller>,
+    request: BackupRequest,
+) -> ExtensionFuture<'a> {
+    Box::pin(async move {
+        if !caller.is_root() {
+            return Err(ApiError::new(
+                Exception::AccessDenied,
+                format!("{caller} is not authorized to perform KmsdBackup: only root may"),
+            ));
+        }
+        let Some(audit) = app.audit.clone() else {
+            return Err(ApiError::new(
+                Exception::UnsupportedOperation,
+                "KmsdBackup needs the audit trail (its point is an audit sequence number); it is disabled ([audit] enabled = false): stop kmsd and copy the state dir",
+            ));
+        };
+        let kms = Arc::clone(&app.kms);
+        let now_ms = kms.clock().now_ms();
+        let report = tokio::task::spawn_blocking(move || {
+            crate::backup::take(&kms, &audit, &request.directory, now_ms)
+        })
+        .await
+        .map_err(|_| ApiError::from(ServiceError::Internal("backup task failed".into())))?
+        .map_err(|err| match err {
+            crate::backup::BackupError::Refused(message) => {
+                ApiError::new(Exception::Validation, message)
+            }
+            other => ApiError::from(ServiceError::Internal(format!("backup failed: {other}"))),
+        })?;
         encode(&report)
     })
 }

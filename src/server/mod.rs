@@ -1,31 +1,38 @@
-//! The listener: accepts connections on the Unix socket, reads each peer's kernel
-//! credentials once (and the facts `identity` derives from them), and serves HTTP/1.1 with keep-alive on every connection until shutdown.
+//! The listeners: accept connections on the Unix socket and on the optional loopback TCP
+//! endpoint, prove each peer once through the kernel (SO_PEERCRED on the Unix socket, the
+//! socket diagnostics table on TCP, and the facts `identity` derives from them), and serve
+//! HTTP/1.1 with keep-alive on every connection until shutdown.
 
 pub mod connection_io;
 pub mod dispatch;
 pub mod limits;
 mod listener;
+pub mod loopback;
 pub mod metrics;
 pub mod protocol;
+pub mod sigv4;
 pub mod transport;
 
 pub use listener::{bind_socket, ListenerError};
 
 use crate::audit::AuditTrail;
 use crate::config::LimitsSection;
-use crate::identity::Caller;
+use crate::identity::{tcp_peer_owner, Caller};
 use crate::metering::Metering;
 use crate::request::{ChangeGate, Observer};
 use crate::service::Kms;
-use connection_io::{ConnectionIo, ConnectionState};
+use connection_io::{ConnectionIo, ConnectionState, SharedSocket};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use limits::Limits;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use transport::Peer;
 
 /// What the server needs to answer requests: the service, and the observers of every
 /// request (the audit trail, usage metering) once they are configured.
@@ -40,6 +47,10 @@ pub struct App {
     pub audit: Option<Arc<AuditTrail>>,
     /// Timeouts, connection slots and per-uid request quotas.
     pub limits: Arc<Limits>,
+    /// The `[sigv4]` decisions of the TCP endpoint (shape only when no key is configured).
+    pub sigv4: Arc<sigv4::SigV4Policy>,
+    /// Callers named by a `[sigv4]` signature, resolved once per uid and client address.
+    signed_callers: std::sync::Mutex<std::collections::HashMap<(u32, SocketAddr), Arc<Caller>>>,
 }
 
 impl App {
@@ -50,7 +61,45 @@ impl App {
             audit: None,
             metering: None,
             limits: Arc::new(Limits::new(LimitsSection::default(), u64::MAX)),
+            sigv4: Arc::new(sigv4::SigV4Policy::default()),
+            signed_callers: Default::default(),
         }
+    }
+
+    /// Sets the `[sigv4]` policy of the TCP endpoint.
+    pub fn with_sigv4(mut self, policy: sigv4::SigV4Policy) -> Self {
+        self.sigv4 = Arc::new(policy);
+        self
+    }
+
+    /// The caller a verified `[sigv4]` signature names on a connection from `peer`: its
+    /// uid, the uid's primary group and NSS groups, no process (the kernel showed none).
+    /// Resolved once per uid and client address (at most [`SIGNED_CALLERS`] kept).
+    pub async fn signed_caller(&self, uid: u32, peer: SocketAddr) -> Arc<Caller> {
+        if let Some(caller) = self
+            .signed_callers
+            .lock()
+            .ok()
+            .and_then(|callers| callers.get(&(uid, peer)).cloned())
+        {
+            return caller;
+        }
+        let caller =
+            match tokio::task::spawn_blocking(move || Caller::from_signed_uid(uid, peer)).await {
+                Ok(caller) => Arc::new(caller),
+                Err(_) => {
+                    let mut caller = Caller::new(None, uid, crate::identity::NO_GID);
+                    caller.transport = crate::identity::Transport::SignedTcp { peer };
+                    Arc::new(caller)
+                }
+            };
+        if let Ok(mut callers) = self.signed_callers.lock() {
+            if callers.len() >= SIGNED_CALLERS {
+                callers.clear();
+            }
+            callers.insert((uid, peer), Arc::clone(&caller));
+        }
+        caller
     }
 
     /// Sets the limits.
@@ -93,6 +142,9 @@ impl App {
     }
 }
 
+/// Most `[sigv4]` callers [`App::signed_caller`] keeps resolved.
+const SIGNED_CALLERS: usize = 1024;
+
 /// Serves until `shutdown` turns true, then stops accepting, lets in-flight requests finish
 /// (up to `drain`), and returns.
 pub async fn serve(
@@ -109,23 +161,90 @@ pub async fn serve(
 pub async fn serve_notify(
     listener: UnixListener,
     app: Arc<App>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
     ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
-    let mut connections = JoinSet::new();
+    serve_all(listener, Vec::new(), app, shutdown, drain, ready).await;
+}
+
+/// Serves the Unix socket and the loopback TCP listeners (`listen_tcp`) until `shutdown`,
+/// sending on `ready` once every accept loop runs.
+pub async fn serve_all(
+    unix: UnixListener,
+    tcp: Vec<TcpListener>,
+    app: Arc<App>,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    let mut loops = JoinSet::new();
+    for listener in tcp {
+        loops.spawn(accept_loop(
+            Listener::Tcp(listener),
+            Arc::clone(&app),
+            shutdown.clone(),
+            drain,
+        ));
+    }
     if let Some(ready) = ready {
         let _ = ready.send(());
     }
+    accept_loop(Listener::Unix(unix), app, shutdown, drain).await;
+    while loops.join_next().await.is_some() {}
+}
+
+/// A listening socket of either transport.
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// An accepted connection of either transport.
+enum Accepted {
+    Unix(UnixStream),
+    Tcp(TcpStream, SocketAddr),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Unix(listener) => listener
+                .accept()
+                .await
+                .map(|(stream, _)| Accepted::Unix(stream)),
+            Listener::Tcp(listener) => listener
+                .accept()
+                .await
+                .map(|(stream, peer)| Accepted::Tcp(stream, peer)),
+        }
+    }
+}
+
+/// Accepts on `listener` until shutdown, then drains its connections.
+async fn accept_loop(
+    listener: Listener,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let mut connections = JoinSet::new();
     let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok(accepted) => {
                     backoff.succeeded();
                     let app = Arc::clone(&app);
                     let shutdown = shutdown.clone();
-                    connections.spawn(serve_connection(stream, app, shutdown));
+                    match accepted {
+                        Accepted::Unix(stream) => {
+                            connections.spawn(serve_unix_connection(stream, app, shutdown));
+                        }
+                        Accepted::Tcp(stream, peer) => {
+                            connections.spawn(serve_tcp_connection(stream, peer, app, shutdown));
+                        }
+                    }
                 }
                 Err(err) => {
                     let pause = backoff.failed(&err);
@@ -185,13 +304,21 @@ impl AcceptBackoff {
     }
 }
 
-/// Answers a connection that gets no slot with a ThrottlingException and closes it.
-async fn refuse_connection(mut stream: UnixStream, reason: &str) {
-    use tokio::io::AsyncWriteExt;
-    let body = serde_json::json!({"__type": "ThrottlingException", "message": reason}).to_string();
+/// Answers a connection that gets no slot (ThrottlingException) or whose caller cannot be
+/// proven (AccessDeniedException), and closes it.
+async fn refuse_connection(
+    mut stream: impl AsyncWrite + Unpin,
+    exception: protocol::Exception,
+    reason: &str,
+) {
+    let body = serde_json::json!({"__type": exception.name(), "message": reason}).to_string();
+    let status = exception.status();
     let response = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: {}\r\nx-amzn-errortype: ThrottlingException\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\nx-amzn-errortype: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
         protocol::JSON_11,
+        exception.name(),
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -201,7 +328,7 @@ async fn refuse_connection(mut stream: UnixStream, reason: &str) {
     .await;
 }
 
-async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_unix_connection(stream: UnixStream, app: Arc<App>, shutdown: watch::Receiver<bool>) {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(err) => {
@@ -214,7 +341,12 @@ async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch
         Ok(slot) => slot,
         Err(refusal) => {
             tracing::debug!(uid = cred.uid(), reason = %refusal, "connection refused");
-            refuse_connection(stream, &refusal.to_string()).await;
+            refuse_connection(
+                stream,
+                protocol::Exception::Throttling,
+                &refusal.to_string(),
+            )
+            .await;
             return;
         }
     };
@@ -227,13 +359,107 @@ async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch
             return;
         }
     };
+    serve_http(stream, app, Peer::Unix(caller), shutdown).await;
+}
+
+/// Serves one connection on the loopback TCP endpoint: the caller is the owner of the
+/// client's socket in the kernel's socket table (found by the exact 4-tuple); a connection
+/// whose owner cannot be found is refused.
+async fn serve_tcp_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Arc<App>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = match stream.local_addr() {
+        Ok(local) => local,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the local address of a TCP connection; closing it");
+            return;
+        }
+    };
+    // Requests are small and answered at once: Nagle's algorithm would only add delay.
+    let _ = stream.set_nodelay(true);
+    let proven = tokio::task::spawn_blocking(move || tcp_peer_owner(local, peer)).await;
+    let guard = Arc::new(loopback::LoopbackGuard::new(local));
+    let owner = match proven {
+        Ok(Ok(owner)) => Some(owner),
+        // Only a [sigv4] signature can then name the caller, request by request.
+        Ok(Err(err)) if app.sigv4.has_keys() => {
+            tracing::debug!(%peer, error = %err, "TCP caller not visible to the kernel; requests need a [sigv4] signature");
+            None
+        }
+        Ok(Err(err)) => {
+            tracing::info!(%peer, error = %err, "TCP connection refused: its caller cannot be proven");
+            if let Some(metering) = &app.metering {
+                metering.count_tcp_refusal("unproven_caller");
+            }
+            let reason = format!("kmsd cannot prove who holds this connection ({err}); connect from a process on this host, in kmsd's network namespace");
+            refuse_connection(stream, protocol::Exception::Forbidden, &reason).await;
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "TCP caller lookup failed; closing connection");
+            return;
+        }
+    };
+    // Connections the kernel cannot attribute share one slot budget.
+    let slot_uid = owner.as_ref().map_or(UNPROVEN_UID, |owner| owner.uid);
+    let _slot = match app.limits.admit_connection(slot_uid) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::debug!(uid = slot_uid, reason = %refusal, "connection refused");
+            refuse_connection(
+                stream,
+                protocol::Exception::Throttling,
+                &refusal.to_string(),
+            )
+            .await;
+            return;
+        }
+    };
+    let caller = match owner {
+        None => None,
+        Some(owner) => match tokio::task::spawn_blocking(move || Caller::resolve_tcp(&owner)).await
+        {
+            Ok(caller) => Some(Arc::new(caller)),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot resolve the caller; closing connection");
+                return;
+            }
+        },
+    };
+    serve_http(
+        stream,
+        app,
+        Peer::Tcp {
+            caller,
+            guard,
+            peer,
+        },
+        shutdown,
+    )
+    .await;
+}
+
+/// The connection-slot bucket of TCP connections whose caller the kernel cannot name.
+const UNPROVEN_UID: u32 = u32::MAX;
+
+/// Serves HTTP/1.1 on a connection from `peer`, until the client closes, the connection
+/// idles out, or shutdown.
+async fn serve_http<S: SharedSocket>(
+    stream: S,
+    app: Arc<App>,
+    peer: Peer,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let uid = peer.uid();
     let header_timeout = app.limits.header_timeout();
     let stream = Arc::new(stream);
     let state = Arc::new(ConnectionState::default());
     let io = ConnectionIo::new(Arc::clone(&stream), Arc::clone(&state));
-    let service = service_fn(move |request| {
-        transport::handle(request, Arc::clone(&app), Arc::clone(&caller))
-    });
+    let service =
+        service_fn(move |request| transport::handle(request, Arc::clone(&app), peer.clone()));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -259,7 +485,7 @@ async fn serve_connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch
                 request_id,
                 "answered an HTTP-layer error"
             );
-            connection_io::send_http_layer_answer(&stream, &answer, &request_id).await;
+            connection_io::send_http_layer_answer(stream.as_ref(), &answer, &request_id).await;
         }
     }
 }

@@ -52,9 +52,23 @@ pub enum Exception {
     MalformedPolicyDocument,
     InvalidGrantToken,
     InvalidGrantId,
+    InvalidImportToken,
+    ExpiredImportToken,
+    IncorrectKeyMaterial,
     Throttling,
     RequestTimeout,
     KmsInternal,
+    /// The loopback TCP endpoint refuses what a browser could send (Origin, OPTIONS, a
+    /// `Host` that does not name the listener): 403, `AccessDeniedException`.
+    Forbidden,
+    /// No `Authorization` header on the TCP endpoint.
+    MissingAuthenticationToken,
+    /// An `Authorization` header that is not of the SigV4 shape.
+    IncompleteSignature,
+    /// A SigV4 signature that `[sigv4]` verification refused.
+    RequestSignature,
+    /// An access key id that `[sigv4]` does not know where one is required.
+    UnrecognizedClient,
 }
 
 impl Exception {
@@ -88,9 +102,17 @@ impl Exception {
             Exception::MalformedPolicyDocument => "MalformedPolicyDocumentException",
             Exception::InvalidGrantToken => "InvalidGrantTokenException",
             Exception::InvalidGrantId => "InvalidGrantIdException",
+            Exception::InvalidImportToken => "InvalidImportTokenException",
+            Exception::ExpiredImportToken => "ExpiredImportTokenException",
+            Exception::IncorrectKeyMaterial => "IncorrectKeyMaterialException",
             Exception::Throttling => "ThrottlingException",
             Exception::RequestTimeout => "RequestTimeoutException",
             Exception::KmsInternal => "KMSInternalException",
+            Exception::Forbidden => "AccessDeniedException",
+            Exception::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            Exception::IncompleteSignature => "IncompleteSignatureException",
+            Exception::RequestSignature => "InvalidSignatureException",
+            Exception::UnrecognizedClient => "UnrecognizedClientException",
         }
     }
 
@@ -101,6 +123,7 @@ impl Exception {
             Exception::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Exception::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Exception::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Exception::Forbidden | Exception::MissingAuthenticationToken => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -113,6 +136,34 @@ impl Exception {
             Exception::RequestEntityTooLarge | Exception::RequestTimeout
         )
     }
+}
+
+/// The answer to a SigV4 refusal (the TCP endpoint; AWS's exception names).
+pub fn sigv4_refusal(err: &super::sigv4::SigV4Error) -> ApiError {
+    use super::sigv4::SigV4Error as E;
+    let exception = match err {
+        E::Missing => Exception::MissingAuthenticationToken,
+        E::Duplicate
+        | E::UnsupportedAlgorithm { .. }
+        | E::Malformed { .. }
+        | E::NotSigned { .. }
+        | E::HeaderMissing { .. }
+        | E::HeaderRepeated { .. }
+        | E::BadDate { .. } => Exception::IncompleteSignature,
+        E::WrongService { .. }
+        | E::ScopeDateMismatch { .. }
+        | E::Skewed { .. }
+        | E::SignatureMismatch { .. }
+        | E::PayloadHashMismatch
+        | E::UnsignedPayload { .. } => Exception::RequestSignature,
+        E::UnknownAccessKey { .. } => Exception::UnrecognizedClient,
+        E::OtherUsersKey { .. } => Exception::Forbidden,
+        E::Replayed { .. } | E::ReplayWindowFull { .. } => Exception::Throttling,
+    };
+    if matches!(err, E::ReplayWindowFull { .. }) {
+        tracing::warn!(error = %err, "SigV4 replay window full; refusing new signatures until entries expire");
+    }
+    ApiError::new(exception, err.to_string())
 }
 
 /// An error as it goes on the wire.
@@ -173,6 +224,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::MalformedPolicyDocument(_) => Exception::MalformedPolicyDocument,
             ServiceError::InvalidGrantToken(_) => Exception::InvalidGrantToken,
             ServiceError::InvalidGrantId(_) => Exception::InvalidGrantId,
+            ServiceError::InvalidImportToken(_) => Exception::InvalidImportToken,
+            ServiceError::ExpiredImportToken(_) => Exception::ExpiredImportToken,
+            ServiceError::IncorrectKeyMaterial(_) => Exception::IncorrectKeyMaterial,
             ServiceError::AuditUnavailable(reason) => {
                 tracing::error!(error = %reason, "change refused: the audit trail cannot record it");
                 return ApiError::new(Exception::KmsInternal, AUDIT_REFUSAL);

@@ -3,7 +3,9 @@
 //! execute, observe, respond.
 
 use super::dispatch::{self, Arrival, ResponseBody};
+use super::loopback::{self, Admitted, LoopbackGuard};
 use super::protocol::{self, plain, ApiError, Exception};
+use super::sigv4;
 use super::App;
 use crate::api::operations::{self as ops, Handler, ResponseLogging};
 use crate::identity::Caller;
@@ -30,25 +32,135 @@ const MAX_DISCARD_BYTES: u64 = 1024 * 1024;
 /// no JSON, crypto, audit or metering: it is also the transport ceiling of the benchmarks.
 pub const PING_PATH: &str = "/ping";
 
-/// Handles one HTTP request from `caller`.
+/// Who is calling on one connection.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// The Unix socket: SO_PEERCRED.
+    Unix(Arc<Caller>),
+    /// The loopback TCP endpoint: the caller the kernel's socket table proved, if it could
+    /// (`None`: only a `[sigv4]` signature can name the caller), and the endpoint's checks.
+    Tcp {
+        /// The kernel's caller.
+        caller: Option<Arc<Caller>>,
+        /// The browser and DNS-rebinding defence of the listener.
+        guard: Arc<LoopbackGuard>,
+        /// The client's address.
+        peer: std::net::SocketAddr,
+    },
+}
+
+impl Peer {
+    /// The kernel's uid of the caller, when it knows one.
+    pub fn uid(&self) -> Option<u32> {
+        match self {
+            Peer::Unix(caller) => Some(caller.uid),
+            Peer::Tcp { caller, .. } => caller.as_ref().map(|c| c.uid),
+        }
+    }
+}
+
+/// A refusal before the pipeline (the TCP endpoint's checks, SigV4): no operation was
+/// attempted, so there is no audit record; the log says who and why, and
+/// `kmsd_tcp_refused_total{reason}` counts it.
+fn refused_before_pipeline(
+    app: &App,
+    reason: &'static str,
+    uid: Option<u32>,
+    refusal: &ApiError,
+) -> Response<Full<Bytes>> {
+    if let Some(metering) = &app.metering {
+        metering.count_tcp_refusal(reason);
+    }
+    let request_id = crate::crypto::random_id().to_string();
+    tracing::info!(uid, request_id, reason, exception = refusal.exception.name(), message = %refusal.message, "TCP request refused before the pipeline");
+    protocol::error_response(
+        refusal,
+        &request_id,
+        "",
+        refusal.exception.closes_connection(),
+    )
+}
+
+/// Handles one HTTP request on a connection from `peer`: on TCP the endpoint's checks and
+/// SigV4 first (refusals there have no audit record: no operation was attempted), then the
+/// pipeline, which reads top to bottom: admit, decode, execute, observe, respond.
 pub async fn handle(
     request: Request<Incoming>,
     app: Arc<App>,
-    caller: Arc<Caller>,
+    peer: Peer,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() == PING_PATH {
-        return Ok(ping(&request, &app));
-    }
-    if request.method() == Method::GET && request.uri().path() == "/metrics" {
-        return Ok(metrics(&app, &caller).await);
-    }
+    let (parts, incoming) = request.into_parts();
+    let mut incoming = Some(incoming);
+    let (caller, body) = match peer {
+        Peer::Unix(caller) => {
+            if parts.uri.path() == PING_PATH {
+                return Ok(ping(&parts.method, &app));
+            }
+            if parts.method == Method::GET && parts.uri.path() == "/metrics" {
+                return Ok(metrics(&app, &caller).await);
+            }
+            (caller, None)
+        }
+        Peer::Tcp {
+            caller,
+            guard,
+            peer,
+        } => {
+            let kernel_uid = caller.as_ref().map(|c| c.uid);
+            if let Err(refusal) = guard.check_host(&parts.headers) {
+                return Ok(refused_before_pipeline(&app, "host", kernel_uid, &refusal));
+            }
+            let header = match guard.check_request(&parts.method, parts.uri.path(), &parts.headers)
+            {
+                Err(refusal) => {
+                    let reason = loopback::refusal_reason(refusal.exception);
+                    return Ok(refused_before_pipeline(&app, reason, kernel_uid, &refusal));
+                }
+                Ok(Admitted::Ping) => return Ok(ping(&parts.method, &app)),
+                Ok(Admitted::Operation(header)) => header,
+            };
+            // A signature covers the body, so on TCP the body is read first.
+            let body = read_body(&parts, incoming.take(), app.limits.body_timeout()).await;
+            let caller = match (
+                authenticate(&app, &parts, &header, &body, kernel_uid),
+                caller,
+            ) {
+                (Err(refusal), _) => {
+                    return Ok(refused_before_pipeline(
+                        &app,
+                        "signature",
+                        kernel_uid,
+                        &refusal,
+                    ))
+                }
+                (Ok(_), Some(kernel)) => kernel,
+                (Ok(Some(uid)), None) => app.signed_caller(uid, peer).await,
+                (Ok(None), None) => {
+                    // Without a body nothing could be verified.
+                    let refusal = body.err().unwrap_or_else(|| {
+                        ApiError::new(
+                            Exception::Forbidden,
+                            "the caller of this connection is not proven",
+                        )
+                    });
+                    return Ok(refused_before_pipeline(
+                        &app,
+                        "unproven_caller",
+                        None,
+                        &refusal,
+                    ));
+                }
+            };
+            (caller, Some(body))
+        }
+    };
     let started = Instant::now();
     let arrival = Arrival {
         caller,
         request_id: crate::crypto::random_id().to_string(),
         event_time_ms: app.kms.clock().now_ms(),
     };
-    let target = target(&request);
+    let target = target(&parts.headers);
     let operation = target
         .as_deref()
         .and_then(|name| ops::find(name))
@@ -56,7 +168,7 @@ pub async fn handle(
 
     // Admit: within the caller's quota, and — once the audit trail is known broken —
     // nothing runs unaudited.
-    let targets = request.headers().get_all("x-amz-target").iter().count();
+    let targets = parts.headers.get_all("x-amz-target").iter().count();
     let admitted = app
         .limits
         .take_request(arrival.caller.uid, operation.quota)
@@ -79,7 +191,10 @@ pub async fn handle(
         )
     } else {
         // Decode, then execute.
-        let body = read_body(request, app.limits.body_timeout()).await;
+        let body = match body {
+            Some(body) => body,
+            None => read_body(&parts, incoming.take(), app.limits.body_timeout()).await,
+        };
         match body.and_then(protocol::decode_body) {
             Err(err) => (
                 arrival.call(&app, operation, serde_json::Value::Null),
@@ -110,10 +225,43 @@ pub async fn handle(
     })
 }
 
+/// The `[sigv4]` decision for a TCP request (see [`sigv4::SigV4Policy::authenticate`]):
+/// `Ok(Some(uid))` when a configured key's signature names the caller, `Ok(None)` when the
+/// kernel's uid stands (or the body could not be read: the pipeline reports that).
+fn authenticate(
+    app: &App,
+    parts: &hyper::http::request::Parts,
+    header: &sigv4::SigV4Header,
+    body: &Result<Vec<u8>, ApiError>,
+    kernel_uid: Option<u32>,
+) -> Result<Option<u32>, ApiError> {
+    let Ok(bytes) = body else {
+        return Ok(None);
+    };
+    if kernel_uid.is_some() && !app.sigv4.has_keys() {
+        return Ok(None);
+    }
+    let headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    let request = sigv4::RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body: bytes,
+    };
+    app.sigv4
+        .authenticate(header, &request, app.kms.clock().now_ms(), kernel_uid)
+        .map_err(|err| protocol::sigv4_refusal(&err))
+}
+
 /// The operation name of `X-Amz-Target: TrentService.<name>`; the bare suffix when the
 /// prefix is missing or the name unknown, so the answer can say what was asked.
-fn target(request: &Request<Incoming>) -> Option<String> {
-    let header = request.headers().get("x-amz-target")?.to_str().ok()?;
+fn target(headers: &hyper::HeaderMap) -> Option<String> {
+    let header = headers.get("x-amz-target")?.to_str().ok()?;
     Some(
         header
             .strip_prefix(protocol::TARGET_PREFIX)
@@ -162,21 +310,28 @@ async fn observe(
 
 /// Reads the body within [`MAX_BODY_BYTES`] and `deadline`; refuses non-POST requests.
 async fn read_body(
-    request: Request<Incoming>,
+    request: &hyper::http::request::Parts,
+    body: Option<Incoming>,
     deadline: std::time::Duration,
 ) -> Result<Vec<u8>, ApiError> {
-    if request.method() != Method::POST {
+    if request.method != Method::POST {
         return Err(ApiError::new(
             Exception::MethodNotAllowed,
             format!(
                 "{} {} is not an operation; send POST / with X-Amz-Target: TrentService.<Operation>",
-                request.method(),
-                dispatch::bounded(request.uri().path())
+                request.method,
+                dispatch::bounded(request.uri.path())
             ),
         ));
     }
+    let Some(body) = body else {
+        return Err(ApiError::new(
+            Exception::Serialization,
+            "the request body could not be read",
+        ));
+    };
     let declared = request
-        .headers()
+        .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -184,11 +339,11 @@ async fn read_body(
         // Not buffered: a moderately oversized body is read and discarded so the client
         // (still sending) reliably receives the 413; a huge one closes the connection.
         if declared.is_some_and(|len| len <= MAX_DISCARD_BYTES) {
-            discard(request.into_body()).await;
+            discard(body).await;
         }
         return Err(too_large());
     }
-    let collecting = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let collecting = Limited::new(body, MAX_BODY_BYTES).collect();
     let collected = tokio::time::timeout(deadline, collecting)
         .await
         .map_err(|_| {
@@ -253,8 +408,8 @@ async fn metrics(app: &App, caller: &Caller) -> Response<Full<Bytes>> {
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics failed\n"))
 }
 
-fn ping(request: &Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+fn ping(method: &Method, app: &App) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
         plain(StatusCode::METHOD_NOT_ALLOWED, "use GET /ping\n")
     } else if app.admit().is_err() {
         plain(

@@ -315,7 +315,7 @@ impl Kms {
             },
         )?;
         drop(catalog);
-        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        require_usable(&entry, &self.key_arn(&entry.record.key_id), self.now())?;
         Ok(entry)
     }
 
@@ -410,7 +410,7 @@ impl Kms {
             return Err(hidden());
         }
         drop(catalog);
-        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        require_usable(&entry, &self.key_arn(&entry.record.key_id), self.now())?;
         check_encryption_algorithm(self, &entry, algorithm, context, key_field)?;
         let spec = entry.spec();
         let Some(VersionMaterial::Private(private)) = entry.latest().map(|v| &v.material) else {
@@ -509,7 +509,7 @@ impl Kms {
             return Err(hidden());
         }
         drop(catalog);
-        require_usable(&entry, &self.key_arn(&entry.record.key_id))?;
+        require_usable(&entry, &self.key_arn(&entry.record.key_id), self.now())?;
         let version = entry
             .version(header.material_version)
             .ok_or(ServiceError::InvalidCiphertext)?;

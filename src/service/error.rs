@@ -71,6 +71,16 @@ pub enum ServiceError {
     /// No such grant on the key (`InvalidGrantIdException`).
     #[error("{0}")]
     InvalidGrantId(String),
+    /// The import token is not the key's current one (`InvalidImportTokenException`).
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// The import token's 24 hours have passed (`ExpiredImportTokenException`).
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// The imported material is invalid for the key, or not the material imported before
+    /// (`IncorrectKeyMaterialException`).
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// DryRun was set and the request would have succeeded (`DryRunOperationException`).
     #[error("the request would have succeeded, but DryRun was set")]
     DryRun,

@@ -119,7 +119,7 @@ impl Kms {
             .resolve_authorized(call, "KeyId", key_id, "kms:DeriveSharedSecret")?
             .entry;
         let arn = self.key_arn(&entry.record.key_id);
-        require_usable(&entry, &arn)?;
+        require_usable(&entry, &arn, self.now())?;
         if entry.usage() != KeyUsage::KeyAgreement {
             return Err(ServiceError::InvalidKeyUsage(format!(
                 "{arn} has KeyUsage {} (KeySpec {}); DeriveSharedSecret needs a KEY_AGREEMENT key",

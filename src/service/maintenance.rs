@@ -1,7 +1,8 @@
-//! Time-driven work: destroying keys whose deletion window has passed and rotating keys
-//! whose automatic rotation is due. Run at start-up and then periodically.
+//! Time-driven work: destroying keys whose deletion window has passed, rotating keys
+//! whose automatic rotation is due, and deleting imported key material that reached its
+//! ValidTo. Run at start-up and then periodically.
 
-use super::{Kms, ServiceError};
+use super::{material_expired, Kms, ServiceError};
 use crate::clock::days_ms;
 use crate::keystore::{Intent, KeyState, RotationType, StoreError};
 use crate::request::ServiceEvent;
@@ -13,10 +14,13 @@ pub struct MaintenanceReport {
     pub deleted: Vec<String>,
     /// Key ids rotated automatically.
     pub rotated: Vec<String>,
+    /// Key ids whose imported material expired (and was deleted).
+    pub expired: Vec<String>,
 }
 
 impl Kms {
-    /// Destroys expired keys and performs due rotations. A disabled key is not rotated; its
+    /// Destroys expired keys, performs due rotations and deletes expired imported
+    /// material (the key becomes PendingImport). A disabled key is not rotated; its
     /// rotation happens at the first pass after it is enabled again, as in AWS.
     ///
     /// Each change is a service event on the audit trail (CloudTrail's `DeleteKey` and
@@ -30,18 +34,29 @@ impl Kms {
             .read_catalog()
             .keys
             .values()
-            .filter(|entry| match entry.record.state {
-                KeyState::PendingDeletion => {
-                    entry.record.deletion_date_ms.is_some_and(|d| d <= now)
-                }
-                KeyState::Enabled => entry.record.next_rotation_ms.is_some_and(|n| n <= now),
-                KeyState::Disabled => false,
+            .filter(|entry| {
+                let expired = !entry.versions.is_empty() && material_expired(&entry.record, now);
+                expired
+                    || match entry.record.state {
+                        KeyState::PendingDeletion => {
+                            entry.record.deletion_date_ms.is_some_and(|d| d <= now)
+                        }
+                        KeyState::Enabled => {
+                            entry.record.next_rotation_ms.is_some_and(|n| n <= now)
+                        }
+                        KeyState::Disabled | KeyState::PendingImport => false,
+                    }
             })
             .cloned()
             .collect();
         for entry in due {
             let key_id = entry.record.key_id.clone();
-            if entry.record.state == KeyState::PendingDeletion {
+            let destroy = entry.record.state == KeyState::PendingDeletion
+                && entry.record.deletion_date_ms.is_some_and(|d| d <= now);
+            if !destroy && !entry.versions.is_empty() && material_expired(&entry.record, now) {
+                self.expire_material(&mut store, &entry, now)?;
+                report.expired.push(key_id);
+            } else if destroy {
                 let event = ServiceEvent {
                     name: "DeleteKey",
                     key_id: key_id.clone(),
@@ -92,7 +107,7 @@ impl Kms {
     }
 
     /// Records `event`, makes the change with its intent, records the outcome.
-    fn audited_service_change(
+    pub(super) fn audited_service_change(
         &self,
         event: &ServiceEvent,
         change: impl FnOnce(Intent) -> Result<(), StoreError>,

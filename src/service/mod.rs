@@ -11,10 +11,12 @@ mod aliases;
 mod crypto_ops;
 mod error;
 mod grants;
+mod import;
 mod key_pairs;
 mod keys;
 mod maintenance;
 mod policy_ops;
+mod recovery;
 mod rotation;
 mod signing;
 mod tags;
@@ -310,6 +312,51 @@ impl Kms {
     /// when the database cannot be read).
     pub fn intent_committed(&self, sequence: u64) -> Option<bool> {
         self.lock_store().intent_committed(sequence).ok()
+    }
+
+    /// The state dir the key database is in.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.lock_store().dir().to_path_buf()
+    }
+
+    /// Copies the key database into the new file `dest` as of one point: `point` (which
+    /// writes the backup's audit record and returns its sequence number) runs while the
+    /// store's lock is held, as every change's intent record is written and committed under
+    /// it, and a read transaction is opened on a second connection before the lock is
+    /// released. So the copy holds every change whose intent record precedes the point and
+    /// none after it, while writers continue during the copy. Returns the point's sequence.
+    pub fn backup_snapshot(
+        &self,
+        dest: &std::path::Path,
+        point: &dyn Fn() -> Result<u64, String>,
+    ) -> Result<u64, ServiceError> {
+        let failed = |what: &str, err: rusqlite::Error| {
+            ServiceError::Internal(format!("backup: {what}: {err}"))
+        };
+        let (source, sequence) = {
+            let store = self.lock_store();
+            let path = store.dir().join(crate::keystore::DB_FILE);
+            let source = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|err| failed("open the key database", err))?;
+            let sequence = point().map_err(ServiceError::AuditUnavailable)?;
+            source
+                .execute_batch("BEGIN DEFERRED")
+                .map_err(|err| failed("begin", err))?;
+            source
+                .query_row("SELECT count(*) FROM meta", [], |row| row.get::<_, i64>(0))
+                .map_err(|err| failed("read", err))?;
+            (source, sequence)
+        };
+        crate::backup::snapshot_sqlite(&source, dest)
+            .map_err(|err| ServiceError::Internal(format!("backup: {err}")))?;
+        source
+            .execute_batch("COMMIT")
+            .map_err(|err| failed("end the read", err))?;
+        Ok(sequence)
     }
 
     /// Number of keys in the catalog.
@@ -610,7 +657,7 @@ impl Kms {
         match rule {
             StateRule::Any => {}
             StateRule::NotPendingDeletion => require_not_pending_deletion(&entry, &arn)?,
-            StateRule::Usable => require_usable(&entry, &arn)?,
+            StateRule::Usable => require_usable(&entry, &arn, self.now())?,
         }
         let mut record = entry.record.clone();
         change(&mut record)?;
@@ -673,17 +720,46 @@ impl Kms {
 pub(crate) enum StateRule {
     Any,
     NotPendingDeletion,
-    /// Enabled only (Disabled → DisabledException, PendingDeletion → KMSInvalidStateException).
+    /// Enabled only (Disabled → DisabledException, PendingDeletion and PendingImport →
+    /// KMSInvalidStateException).
     Usable,
 }
 
-/// AWS's key-state rule for cryptographic operations.
-pub(crate) fn require_usable(entry: &KeyEntry, key_arn: &str) -> Result<(), ServiceError> {
-    match entry.record.state {
+/// Whether a key's imported material has passed its ValidTo at `now`.
+pub(crate) fn material_expired(record: &KeyRecord, now: UnixMillis) -> bool {
+    record
+        .import
+        .as_ref()
+        .and_then(|import| import.material.as_ref())
+        .and_then(|material| material.valid_to_ms)
+        .is_some_and(|valid_to| valid_to <= now)
+}
+
+/// The key's state at `now`: a key whose imported material has expired is PendingImport
+/// from its ValidTo on, even before maintenance deletes the material (a key pending
+/// deletion stays pending deletion).
+pub(crate) fn effective_state(record: &KeyRecord, now: UnixMillis) -> KeyState {
+    if record.state != KeyState::PendingDeletion && material_expired(record, now) {
+        KeyState::PendingImport
+    } else {
+        record.state
+    }
+}
+
+/// AWS's key-state rule for cryptographic operations, at `now`.
+pub(crate) fn require_usable(
+    entry: &KeyEntry,
+    key_arn: &str,
+    now: UnixMillis,
+) -> Result<(), ServiceError> {
+    match effective_state(&entry.record, now) {
         KeyState::Enabled => Ok(()),
         KeyState::Disabled => Err(ServiceError::Disabled(format!("{key_arn} is disabled."))),
         KeyState::PendingDeletion => Err(ServiceError::InvalidState(format!(
             "{key_arn} is pending deletion."
+        ))),
+        KeyState::PendingImport => Err(ServiceError::InvalidState(format!(
+            "{key_arn} is pending import."
         ))),
     }
 }

@@ -99,7 +99,7 @@ impl Kms {
             .resolve_authorized(call, "KeyId", key_id, "kms:RotateKeyOnDemand")?
             .entry;
         let arn = self.key_arn(&entry.record.key_id);
-        require_usable(&entry, &arn)?;
+        require_usable(&entry, &arn, self.now())?;
         only_symmetric_rotate(&entry.record)?;
         if entry.record.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
             return Err(ServiceError::LimitExceeded(format!(
@@ -171,9 +171,17 @@ impl Kms {
     }
 }
 
-/// Only symmetric encryption keys rotate (AWS: asymmetric and HMAC keys do not; their
-/// rotation operations are UnsupportedOperationException).
+/// Only symmetric encryption keys with material kmsd made rotate (AWS: asymmetric and HMAC
+/// keys do not; their rotation operations are UnsupportedOperationException). Keys for
+/// imported material (origin EXTERNAL) do not rotate either, as in AWS before 2025 (AWS
+/// now rotates them on demand with a second imported material; kmsd does not).
 fn only_symmetric_rotate(record: &crate::keystore::KeyRecord) -> Result<(), ServiceError> {
+    if record.origin == super::import::EXTERNAL {
+        return Err(ServiceError::UnsupportedOperation(format!(
+            "key {} has imported key material (Origin EXTERNAL): kmsd does not rotate it",
+            record.key_id
+        )));
+    }
     if record.key_spec == "SYMMETRIC_DEFAULT" {
         Ok(())
     } else {

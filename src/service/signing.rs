@@ -110,7 +110,7 @@ impl Kms {
         let resolved = self.resolve_authorized(call, "KeyId", key_id, "kms:GetPublicKey")?;
         let entry = resolved.entry;
         let arn = self.key_arn(&entry.record.key_id);
-        require_usable(&entry, &arn)?;
+        require_usable(&entry, &arn, self.now())?;
         if !entry.spec().is_asymmetric() {
             return Err(ServiceError::UnsupportedOperation(format!(
                 "{arn} is a {} key, which has no public key",
@@ -234,7 +234,7 @@ impl Kms {
             .resolve_authorized(call, "KeyId", key_id, action)?
             .entry;
         let arn = self.key_arn(&entry.record.key_id);
-        require_usable(&entry, &arn)?;
+        require_usable(&entry, &arn, self.now())?;
         if entry.usage() != usage {
             return Err(ServiceError::InvalidKeyUsage(format!(
                 "{arn} has KeyUsage {} (KeySpec {}); {} needs a {} key",

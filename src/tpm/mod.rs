@@ -354,7 +354,8 @@ impl Drop for AliveGuard {
 type Reply<T> = mpsc::Sender<Result<T, TpmError>>;
 
 enum Request {
-    Seal(Reply<(SealedRoot, RootKey)>),
+    /// Seal a new root key, or the given one (a restore from the recovery escrow).
+    Seal(Option<Box<RootKey>>, Reply<(SealedRoot, RootKey)>),
     Unseal(Box<SealedRoot>, Reply<RootKey>),
     /// The health ping, with the SRK name the TPM must still have.
     Ping(Vec<u8>, Reply<()>),
@@ -457,10 +458,25 @@ impl TpmHandle {
             "sealing the root key",
             UNSEAL_DEADLINE,
             OnError::Keep,
-            Request::Seal,
+            |reply| Request::Seal(None, reply),
         )?;
         *lock(&self.inner.pinned_srk) = sealed.srk_name.clone();
         Ok((sealed, key))
+    }
+
+    /// Seals an existing root key (rebuilt from the recovery escrow) to this TPM, the
+    /// same way [`TpmHandle::seal_new_root`] seals a new one (configured PCR binding, the
+    /// SRK created and persisted if missing). Deadline: [`UNSEAL_DEADLINE`].
+    pub fn seal_existing_root(&self, key: &[u8; ROOT_KEY_LEN]) -> Result<SealedRoot, TpmError> {
+        let given = Box::new(RootKey(Zeroizing::new(*key)));
+        let (sealed, _key) = self.call(
+            "sealing the root key",
+            UNSEAL_DEADLINE,
+            OnError::Keep,
+            |reply| Request::Seal(Some(given), reply),
+        )?;
+        *lock(&self.inner.pinned_srk) = sealed.srk_name.clone();
+        Ok(sealed)
     }
 
     /// Unseals a root key sealed by [`TpmHandle::seal_new_root`], after checking that the
@@ -718,8 +734,8 @@ impl Worker {
             shared.commands_total.fetch_add(1, Ordering::Relaxed);
             // Counters are updated before replying, so a caller sees them.
             match req {
-                Request::Seal(reply) => {
-                    let r = self.seal_new_root();
+                Request::Seal(given, reply) => {
+                    let r = self.seal_root(given.map(|key| *key));
                     record(shared, r.is_ok());
                     let _ = reply.send(r);
                 }
@@ -794,8 +810,18 @@ impl Worker {
         }
     }
 
-    fn seal_new_root(&mut self) -> Result<(SealedRoot, RootKey), TpmError> {
+    /// Seals `given`, or a new root key when None.
+    fn seal_root(&mut self, given: Option<RootKey>) -> Result<(SealedRoot, RootKey), TpmError> {
         let srk_name = self.current_srk_name()?;
+        let key = match given {
+            Some(RootKey(key)) => key,
+            None => self.new_root_key()?,
+        };
+        self.seal_key(srk_name, key)
+    }
+
+    /// A new root key: the OS RNG XOR the TPM's.
+    fn new_root_key(&mut self) -> Result<Zeroizing<[u8; ROOT_KEY_LEN]>, TpmError> {
         let mut key = Zeroizing::new([0u8; ROOT_KEY_LEN]);
         getrandom::fill(&mut key[..]).map_err(TpmError::Rng)?;
         // Mix in the TPM RNG (response encrypted with a salted session), so
@@ -819,7 +845,14 @@ impl Worker {
             *k ^= r;
         }
         drop(tpm_random);
+        Ok(key)
+    }
 
+    fn seal_key(
+        &mut self,
+        srk_name: Vec<u8>,
+        key: Zeroizing<[u8; ROOT_KEY_LEN]>,
+    ) -> Result<(SealedRoot, RootKey), TpmError> {
         let (policy, pcr_values_at_seal) = match self.pcr_binding.clone() {
             None => (None, Vec::new()),
             Some(binding) => {

@@ -133,6 +133,14 @@ pub enum KmsCommand {
     GenerateDataKeyPairWithoutPlaintext(GenerateDataKeyPairArgs),
     /// ECDH between a KEY_AGREEMENT key and a peer's public key (DeriveSharedSecret).
     DeriveSharedSecret(DeriveSharedSecretArgs),
+    /// Returns a wrapping public key and an import token for a key with Origin EXTERNAL,
+    /// valid 24 hours (GetParametersForImport).
+    GetParametersForImport(GetParametersForImportArgs),
+    /// Imports key material wrapped under the wrapping public key (ImportKeyMaterial).
+    ImportKeyMaterial(ImportKeyMaterialArgs),
+    /// Deletes a key's imported material; the key becomes PendingImport
+    /// (DeleteImportedKeyMaterial).
+    DeleteImportedKeyMaterial(KeyIdArgs),
     #[command(flatten)]
     Policy(policy::PolicyCommand),
 }
@@ -353,6 +361,29 @@ impl KmsCommand {
                     .opt("DryRun", flag(a.dry_run.dry_run, a.dry_run.no_dry_run))
                     .call("VerifyMac")
             }
+            C::GetParametersForImport(a) => Request::new()
+                .set("KeyId", a.key_id.as_str())
+                .set("WrappingAlgorithm", a.wrapping_algorithm.as_str())
+                .set("WrappingKeySpec", a.wrapping_key_spec.as_str())
+                .call("GetParametersForImport"),
+            C::ImportKeyMaterial(a) => {
+                let token = inputs.blob("--import-token", &a.import_token)?;
+                let material =
+                    inputs.blob("--encrypted-key-material", &a.encrypted_key_material)?;
+                let valid_to = a
+                    .valid_to
+                    .as_deref()
+                    .map(|v| epoch_seconds("--valid-to", v))
+                    .transpose()?;
+                Request::new()
+                    .set("KeyId", a.key_id.as_str())
+                    .set("ImportToken", token.as_str())
+                    .set("EncryptedKeyMaterial", material.as_str())
+                    .opt("ExpirationModel", a.expiration_model.as_deref())
+                    .opt("ValidTo", valid_to)
+                    .call("ImportKeyMaterial")
+            }
+            C::DeleteImportedKeyMaterial(a) => a.call("DeleteImportedKeyMaterial"),
             C::Policy(p) => p.call(inputs)?,
         })
     }
@@ -367,6 +398,24 @@ fn context(
         .as_deref()
         .map(|v| inputs.context(param, v))
         .transpose()
+}
+
+/// A timestamp as aws cli takes it: epoch seconds, or an RFC 3339 date and time
+/// (`2026-01-31T12:00:00Z`).
+fn epoch_seconds(param: &str, value: &str) -> Result<f64, ParamError> {
+    if let Ok(seconds) = value.parse::<f64>() {
+        if seconds.is_finite() {
+            return Ok(seconds);
+        }
+    }
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+        .map_err(|_| {
+            ParamError::new(
+                param,
+                format!("'{value}' is neither epoch seconds nor an RFC 3339 time (2026-01-31T12:00:00Z)"),
+            )
+        })
 }
 
 /// Help for every `--key-id`.
@@ -401,7 +450,8 @@ pub struct CreateKeyArgs {
     /// Deprecated spelling of --key-spec.
     #[arg(long, hide = true)]
     customer_master_key_spec: Option<String>,
-    /// AWS_KMS (default), or AWS_CLOUDHSM with --custom-key-store-id cks-tpm.
+    /// AWS_KMS (default), EXTERNAL (no material until it is imported), or AWS_CLOUDHSM
+    /// with --custom-key-store-id cks-tpm.
     #[arg(long)]
     origin: Option<String>,
     /// cks-tpm: the private key is created in the TPM and never leaves it (RSA_2048 and
@@ -844,4 +894,40 @@ pub struct DeriveSharedSecretArgs {
     grant_tokens: Option<Vec<String>>,
     #[command(flatten)]
     dry_run: DryRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetParametersForImportArgs {
+    /// The key (Origin EXTERNAL): key ID or key ARN.
+    #[arg(long)]
+    key_id: String,
+    /// RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or
+    /// RSA_AES_KEY_WRAP_SHA_1 (RSA key material needs an RSA_AES_KEY_WRAP one).
+    #[arg(long)]
+    wrapping_algorithm: String,
+    /// RSA_2048, RSA_3072 or RSA_4096.
+    #[arg(long)]
+    wrapping_key_spec: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportKeyMaterialArgs {
+    /// The key (Origin EXTERNAL): key ID or key ARN.
+    #[arg(long)]
+    key_id: String,
+    /// The import token of get-parameters-for-import: fileb://PATH, or base64 text.
+    #[arg(long, value_name = "BLOB")]
+    import_token: String,
+    /// The key material wrapped under the wrapping public key: fileb://PATH, or base64
+    /// text.
+    #[arg(long, value_name = "BLOB")]
+    encrypted_key_material: String,
+    /// KEY_MATERIAL_EXPIRES (needs --valid-to) or KEY_MATERIAL_DOES_NOT_EXPIRE (the
+    /// default without --valid-to).
+    #[arg(long)]
+    expiration_model: Option<String>,
+    /// When the material expires: epoch seconds or RFC 3339 (2026-01-31T12:00:00Z), at
+    /// most 365 days ahead.
+    #[arg(long)]
+    valid_to: Option<String>,
 }

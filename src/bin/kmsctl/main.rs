@@ -16,9 +16,12 @@
 
 mod audit;
 mod audit_query;
+mod backup;
 mod commands;
+mod files;
 mod output;
 mod params;
+mod recovery;
 
 use clap::{Args, Parser, Subcommand};
 use commands::{Call, KmsCommand};
@@ -117,6 +120,22 @@ enum Command {
     /// The audit trail: `audit verify` proves it intact, `audit query` shows who used a key.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The recovery escrow: `recovery init` sets it up, `recovery verify` rehearses,
+    /// `recovery restore` moves a state dir onto a new TPM (README, "If the TPM is lost").
+    #[command(subcommand)]
+    Recovery(recovery::RecoveryCommand),
+    /// kmsd extension: a consistent backup of the state dir while kmsd serves (root only),
+    /// e.g. `kmsctl backup --to /var/backups/kmsd/2026-01-31`.
+    Backup(backup::BackupArgs),
+    /// Restores a backup into a new or empty state dir (kmsd stopped); checks every file
+    /// against the backup's manifest first.
+    Restore(backup::RestoreArgs),
+    /// Encrypts a file or stream into an AWS Encryption SDK message under a kmsd key
+    /// (GenerateDataKey), e.g. `kmsctl encrypt-file --key-id alias/app -i data -o data.enc`.
+    EncryptFile(files::EncryptFileArgs),
+    /// Decrypts an AWS Encryption SDK message (Decrypt), checking every tag and the
+    /// signature, e.g. `kmsctl decrypt-file --key-id ARN -i data.enc -o data`.
+    DecryptFile(files::DecryptFileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +287,27 @@ async fn run(cli: Cli, stdin: &mut dyn Read, stdin_is_terminal: bool) -> Result<
             )
             .await
         }
+        Command::Recovery(command) => {
+            return recovery::run(
+                command,
+                &cli.global.client(),
+                cli.global.output.unwrap_or(OutputFormat::Text),
+            )
+            .await
+        }
+        Command::Backup(args) => {
+            return backup::backup(
+                args,
+                &cli.global.client(),
+                cli.global.output.unwrap_or(OutputFormat::Text),
+            )
+            .await
+        }
+        Command::Restore(args) => {
+            return backup::restore(args, cli.global.output.unwrap_or(OutputFormat::Text))
+        }
+        Command::EncryptFile(args) => return files::encrypt_file(&cli.global.client(), args).await,
+        Command::DecryptFile(args) => return files::decrypt_file(&cli.global.client(), args).await,
     };
     let format = cli.global.output.unwrap_or_default();
     let client = cli.global.client();
@@ -455,8 +495,21 @@ mod tests {
         }
         for sub in cli.get_subcommands() {
             let name = sub.get_name();
-            // raw, help, and kmsd extensions (usage, audit)
-            if ["raw", "help", "usage", "audit"].contains(&name) {
+            // raw, help, and kmsd extensions (usage, audit, recovery, backup and restore,
+            // the file commands)
+            if [
+                "raw",
+                "help",
+                "usage",
+                "audit",
+                "recovery",
+                "backup",
+                "restore",
+                "encrypt-file",
+                "decrypt-file",
+            ]
+            .contains(&name)
+            {
                 continue;
             }
             assert!(
@@ -476,6 +529,13 @@ mod tests {
             Command::Raw(raw) => raw.call(&mut inputs, false),
             Command::Usage(_) => Err(ParamError::new("usage", "not a plain call")),
             Command::Audit(_) => return Err("audit sends no kms call".into()),
+            Command::Recovery(_) => return Err("recovery sends no kms call".into()),
+            Command::Backup(_) | Command::Restore(_) => {
+                return Err("backup and restore send no kms call".into())
+            }
+            Command::EncryptFile(_) | Command::DecryptFile(_) => {
+                return Err("the file commands are not one call".into())
+            }
         }
         .map_err(|e| e.to_string())?;
         Ok((call, cli))
@@ -787,6 +847,121 @@ mod tests {
         ];
         for args in cases {
             assert!(plan(args, b"").is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn file_command_arguments() {
+        let parses = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("kmsctl").chain(args.iter().copied())).is_ok()
+        };
+        let good: &[&[&str]] = &[
+            &["encrypt-file", "--key-id", "alias/a", "-i", "-", "-o", "-"],
+            &[
+                "encrypt-file",
+                "--key-id",
+                "k",
+                "--input",
+                "x",
+                "--out",
+                "y",
+                "--encryption-context",
+                "a=1",
+                "b=2",
+                "--encryption-context",
+                "c=3",
+                "--frame-length",
+                "1024",
+                "--algorithm",
+                "0x0478",
+                "--output",
+                "json",
+            ],
+            &[
+                "decrypt-file",
+                "--key-id",
+                "arn:a",
+                "arn:b",
+                "-i",
+                "x",
+                "-o",
+                "y",
+            ],
+            &[
+                "decrypt-file",
+                "--discovery",
+                "--discovery-partition",
+                "kmsd",
+                "--discovery-account",
+                "000000000000",
+                "-i",
+                "x",
+                "-o",
+                "y",
+            ],
+        ];
+        for args in good {
+            assert!(parses(args), "{args:?}");
+        }
+        let bad: &[&[&str]] = &[
+            &["encrypt-file", "--key-id", "k", "-i", "x"],
+            &[
+                "encrypt-file",
+                "--key-id",
+                "k",
+                "-i",
+                "x",
+                "-o",
+                "y",
+                "--algorithm",
+                "0x0378",
+            ],
+            &[
+                "encrypt-file",
+                "--key-id",
+                "k",
+                "-i",
+                "x",
+                "-o",
+                "y",
+                "--encryption-context",
+                "a",
+            ],
+            &["decrypt-file", "-i", "x", "-o", "y"],
+            &[
+                "decrypt-file",
+                "--key-id",
+                "arn:a",
+                "--discovery",
+                "-i",
+                "x",
+                "-o",
+                "y",
+            ],
+            &[
+                "decrypt-file",
+                "--discovery",
+                "--discovery-partition",
+                "kmsd",
+                "-i",
+                "x",
+                "-o",
+                "y",
+            ],
+            &[
+                "decrypt-file",
+                "--discovery-account",
+                "1",
+                "--key-id",
+                "a",
+                "-i",
+                "x",
+                "-o",
+                "y",
+            ],
+        ];
+        for args in bad {
+            assert!(!parses(args), "{args:?}");
         }
     }
 
