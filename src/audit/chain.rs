@@ -99,13 +99,24 @@ pub fn body_hash(body: &[u8]) -> String {
 /// Seals a serialized record (a JSON object with at least one field) into a line ending in
 /// `\n`. Returns the line and the record's hash.
 pub fn seal(body: &[u8], key: &MacKey) -> (Vec<u8>, String) {
-    let tag = key.mac(body);
     let mut line = Vec::with_capacity(body.len() + MAC_SUFFIX_LEN + 1);
-    line.extend_from_slice(&body[..body.len().saturating_sub(1)]);
-    line.extend_from_slice(MAC_PREFIX);
-    line.extend_from_slice(hex::encode(tag).as_bytes());
-    line.extend_from_slice(b"\"}\n");
-    (line, body_hash(body))
+    let hash = seal_into(body, key, &mut line);
+    (line, hash)
+}
+
+/// [`seal`], appending the line to `out` (the writer's batch buffer, reused from batch to
+/// batch); returns the record's hash.
+pub fn seal_into(body: &[u8], key: &MacKey, out: &mut Vec<u8>) -> String {
+    let tag = key.mac(body);
+    out.reserve(body.len() + MAC_SUFFIX_LEN + 1);
+    out.extend_from_slice(&body[..body.len().saturating_sub(1)]);
+    out.extend_from_slice(MAC_PREFIX);
+    let mut hex_tag = [0u8; 64];
+    // 64 bytes hold the hex of 32 exactly: this cannot fail.
+    let _ = hex::encode_to_slice(tag, &mut hex_tag);
+    out.extend_from_slice(&hex_tag);
+    out.extend_from_slice(b"\"}\n");
+    body_hash(body)
 }
 
 /// One line taken apart.

@@ -21,7 +21,7 @@ pub use verify::{
 };
 
 use crate::clock::Clock;
-use crate::config::{AuditConfig, OnFailure};
+use crate::config::{AuditConfig, Durability, OnFailure};
 use crate::request::{
     Call, ChangeGate, Observed, Observer, RequestEvent, ServiceEvent, TrailHealth,
 };
@@ -34,6 +34,9 @@ use tokio::sync::oneshot;
 
 /// How long a change waits for its intent record to be durable before it is refused.
 const INTENT_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the shutdown waits for the last records to be flushed (inside the daemon's
+/// 10 s for the whole close).
+const CLOSE_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The operator's override for a trail that ends before the durable head: set to the head's
 /// sequence number (the one the refusal names), kmsd continues the chain from where the
@@ -48,6 +51,9 @@ pub struct AuditSettings {
     pub dir: PathBuf,
     /// Longest time a record may wait for its fsync; 0 fsyncs each record before the reply.
     pub fsync_interval_ms: u64,
+    /// When a request's reply may go out: after the fdatasync covering its record, or after
+    /// its write (changes always wait for the fdatasync).
+    pub durability: Durability,
     /// Start a new file once the current one reaches this size.
     pub rotate_bytes: u64,
     /// Also start a new file at each UTC midnight.
@@ -74,6 +80,7 @@ impl AuditSettings {
         AuditSettings {
             dir: config.dir_for(state_dir),
             fsync_interval_ms: config.fsync_interval_ms,
+            durability: config.durability,
             rotate_bytes: config.rotate_bytes,
             rotate_daily: config.rotate_daily,
             checkpoint_every: config.checkpoint_every,
@@ -191,6 +198,22 @@ impl Shared {
             guard.take();
         }
         written
+    }
+
+    /// Marks the trail broken (fail closed) and logs why `count` records were not written.
+    fn failed(&self, dir: &Path, count: usize, reason: &str) {
+        self.broken.store(true, Ordering::SeqCst);
+        self.failures
+            .fetch_add(count.max(1) as u64, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason.to_string());
+        }
+        tracing::error!(
+            dir = %dir.display(),
+            records = count,
+            error = reason,
+            "AUDIT TRAIL WRITE FAILED: the records were not written"
+        );
     }
 
     /// Asks the head thread to record the current head (the writer does not wait for it).
@@ -383,7 +406,7 @@ impl AuditTrail {
         let record = AuditRecord::from_event(event, &self.arns);
         let (done, receiver) = oneshot::channel();
         let receiver = match self.jobs.send(writer::Job {
-            record,
+            record: Some(record),
             done: writer::Done::Async(done),
         }) {
             Ok(()) => Some(receiver),
@@ -404,7 +427,7 @@ impl AuditTrail {
         let (done, receiver) = mpsc::channel();
         self.jobs
             .send(writer::Job {
-                record,
+                record: Some(record),
                 done: writer::Done::Blocking(done),
             })
             .map_err(|_| "the audit writer stopped".to_string())?;
@@ -454,15 +477,38 @@ impl AuditTrail {
         head.seal(&self.key)
     }
 
-    /// Records the head durably with `stopped: true` (shutdown, after the last request):
-    /// whatever follows it in the trail at the next start was not written by kmsd.
-    /// Then closes the writer's database connection (so the last connection to close
-    /// checkpoints the WAL), after which the head is no longer updated. Blocking (one fsync).
+    /// Waits until every record written so far is on stable storage (with durability
+    /// `write`, replies go out before that). Blocking.
+    pub fn flush(&self, deadline: Duration) -> Result<(), String> {
+        let (done, receiver) = mpsc::channel();
+        self.jobs
+            .send(writer::Job {
+                record: None,
+                done: writer::Done::Blocking(done),
+            })
+            .map_err(|_| "the audit writer stopped".to_string())?;
+        match receiver.recv_timeout(deadline) {
+            Ok(result) => result.map(|_| ()),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "the audit trail was not flushed within {deadline:?}"
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err("the audit writer stopped".to_string())
+            }
+        }
+    }
+
+    /// Flushes, then records the head durably with `stopped: true` (shutdown, after the
+    /// last request): whatever follows it in the trail at the next start was not written by
+    /// kmsd. Then closes the writer's database connection (so the last connection to close
+    /// checkpoints the WAL), after which the head is no longer updated. Blocking (two
+    /// fsyncs). If the flush fails, the stop is recorded as not clean.
     pub fn close(&self) -> Result<(), String> {
-        let clean = !self.shared.untidy.load(Ordering::SeqCst);
+        let flushed = self.flush(CLOSE_FLUSH_DEADLINE);
+        let clean = flushed.is_ok() && !self.shared.untidy.load(Ordering::SeqCst);
         let written = self.shared.persist_head_and_close(&self.key, clean);
         self.shared.stop_head_thread();
-        written
+        flushed.and(written)
     }
 
     /// Records that could not be written since start (for metrics).

@@ -8,34 +8,39 @@
 //! evidence, and the new file starts with a `recovered` start record naming the file and the
 //! number of valid bytes, which is what lets verification accept the torn tail.
 
-use super::chain::{seal, MacKey, SealedLine, GENESIS_HASH};
+use super::chain::{seal_into, MacKey, SealedLine, GENESIS_HASH};
 use super::head::Expected;
 use super::record::{AuditRecord, API_CALL, CHECKPOINT_EVENT, START_EVENT};
 use super::verify::{file_name, list_files, named_sequence, verify_files, Head, VerifyOptions};
 use super::{AuditError, AuditSettings, Shared};
 use crate::clock::Clock;
+use crate::config::Durability;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most records written in one batch.
 const MAX_BATCH: usize = 4096;
 const DAY_MS: i64 = 86_400_000;
+/// How long the start waits for its start record to be durable.
+const START_DEADLINE: Duration = Duration::from_secs(30);
 
-/// One record waiting to be written, and who to tell when it is durable (with its
-/// sequence number).
+/// One record waiting to be written and who to tell when it is safe; with no record, a
+/// flush: its waiter is answered once everything written before it is on stable storage.
 pub(super) struct Job {
-    pub record: AuditRecord,
+    pub record: Option<AuditRecord>,
     pub done: Done,
 }
 
 /// Who waits for a record: a request (asynchronously) or a change (on a blocking thread).
+/// A change always waits for its record to be on stable storage, whatever the durability:
+/// the key database commits the change durably right after.
 pub(super) enum Done {
     Async(oneshot::Sender<Result<u64, String>>),
     Blocking(mpsc::Sender<Result<u64, String>>),
@@ -52,6 +57,78 @@ impl Done {
             }
         }
     }
+
+    /// Whether this waiter is answered only after the fdatasync covering its record.
+    fn waits_for_disk(&self, durability: Durability) -> bool {
+        matches!(self, Done::Blocking(_)) || durability == Durability::Fsync
+    }
+}
+
+/// A written batch on its way to stable storage (from the writer to the sync thread).
+struct Written {
+    file: Arc<File>,
+    path: Arc<Path>,
+    /// Length of the file with the batch.
+    len: u64,
+    /// The last record of the batch, which becomes the head once the batch is durable.
+    last_sequence: u64,
+    last_hash: String,
+    /// Waiters answered after the fdatasync, each with its record's sequence number.
+    waiters: Vec<(Done, u64)>,
+    /// Records counted as written once durable (those answered at write time are already).
+    records: u64,
+    /// The batch holds a checkpoint: the head is recorded durably after it.
+    checkpoint: bool,
+}
+
+/// The sync thread's queue and its wake-up; `poisoned` is shared with the writer.
+struct Syncer {
+    queue: Mutex<SyncQueue>,
+    wake: Condvar,
+    /// Set when an fdatasync failed: after it the page cache state of the file is unknown,
+    /// so nothing more is written until a restart recovers the tail.
+    poisoned: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct SyncQueue {
+    batches: Vec<Written>,
+    stop: bool,
+}
+
+impl Syncer {
+    fn push(&self, written: Written) {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        queue.batches.push(written);
+        self.wake.notify_one();
+    }
+
+    fn stop(&self) {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        queue.stop = true;
+        self.wake.notify_one();
+    }
+
+    fn poisoned(&self) -> Option<String> {
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn poison(&self, reason: &str) {
+        let mut poisoned = self
+            .poisoned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        poisoned.get_or_insert_with(|| reason.to_string());
+    }
 }
 
 pub(super) struct Writer {
@@ -59,8 +136,8 @@ pub(super) struct Writer {
     key: Arc<MacKey>,
     shared: Arc<Shared>,
     clock: Clock,
-    file: File,
-    path: PathBuf,
+    file: Arc<File>,
+    path: Arc<Path>,
     file_len: u64,
     /// UTC day (days since the epoch) of the file's first record.
     file_day: Option<i64>,
@@ -68,11 +145,15 @@ pub(super) struct Writer {
     prev_hash: String,
     since_checkpoint: u64,
     last_checkpoint: Instant,
-    /// Set when the file may hold bytes that are not whole records (a failed fsync or a
-    /// failed roll-back); nothing more is written until a restart recovers the tail.
+    /// Set when the file may hold bytes that are not whole records (a failed roll-back);
+    /// nothing more is written until a restart recovers the tail.
     poisoned: Option<String>,
-    /// A checkpoint was written: the next head update waits for the disk.
-    head_sync_due: bool,
+    /// The batch being encoded, reused from batch to batch.
+    buffer: Vec<u8>,
+    /// One record's body, reused from record to record.
+    body: Vec<u8>,
+    syncer: Arc<Syncer>,
+    sync_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How the chain resumes.
@@ -347,7 +428,8 @@ fn open_file(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), AuditEr
 }
 
 impl Writer {
-    /// Resumes the chain, opens a new file and writes the start record (durably).
+    /// Resumes the chain, opens a new file, starts the sync thread and writes the start
+    /// record (durably).
     pub(super) fn start(
         settings: AuditSettings,
         key: Arc<MacKey>,
@@ -374,6 +456,7 @@ impl Writer {
         let (file, path) = open_file(&settings.dir, resume.next_sequence)?;
         let mut details = resume.details;
         details["version"] = json!(env!("CARGO_PKG_VERSION"));
+        details["durability"] = json!(settings.durability.name());
         if let Some(cut) = accepted_cut {
             details["acceptedCut"] = cut;
         }
@@ -382,16 +465,32 @@ impl Writer {
             file = %path.display(),
             next_sequence = resume.next_sequence,
             start = %details["startKind"],
+            durability = settings.durability.name(),
             "audit trail open"
         );
+        let syncer = Arc::new(Syncer {
+            queue: Mutex::new(SyncQueue::default()),
+            wake: Condvar::new(),
+            poisoned: Mutex::new(None),
+        });
+        let sync_thread = {
+            let syncer = Arc::clone(&syncer);
+            let shared = Arc::clone(&shared);
+            let interval = Duration::from_millis(settings.fsync_interval_ms);
+            let dir = settings.dir.clone();
+            std::thread::Builder::new()
+                .name("kmsd-audit-sync".into())
+                .spawn(move || sync_loop(&syncer, &shared, interval, &dir))
+                .map_err(|err| io_err(&settings.dir, err))?
+        };
         let now = clock.now_ms();
         let mut writer = Writer {
             settings,
             key,
             shared,
             clock,
-            file,
-            path,
+            file: Arc::new(file),
+            path: Arc::from(path),
             file_len: 0,
             file_day: None,
             next_sequence: resume.next_sequence,
@@ -399,102 +498,128 @@ impl Writer {
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             poisoned: None,
-            head_sync_due: false,
+            buffer: Vec::new(),
+            body: Vec::new(),
+            syncer,
+            sync_thread: Some(sync_thread),
         };
-        writer
-            .append(vec![AuditRecord::service_event(START_EVENT, now, details)])
-            .map_err(AuditError::Unavailable)?;
-        writer.record_head();
+        let (done, receiver) = mpsc::channel();
+        writer.write_batch(vec![Job {
+            record: Some(AuditRecord::service_event(START_EVENT, now, details)),
+            done: Done::Blocking(done),
+        }]);
+        let started = receiver
+            .recv_timeout(START_DEADLINE)
+            .map_err(|_| {
+                AuditError::Unavailable(format!(
+                    "the start record was not durable within {START_DEADLINE:?}"
+                ))
+            })
+            .and_then(|result| result.map_err(AuditError::Unavailable));
+        if let Err(err) = started {
+            writer.stop_sync_thread();
+            return Err(err);
+        }
+        // The count is of records written for requests and changes, not the start record.
+        writer.shared.written.store(0, Ordering::Relaxed);
         Ok(writer)
     }
 
-    /// Serves jobs until every sender is gone.
+    /// Serves jobs until every sender is gone, then lets the sync thread finish what was
+    /// written and stops it.
     pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        let interval = Duration::from_millis(self.settings.fsync_interval_ms);
-        let mut last_sync = Instant::now();
         loop {
             let first = match jobs.recv_timeout(self.settings.checkpoint_interval) {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if self.checkpoint_due() {
-                        if let Err(reason) = self.append(Vec::new()) {
-                            self.failed(0, &reason);
-                        }
-                        self.record_head();
+                        self.write_batch(Vec::new());
                     }
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.stop_sync_thread();
                     self.shared.stop_head_thread();
                     return;
                 }
             };
+            // Group commit: everything queued goes into one write. The sync thread flushes
+            // while the next batch is encoded and written; each waiter waits only for the
+            // fdatasync covering its record (or, with durability "write", for the write).
             let mut batch = vec![first];
-            // Group commit: gather what arrives until the next fsync is allowed.
-            let earliest = last_sync + interval;
-            loop {
-                let now = Instant::now();
-                if now >= earliest || batch.len() >= MAX_BATCH {
-                    break;
-                }
-                match jobs.recv_timeout(earliest - now) {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
             }
-            let (records, waiters): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|job| (job.record, job.done)).unzip();
-            let count = records.len();
-            let result = self.append(records);
-            last_sync = Instant::now();
-            match &result {
-                Ok(_) => {
-                    self.shared.broken.store(false, Ordering::SeqCst);
-                    self.shared
-                        .written
-                        .fetch_add(count as u64, Ordering::Relaxed);
+            self.write_batch(batch);
+        }
+    }
+
+    fn stop_sync_thread(&mut self) {
+        self.syncer.stop();
+        if let Some(thread) = self.sync_thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Seals and writes the records of `jobs` (plus a checkpoint first, when one is due; an
+    /// empty `jobs` writes just a due checkpoint), answers the waiters that need only the
+    /// write, and hands the batch to the sync thread for the others.
+    fn write_batch(&mut self, jobs: Vec<Job>) {
+        let mut records = Vec::with_capacity(jobs.len());
+        let mut waiters = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            waiters.push((job.done, job.record.is_some()));
+            if let Some(record) = job.record {
+                records.push(record);
+            }
+        }
+        let count = records.len();
+        let appended = match self.append(&mut records) {
+            Ok(appended) => appended,
+            Err(reason) => {
+                self.shared.failed(&self.settings.dir, count, &reason);
+                for (done, _) in waiters {
+                    done.send(Err(reason.clone()));
                 }
-                Err(reason) => self.failed(count, reason),
+                return;
             }
-            for (index, waiter) in waiters.into_iter().enumerate() {
-                waiter.send(result.clone().map(|first| first + index as u64));
-            }
-            // After the answers; the head thread writes it, so no batch waits for it.
-            if result.is_ok() {
-                self.record_head();
+        };
+        let durability = self.settings.durability;
+        let mut sequence = appended.first;
+        let mut after_disk = Vec::new();
+        let mut answered = 0u64;
+        for (done, has_record) in waiters {
+            // A flush waits for everything before it: the batch's last record.
+            let of_waiter = if has_record {
+                sequence += 1;
+                sequence - 1
+            } else {
+                self.next_sequence - 1
+            };
+            if done.waits_for_disk(durability) {
+                after_disk.push((done, of_waiter));
+            } else {
+                done.send(Ok(of_waiter));
+                answered += u64::from(has_record);
             }
         }
-    }
-
-    /// Has the head recorded in the key database by the head thread: durably after a
-    /// checkpoint, otherwise without waiting for the disk (see [`super::head`]). A failure is
-    /// logged (by the head store) and only widens the window in which records can be cut
-    /// unnoticed.
-    fn record_head(&mut self) {
-        let durable = std::mem::take(&mut self.head_sync_due);
-        self.shared.request_head(durable);
-    }
-
-    fn failed(&self, count: usize, reason: &str) {
-        self.shared.broken.store(true, Ordering::SeqCst);
-        self.shared
-            .failures
-            .fetch_add(count.max(1) as u64, Ordering::Relaxed);
-        if let Ok(mut last) = self.shared.last_error.lock() {
-            *last = Some(reason.to_string());
+        if answered > 0 {
+            self.shared.broken.store(false, Ordering::SeqCst);
+            self.shared.written.fetch_add(answered, Ordering::Relaxed);
         }
-        tracing::error!(
-            dir = %self.settings.dir.display(),
-            records = count,
-            error = reason,
-            "AUDIT TRAIL WRITE FAILED: the records were not written"
-        );
+        self.syncer.push(Written {
+            file: Arc::clone(&self.file),
+            path: Arc::clone(&self.path),
+            len: self.file_len,
+            last_sequence: self.next_sequence - 1,
+            last_hash: self.prev_hash.clone(),
+            records: count as u64 - answered,
+            waiters: after_disk,
+            checkpoint: appended.checkpoint,
+        });
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -503,12 +628,12 @@ impl Writer {
                 || self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval)
     }
 
-    /// Seals and durably appends `records` (plus a checkpoint first, when one is due);
-    /// returns the sequence number of the first of `records`. On error nothing of the
-    /// batch counts: the file is cut back to its last whole record.
-    fn append(&mut self, mut records: Vec<AuditRecord>) -> Result<u64, String> {
-        if let Some(reason) = &self.poisoned {
-            return Err(reason.clone());
+    /// Seals and appends `records` (plus a checkpoint first, when one is due) with one
+    /// `write`; returns the sequence number of the first of `records`. On error nothing of
+    /// the batch counts: the file is cut back to its last whole record.
+    fn append(&mut self, records: &mut Vec<AuditRecord>) -> Result<Appended, String> {
+        if let Some(reason) = self.poisoned.clone().or_else(|| self.syncer.poisoned()) {
+            return Err(reason);
         }
         let now = self.clock.now_ms();
         let first_day = records
@@ -532,34 +657,30 @@ impl Writer {
             );
         }
         let first_of_batch = self.next_sequence + u64::from(checkpoint);
-        let mut buffer = Vec::new();
+        self.buffer.clear();
         let mut sequence = self.next_sequence;
         let mut prev_hash = self.prev_hash.clone();
         let mut api_calls = 0;
         let mut logged = Vec::new();
-        for record in &mut records {
+        for record in records.iter_mut() {
             record.sequence = sequence;
             record.prev_hash = std::mem::take(&mut prev_hash);
-            let body = serde_json::to_vec(&*record)
+            self.body.clear();
+            serde_json::to_writer(&mut self.body, &*record)
                 .map_err(|err| format!("cannot encode an audit record: {err}"))?;
-            let (line, hash) = seal(&body, &self.key);
+            let start = self.buffer.len();
+            prev_hash = seal_into(&self.body, &self.key, &mut self.buffer);
             if self.settings.to_log {
-                logged.push((sequence, line.len()));
+                logged.push((sequence, self.buffer.len() - start));
             }
-            buffer.extend_from_slice(&line);
-            prev_hash = hash;
             sequence += 1;
             if record.event_type == API_CALL {
                 api_calls += 1;
             }
         }
-        if let Err(err) = self.file.write_all(&buffer) {
+        if let Err(err) = (&*self.file).write_all(&self.buffer) {
             // Cut the partial batch off so the file ends with a whole record again.
-            if let Err(cut) = self
-                .file
-                .set_len(self.file_len)
-                .and_then(|()| self.file.sync_data())
-            {
+            if let Err(cut) = self.file.set_len(self.file_len) {
                 self.shared.untidy.store(true, Ordering::SeqCst);
                 self.poisoned = Some(format!(
                     "audit file {} could not be cut back after a failed write ({cut}); restart kmsd to recover",
@@ -571,17 +692,7 @@ impl Writer {
                 self.path.display()
             ));
         }
-        if let Err(err) = self.file.sync_data() {
-            // After a failed fsync the page cache state is unknown: stop writing.
-            let reason = format!(
-                "cannot fsync audit file {}: {err}; restart kmsd to recover",
-                self.path.display()
-            );
-            self.shared.untidy.store(true, Ordering::SeqCst);
-            self.poisoned = Some(reason.clone());
-            return Err(reason);
-        }
-        self.file_len += buffer.len() as u64;
+        self.file_len += self.buffer.len() as u64;
         self.file_day.get_or_insert(first_day);
         self.next_sequence = sequence;
         self.prev_hash = prev_hash;
@@ -594,38 +705,147 @@ impl Writer {
             );
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
-            self.head_sync_due = true;
         }
         self.since_checkpoint += api_calls;
-        if let Ok(mut head) = self.shared.head.lock() {
-            *head = Head {
-                sequence: sequence - 1,
-                hash: self.prev_hash.clone(),
-                file: self.path.clone(),
-                len: self.file_len,
-            };
-        }
         if self.settings.to_log {
             let mut offset = 0;
             for (record, (seq, len)) in records.iter().zip(logged) {
-                let line = String::from_utf8_lossy(&buffer[offset..offset + len - 1]);
+                let line = String::from_utf8_lossy(&self.buffer[offset..offset + len - 1]);
                 offset += len;
                 log_record(record, seq, &line);
             }
         }
-        Ok(first_of_batch)
+        Ok(Appended {
+            first: first_of_batch,
+            checkpoint,
+        })
     }
 
-    /// Starts the next file; the chain simply continues into it.
+    /// Starts the next file; the chain simply continues into it. The sync thread still
+    /// flushes the old file for the batches written to it.
     fn rotate(&mut self) -> Result<(), AuditError> {
         let (file, path) = open_file(&self.settings.dir, self.next_sequence)?;
         tracing::info!(from = %self.path.display(), to = %path.display(), "audit file rotated");
-        self.file = file;
-        self.path = path;
+        self.file = Arc::new(file);
+        self.path = Arc::from(path);
         self.file_len = 0;
         self.file_day = None;
         Ok(())
     }
+}
+
+/// What one append wrote.
+struct Appended {
+    /// Sequence number of the first record given (after a checkpoint, if one was added).
+    first: u64,
+    checkpoint: bool,
+}
+
+/// The sync thread: fdatasyncs what the writer wrote, at most once per `interval`, one
+/// flush covering every batch written since the previous one; then moves the head and
+/// answers the waiters. Ends once stopped and everything queued is answered.
+fn sync_loop(syncer: &Syncer, shared: &Shared, interval: Duration, dir: &Path) {
+    let mut last_sync: Option<Instant> = None;
+    loop {
+        {
+            let mut queue = syncer
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            while queue.batches.is_empty() && !queue.stop {
+                queue = syncer
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if queue.batches.is_empty() {
+                return;
+            }
+        }
+        // Group commit over time: with an interval, batches written meanwhile share the
+        // next flush.
+        if let Some(at) = last_sync {
+            let since = at.elapsed();
+            if since < interval {
+                std::thread::sleep(interval - since);
+            }
+        }
+        let batches = std::mem::take(
+            &mut syncer
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .batches,
+        );
+        let result = match syncer.poisoned() {
+            Some(reason) => Err(reason),
+            None => sync_files(&batches),
+        };
+        last_sync = Some(Instant::now());
+        match result {
+            Ok(()) => durable(shared, batches),
+            Err(reason) => {
+                syncer.poison(&reason);
+                shared.untidy.store(true, Ordering::SeqCst);
+                let count = batches.iter().map(|b| b.waiters.len()).sum();
+                shared.failed(dir, count, &reason);
+                for batch in batches {
+                    for (done, _) in batch.waiters {
+                        done.send(Err(reason.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One fdatasync per file the batches were written to (more than one only across a
+/// rotation), in order.
+fn sync_files(batches: &[Written]) -> Result<(), String> {
+    let mut previous: Option<&Arc<File>> = None;
+    for batch in batches {
+        if previous.is_some_and(|file| Arc::ptr_eq(file, &batch.file)) {
+            continue;
+        }
+        previous = Some(&batch.file);
+        // The last batch on this file covers the others on it.
+        batch.file.sync_data().map_err(|err| {
+            format!(
+                "cannot fsync audit file {}: {err}; restart kmsd to recover",
+                batch.path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The batches are on stable storage: the head moves to their last record, the waiters are
+/// answered, and the head is recorded in the key database (durably after a checkpoint).
+fn durable(shared: &Shared, batches: Vec<Written>) {
+    let Some(last) = batches.last() else {
+        return;
+    };
+    if let Ok(mut head) = shared.head.lock() {
+        *head = Head {
+            sequence: last.last_sequence,
+            hash: last.last_hash.clone(),
+            file: last.path.to_path_buf(),
+            len: last.len,
+        };
+    }
+    shared.broken.store(false, Ordering::SeqCst);
+    let checkpoint = batches.iter().any(|b| b.checkpoint);
+    let records: u64 = batches.iter().map(|b| b.records).sum();
+    shared.written.fetch_add(records, Ordering::Relaxed);
+    for batch in batches {
+        for (done, sequence) in batch.waiters {
+            done.send(Ok(sequence));
+        }
+    }
+    // After the answers; the head thread writes it, so no batch waits for it. A failure
+    // is logged (by the head store) and only widens the window in which records can be
+    // cut unnoticed.
+    shared.request_head(checkpoint);
 }
 
 /// The record as a structured tracing event (journald shows the fields).

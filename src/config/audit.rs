@@ -16,6 +16,30 @@ pub enum OnFailure {
     Continue,
 }
 
+/// When a request's reply may go out relative to its audit record (see the README, "Audit
+/// trail", and docs/threat-model.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After the fdatasync covering the record: it survives a power loss.
+    #[default]
+    Fsync,
+    /// After the record's `write`: it is in the kernel and survives a crash or SIGKILL of
+    /// kmsd, not a power loss or kernel crash before the next flush. Changes (CreateKey,
+    /// ScheduleKeyDeletion, ...) still wait for the fdatasync of their intent record.
+    Write,
+}
+
+impl Durability {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Fsync => "fsync",
+            Durability::Write => "write",
+        }
+    }
+}
+
 /// The `[audit]` table of the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +51,9 @@ pub struct AuditConfig {
     /// Group commit: at most one fsync per this many milliseconds; records arriving meanwhile
     /// share it. 0 = no added wait (records already queued still share one fsync).
     pub fsync_interval_ms: u64,
+    /// "fsync" (the default: a reply waits for the fdatasync covering its record) or
+    /// "write" (a reply waits for the record's write; changes still wait for the fdatasync).
+    pub durability: Durability,
     /// Start a new file when the current one reaches this size.
     pub rotate_bytes: u64,
     /// Start a new file when the UTC day changes.
@@ -47,6 +74,7 @@ impl Default for AuditConfig {
             enabled: true,
             dir: None,
             fsync_interval_ms: 0,
+            durability: Durability::Fsync,
             rotate_bytes: 16 * 1024 * 1024,
             rotate_daily: true,
             checkpoint_every: 1000,

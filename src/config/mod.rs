@@ -19,7 +19,7 @@ pub mod tpm;
 pub mod values;
 
 pub use access::AccessSection;
-pub use audit::{AuditConfig, OnFailure};
+pub use audit::{AuditConfig, Durability, OnFailure};
 pub use limits::LimitsSection;
 pub use pricing::Pricing;
 pub use sigv4::{SigV4Keys, SigV4Section};
