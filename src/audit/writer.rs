@@ -635,6 +635,13 @@ impl Writer {
         if let Some(reason) = self.poisoned.clone().or_else(|| self.syncer.poisoned()) {
             return Err(reason);
         }
+        if records.is_empty() && !self.checkpoint_due() {
+            // A flush with nothing to add: no rotation, no write.
+            return Ok(Appended {
+                first: self.next_sequence,
+                checkpoint: false,
+            });
+        }
         let now = self.clock.now_ms();
         let first_day = records
             .first()
