@@ -4,7 +4,8 @@
 # kmsd-bench (which starts, measures and stops its own kmsd processes against that swtpm),
 # and writes bench-results/results.json and bench-results/results.md.
 #
-#   scripts/bench.sh                 # full run, release build (several minutes)
+#   scripts/bench.sh                 # full run, release build (several minutes), with the
+#                                    # throughput section in each audit mode (fsync, write, off)
 #   scripts/bench.sh --smoke         # a few seconds per section; checks the output (CI)
 #   scripts/bench.sh -- --concurrency 1,64   # anything after -- goes to kmsd-bench
 #
@@ -92,6 +93,10 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 args=(--tcti "swtpm:host=127.0.0.1,port=$port" --work-dir "$work/bench" --out-dir "$out_dir"
       --commit "$commit" --kmsd "$bin_dir/kmsd" --kmsctl "$bin_dir/kmsctl")
 $smoke && args+=(--smoke)
+# The full run measures every audit mode, unless the options after -- choose.
+if ! $smoke && [[ " ${extra[*]} " != *" --audit-modes"* && " ${extra[*]} " != *" --audit-off-too "* ]]; then
+    args+=(--audit-modes fsync,write,off)
+fi
 "$bin_dir/kmsd-bench" "${args[@]}" "${extra[@]}" &
 pids+=($!)
 wait "${pids[-1]}"
@@ -100,13 +105,36 @@ wait "${pids[-1]}"
 python3 - "$out_dir/results.json" <<'EOF'
 import json, os, sys
 results = json.load(open(sys.argv[1]))
-for section in ("meta", "throughput", "asymmetric", "library_ceilings", "startup", "create_key", "memory", "scrape", "alternatives", "fairness", "tcp", "connections", "caller_lookup", "files", "targets"):
+for section in ("meta", "disk", "throughput", "asymmetric", "library_ceilings", "startup", "create_key", "memory", "scrape", "alternatives", "fairness", "tcp", "connections", "caller_lookup", "files", "targets"):
     assert section in results, f"results.json lacks {section}"
 sections = results["meta"]["sections"]
 if "throughput" in sections:
     assert results["throughput"], "no throughput rows"
     assert all(r["requests"] > 0 for r in results["throughput"]), "a throughput run made no request"
     assert all(r["errors"] == 0 for r in results["throughput"]), "a throughput run had errors"
+    echo = [r for r in results["throughput"] if r["config"] == "echo ceiling"]
+    served = [r for r in results["throughput"] if r["config"] != "echo ceiling"]
+    assert echo, "no echo ceiling rows"
+    assert any(not r["operation"].startswith("Ping") for r in echo), "no POST row of the echo server"
+    assert served, "no kmsd throughput rows"
+    for r in served:
+        row = f'{r["config"]} {r["operation"]} c={r["concurrency"]}'
+        assert any(e["concurrency"] == r["concurrency"] for e in echo), f"{row}: no echo row at its concurrency"
+        assert r["ratio_to_ceiling"] is not None, f"{row}: no ratio to the echo ceiling"
+        assert r["kmsd_context_switches_per_request"] is not None, f"{row}: no context switches"
+if "disk" in sections:
+    disk = results["disk"]
+    assert len(disk) == 2, f"disk rows missing: {disk}"
+    plain, preallocated = disk
+    assert plain["calls"] > 0 and not plain["note"], f"the disk append + fdatasync failed: {plain}"
+    assert plain["p50_us"] > 0, f"no disk latency: {plain}"
+    # A filesystem without fallocate says so in the note; anything else is a failure.
+    assert (preallocated["calls"] > 0 and not preallocated["note"]) or preallocated["note"].startswith("fallocate"), \
+        f"the preallocated disk run failed: {preallocated}"
+    if "throughput" in sections:
+        first = [r for r in results["throughput"] if r["config"] == "audit fsync" and r["concurrency"] == 1
+                 and not r["operation"].startswith("Ping")]
+        assert all(r["p50_minus_disk_p50_us"] is not None for r in first), "audited c=1 rows lack p50 minus disk p50"
 if "asymmetric" in sections:
     assert results["asymmetric"], "no asymmetric rows"
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["asymmetric"]), "an asymmetric run failed"
