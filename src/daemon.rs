@@ -512,9 +512,10 @@ fn access_settings(section: &AccessSection) -> AccessSettings {
 /// Flushes observers at shutdown, after the last request finished and before the keys are
 /// dropped. The usage ledger adds its flush here.
 async fn flush_observers(audit: Option<Arc<AuditTrail>>, metering: Arc<Metering>) {
-    // Every audit record is durable before its response is sent, so nothing is pending
-    // here; the head is recorded durably as a clean stop (nothing may follow it at the next
-    // start), then dropping the last handle lets the writer thread finish.
+    // With durability "fsync" every record is durable before its response is sent; with
+    // "write" the last ones may still wait for their fdatasync. `close` flushes (at most 5 s),
+    // then records the head durably as a clean stop (nothing may follow it at the next
+    // start); dropping the last handle lets the writer and sync threads finish.
     if let Some(audit) = audit {
         let closing = tokio::task::spawn_blocking(move || audit.close());
         match tokio::time::timeout(Duration::from_secs(10), closing).await {
