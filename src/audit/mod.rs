@@ -288,11 +288,28 @@ fn head_loop(shared: Arc<Shared>, key: Arc<MacKey>) {
 
 /// The audit trail of a running daemon.
 pub struct AuditTrail {
-    jobs: mpsc::Sender<writer::Job>,
+    writer: Arc<writer::Writer>,
+    sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     shared: Arc<Shared>,
     settings: AuditSettings,
     arns: ArnContext,
     key: Arc<MacKey>,
+}
+
+impl Drop for AuditTrail {
+    /// Lets the sync thread finish what is queued, then ends it and the head thread.
+    fn drop(&mut self) {
+        self.writer.stop();
+        let thread = self
+            .sync_thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        self.shared.stop_head_thread();
+    }
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -340,17 +357,6 @@ impl AuditTrail {
             head_request: Mutex::new(HeadRequest::default()),
             head_wake: Condvar::new(),
         });
-        let writer = writer::Writer::start(
-            settings.clone(),
-            Arc::clone(&key),
-            Arc::clone(&shared),
-            clock,
-            writer::StartChecks {
-                expected,
-                accept_cut,
-            },
-        )?;
-        let (jobs, receiver) = mpsc::channel();
         {
             let shared = Arc::clone(&shared);
             let key = Arc::clone(&key);
@@ -362,19 +368,30 @@ impl AuditTrail {
                     source: err,
                 })?;
         }
-        std::thread::Builder::new()
-            .name("kmsd-audit".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(|err| AuditError::Io {
-                path: settings.dir.clone(),
-                source: err,
-            })?;
+        let started = writer::Writer::start(
+            settings.clone(),
+            Arc::clone(&key),
+            Arc::clone(&shared),
+            clock,
+            writer::StartChecks {
+                expected,
+                accept_cut,
+            },
+        );
+        let (writer, sync_thread) = match started {
+            Ok(started) => started,
+            Err(err) => {
+                shared.stop_head_thread();
+                return Err(err);
+            }
+        };
         let arns = ArnContext {
             region: settings.region.clone(),
             account_id: settings.account_id.clone(),
         };
         Ok(AuditTrail {
-            jobs,
+            writer,
+            sync_thread: Mutex::new(Some(sync_thread)),
             shared,
             settings,
             arns,
@@ -405,15 +422,9 @@ impl AuditTrail {
     pub fn record(&self, event: &RequestEvent<'_>) -> PendingRecord {
         let record = AuditRecord::from_event(event, &self.arns);
         let (done, receiver) = oneshot::channel();
-        let receiver = match self.jobs.send(writer::Job {
-            record: Some(record),
-            done: writer::Done::Async(done),
-        }) {
-            Ok(()) => Some(receiver),
-            Err(_) => None,
-        };
+        self.writer.append(record, writer::Done::Async(done));
         PendingRecord {
-            receiver,
+            receiver: Some(receiver),
             on_failure: self.settings.on_failure,
             shared: Arc::clone(&self.shared),
         }
@@ -425,12 +436,7 @@ impl AuditTrail {
     fn write_blocking(&self, record: AuditRecord) -> Result<u64, String> {
         self.admit().map_err(|err| err.to_string())?;
         let (done, receiver) = mpsc::channel();
-        self.jobs
-            .send(writer::Job {
-                record: Some(record),
-                done: writer::Done::Blocking(done),
-            })
-            .map_err(|_| "the audit writer stopped".to_string())?;
+        self.writer.append(record, writer::Done::Blocking(done));
         match receiver.recv_timeout(INTENT_DEADLINE) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
@@ -481,12 +487,7 @@ impl AuditTrail {
     /// `write`, replies go out before that). Blocking.
     pub fn flush(&self, deadline: Duration) -> Result<(), String> {
         let (done, receiver) = mpsc::channel();
-        self.jobs
-            .send(writer::Job {
-                record: None,
-                done: writer::Done::Blocking(done),
-            })
-            .map_err(|_| "the audit writer stopped".to_string())?;
+        self.writer.flush(writer::Done::Blocking(done));
         match receiver.recv_timeout(deadline) {
             Ok(result) => result.map(|_| ()),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(

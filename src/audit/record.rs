@@ -6,6 +6,7 @@ use crate::identity::Caller;
 use crate::request::{Call, RequestEvent, ServiceEvent};
 use serde::Serialize;
 use serde_json::Value;
+use std::io::Write;
 
 /// Version of the record layout (see docs/audit-format.md).
 pub const EVENT_VERSION: &str = "1.08";
@@ -139,10 +140,9 @@ pub struct AuditRecord {
     /// Details of a service event (start, recovery, checkpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_event_details: Option<Value>,
-    /// Position in the trail, from 1, across files and restarts. Set by the writer.
-    pub sequence: u64,
-    /// Hash of the previous record's body. Set by the writer.
-    pub prev_hash: String,
+    // The last two fields on disk, `sequence` (position in the trail, from 1, across files
+    // and restarts) and `prevHash` (hash of the previous record's body), are appended by the
+    // writer to the encoding: see [`AuditRecord::encode_open`] and [`close_body`].
     /// Milliseconds since the epoch, used by the writer for daily rotation; not serialized.
     #[serde(skip)]
     pub time_ms: i64,
@@ -251,8 +251,6 @@ impl AuditRecord {
             resources,
             additional_event_data: None,
             service_event_details: None,
-            sequence: 0,
-            prev_hash: String::new(),
             time_ms: call.event_time_ms,
         }
     }
@@ -312,11 +310,37 @@ impl AuditRecord {
             resources: Vec::new(),
             additional_event_data: None,
             service_event_details: Some(details),
-            sequence: 0,
-            prev_hash: String::new(),
             time_ms,
         }
     }
+}
+
+impl AuditRecord {
+    /// Encodes the record into `out` (cleared first) as a JSON object still open for its
+    /// last two fields: everything but the closing `}`. Done before the record's place in
+    /// the chain is known, outside the writer's lock.
+    pub fn encode_open(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        out.clear();
+        serde_json::to_writer(&mut *out, self)
+            .map_err(|err| format!("cannot encode an audit record: {err}"))?;
+        // `{...}` of a struct with at least one field always ends in `}`.
+        if out.pop() != Some(b'}') {
+            return Err("an audit record did not encode as a JSON object".into());
+        }
+        Ok(())
+    }
+}
+
+/// The record body: an [`AuditRecord::encode_open`] encoding closed with its `sequence` and
+/// `prevHash` (written into `body`, cleared first).
+pub fn close_body(open: &[u8], sequence: u64, prev_hash: &str, body: &mut Vec<u8>) {
+    body.clear();
+    body.extend_from_slice(open);
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        body,
+        ",\"sequence\":{sequence},\"prevHash\":\"{prev_hash}\"}}"
+    );
 }
 
 /// Lower-cases the first letter of every object key (CloudTrail's camelCase), except

@@ -1,7 +1,14 @@
-//! The writer thread: appends records in the order they were submitted, seals each into the
-//! chain, rotates files by size and by UTC day, writes checkpoints, and group-commits: one
-//! `write` and one `fdatasync` per batch, at most one fsync every `fsync_interval_ms`.
-//! Requests wait (asynchronously) for the fsync of the batch holding their record.
+//! The writer: seals records into the chain in the order they arrive, rotates files by size
+//! and by UTC day, writes checkpoints, and group-commits.
+//!
+//! A request encodes its record on its own thread, then, under one lock, seals it (sequence,
+//! `prevHash`, hash and MAC) into the pending batch. The sync thread takes the batch, writes
+//! it with one `write` and makes it durable with one `fdatasync` (at most one every
+//! `fsync_interval_ms`); while that flush is in flight, later requests seal theirs into the
+//! next batch, which the next flush covers. A request waits (asynchronously) only for the
+//! flush covering its record. With `durability = "write"` a request writes the pending
+//! batch itself and is answered at once; the sync thread flushes in the background. Changes
+//! always wait for the flush. There is no hand-off per request beyond the flush's own.
 //!
 //! Start-up: the chain resumes from the last complete record of the newest file (its MAC is
 //! checked). A torn last line (a crash in the middle of a write) is left untouched as
@@ -10,6 +17,7 @@
 
 use super::chain::{seal_into, MacKey, SealedLine, GENESIS_HASH};
 use super::head::Expected;
+use super::record::close_body;
 use super::record::{AuditRecord, API_CALL, CHECKPOINT_EVENT, START_EVENT};
 use super::verify::{file_name, list_files, named_sequence, verify_files, Head, VerifyOptions};
 use super::{AuditError, AuditSettings, Shared};
@@ -25,18 +33,9 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Most records written in one batch.
-const MAX_BATCH: usize = 4096;
 const DAY_MS: i64 = 86_400_000;
 /// How long the start waits for its start record to be durable.
 const START_DEADLINE: Duration = Duration::from_secs(30);
-
-/// One record waiting to be written and who to tell when it is safe; with no record, a
-/// flush: its waiter is answered once everything written before it is on stable storage.
-pub(super) struct Job {
-    pub record: Option<AuditRecord>,
-    pub done: Done,
-}
 
 /// Who waits for a record: a request (asynchronously) or a change (on a blocking thread).
 /// A change always waits for its record to be on stable storage, whatever the durability:
@@ -64,7 +63,7 @@ impl Done {
     }
 }
 
-/// A written batch on its way to stable storage (from the writer to the sync thread).
+/// A written batch on its way to stable storage.
 struct Written {
     file: Arc<File>,
     path: Arc<Path>,
@@ -81,79 +80,52 @@ struct Written {
     checkpoint: bool,
 }
 
-/// The sync thread's queue and its wake-up; `poisoned` is shared with the writer.
-struct Syncer {
-    queue: Mutex<SyncQueue>,
-    wake: Condvar,
-    /// Set when an fdatasync failed: after it the page cache state of the file is unknown,
-    /// so nothing more is written until a restart recovers the tail.
-    poisoned: Mutex<Option<String>>,
-}
-
-#[derive(Default)]
-struct SyncQueue {
-    batches: Vec<Written>,
-    stop: bool,
-}
-
-impl Syncer {
-    fn push(&self, written: Written) {
-        let mut queue = self
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        queue.batches.push(written);
-        self.wake.notify_one();
-    }
-
-    fn stop(&self) {
-        let mut queue = self
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        queue.stop = true;
-        self.wake.notify_one();
-    }
-
-    fn poisoned(&self) -> Option<String> {
-        self.poisoned
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn poison(&self, reason: &str) {
-        let mut poisoned = self
-            .poisoned
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        poisoned.get_or_insert_with(|| reason.to_string());
-    }
-}
-
+/// The writer: appends records to the chain in the order they arrive, from the request's
+/// own thread (sealing takes microseconds under one lock), and a sync thread that writes
+/// and fdatasyncs them. See the module documentation.
 pub(super) struct Writer {
     settings: AuditSettings,
     key: Arc<MacKey>,
     shared: Arc<Shared>,
     clock: Clock,
+    state: Mutex<State>,
+    /// Wakes the sync thread.
+    wake: Condvar,
+}
+
+/// The chain's end and what is not yet on stable storage.
+struct State {
     file: Arc<File>,
     path: Arc<Path>,
+    /// Bytes written to the file (not counting `pending`).
     file_len: u64,
     /// UTC day (days since the epoch) of the file's first record.
     file_day: Option<i64>,
     next_sequence: u64,
     prev_hash: String,
+    /// The last record in the file (written, maybe not yet flushed).
+    written_sequence: u64,
+    written_hash: String,
     since_checkpoint: u64,
     last_checkpoint: Instant,
-    /// Set when the file may hold bytes that are not whole records (a failed roll-back);
-    /// nothing more is written until a restart recovers the tail.
+    /// Set when the file may hold bytes that are not whole records (a failed fdatasync or
+    /// a failed roll-back); nothing more is written until a restart recovers the tail.
     poisoned: Option<String>,
-    /// The batch being encoded, reused from batch to batch.
-    buffer: Vec<u8>,
-    /// One record's body, reused from record to record.
+    /// Sealed lines not yet written (the sync thread writes them, one `write` per batch).
+    pending: Vec<u8>,
+    /// Waiters of `pending` (and flushes), answered after the fdatasync covering them.
+    pending_waiters: Vec<(Done, u64)>,
+    /// Records in `pending` not yet counted as written.
+    pending_records: u64,
+    /// `pending` holds a checkpoint.
+    pending_checkpoint: bool,
+    /// Written batches waiting for their fdatasync.
+    unsynced: Vec<Written>,
+    /// One record's body, reused.
     body: Vec<u8>,
-    syncer: Arc<Syncer>,
-    sync_thread: Option<std::thread::JoinHandle<()>>,
+    /// The sync thread is waiting for work (only then does an append wake it).
+    sync_idle: bool,
+    stop: bool,
 }
 
 /// How the chain resumes.
@@ -436,7 +408,7 @@ impl Writer {
         shared: Arc<Shared>,
         clock: Clock,
         checks: StartChecks,
-    ) -> Result<Writer, AuditError> {
+    ) -> Result<(Arc<Writer>, std::thread::JoinHandle<()>), AuditError> {
         prepare_dir(&settings.dir)?;
         let resume = resume(&settings.dir, &key)?;
         let accepted_cut = check_start(&settings.dir, &key, &resume, &checks)?;
@@ -468,46 +440,48 @@ impl Writer {
             durability = settings.durability.name(),
             "audit trail open"
         );
-        let syncer = Arc::new(Syncer {
-            queue: Mutex::new(SyncQueue::default()),
-            wake: Condvar::new(),
-            poisoned: Mutex::new(None),
-        });
-        let sync_thread = {
-            let syncer = Arc::clone(&syncer);
-            let shared = Arc::clone(&shared);
-            let interval = Duration::from_millis(settings.fsync_interval_ms);
-            let dir = settings.dir.clone();
-            std::thread::Builder::new()
-                .name("kmsd-audit-sync".into())
-                .spawn(move || sync_loop(&syncer, &shared, interval, &dir))
-                .map_err(|err| io_err(&settings.dir, err))?
-        };
         let now = clock.now_ms();
-        let mut writer = Writer {
+        let dir = settings.dir.clone();
+        let writer = Arc::new(Writer {
             settings,
             key,
             shared,
             clock,
-            file: Arc::new(file),
-            path: Arc::from(path),
-            file_len: 0,
-            file_day: None,
-            next_sequence: resume.next_sequence,
-            prev_hash: resume.prev_hash,
-            since_checkpoint: 0,
-            last_checkpoint: Instant::now(),
-            poisoned: None,
-            buffer: Vec::new(),
-            body: Vec::new(),
-            syncer,
-            sync_thread: Some(sync_thread),
+            state: Mutex::new(State {
+                file: Arc::new(file),
+                path: Arc::from(path),
+                file_len: 0,
+                file_day: None,
+                next_sequence: resume.next_sequence,
+                written_sequence: resume.next_sequence - 1,
+                written_hash: resume.prev_hash.clone(),
+                prev_hash: resume.prev_hash,
+                since_checkpoint: 0,
+                last_checkpoint: Instant::now(),
+                poisoned: None,
+                pending: Vec::new(),
+                pending_waiters: Vec::new(),
+                pending_records: 0,
+                pending_checkpoint: false,
+                unsynced: Vec::new(),
+                body: Vec::new(),
+                sync_idle: false,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let sync_thread = {
+            let writer = Arc::clone(&writer);
+            std::thread::Builder::new()
+                .name("kmsd-audit-sync".into())
+                .spawn(move || writer.sync_loop())
+                .map_err(|err| io_err(&dir, err))?
         };
         let (done, receiver) = mpsc::channel();
-        writer.write_batch(vec![Job {
-            record: Some(AuditRecord::service_event(START_EVENT, now, details)),
-            done: Done::Blocking(done),
-        }]);
+        writer.append(
+            AuditRecord::service_event(START_EVENT, now, details),
+            Done::Blocking(done),
+        );
         let started = receiver
             .recv_timeout(START_DEADLINE)
             .map_err(|_| {
@@ -517,287 +491,303 @@ impl Writer {
             })
             .and_then(|result| result.map_err(AuditError::Unavailable));
         if let Err(err) = started {
-            writer.stop_sync_thread();
+            writer.stop();
+            let _ = sync_thread.join();
             return Err(err);
         }
         // The count is of records written for requests and changes, not the start record.
         writer.shared.written.store(0, Ordering::Relaxed);
-        Ok(writer)
+        Ok((writer, sync_thread))
     }
 
-    /// Serves jobs until every sender is gone, then lets the sync thread finish what was
-    /// written and stops it.
-    pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        loop {
-            let first = match jobs.recv_timeout(self.settings.checkpoint_interval) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if self.checkpoint_due() {
-                        self.write_batch(Vec::new());
-                    }
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.stop_sync_thread();
-                    self.shared.stop_head_thread();
-                    return;
-                }
-            };
-            // Group commit: everything queued goes into one write. The sync thread flushes
-            // while the next batch is encoded and written; each waiter waits only for the
-            // fdatasync covering its record (or, with durability "write", for the write).
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.write_batch(batch);
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn stop_sync_thread(&mut self) {
-        self.syncer.stop();
-        if let Some(thread) = self.sync_thread.take() {
-            let _ = thread.join();
-        }
+    /// Asks the sync thread to finish what is queued and end.
+    pub(super) fn stop(&self) {
+        self.lock().stop = true;
+        self.wake.notify_one();
     }
 
-    /// Seals and writes the records of `jobs` (plus a checkpoint first, when one is due; an
-    /// empty `jobs` writes just a due checkpoint), answers the waiters that need only the
-    /// write, and hands the batch to the sync thread for the others.
-    fn write_batch(&mut self, jobs: Vec<Job>) {
-        let mut records = Vec::with_capacity(jobs.len());
-        let mut waiters = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            waiters.push((job.done, job.record.is_some()));
-            if let Some(record) = job.record {
-                records.push(record);
-            }
+    /// Adds `record` to the chain and tells `done` its sequence number once it is safe:
+    /// written (durability "write", requests) or on stable storage. Encoding happens before
+    /// the lock; under it only the seal (hash and MAC) and, for "write", the `write`.
+    pub(super) fn append(&self, record: AuditRecord, done: Done) {
+        let mut open = Vec::with_capacity(768);
+        if let Err(reason) = record.encode_open(&mut open) {
+            self.shared.failed(&self.settings.dir, 1, &reason);
+            done.send(Err(reason));
+            return;
         }
-        let count = records.len();
-        let appended = match self.append(&mut records) {
-            Ok(appended) => appended,
+        let mut state = self.lock();
+        let now_disk = done.waits_for_disk(self.settings.durability);
+        let sequence = match self.seal(&mut state, &record, &open) {
+            Ok(sequence) => sequence,
             Err(reason) => {
-                self.shared.failed(&self.settings.dir, count, &reason);
-                for (done, _) in waiters {
-                    done.send(Err(reason.clone()));
-                }
+                drop(state);
+                self.shared.failed(&self.settings.dir, 1, &reason);
+                done.send(Err(reason));
                 return;
             }
         };
-        let durability = self.settings.durability;
-        let mut sequence = appended.first;
-        let mut after_disk = Vec::new();
-        let mut answered = 0u64;
-        for (done, has_record) in waiters {
-            // A flush waits for everything before it: the batch's last record.
-            let of_waiter = if has_record {
-                sequence += 1;
-                sequence - 1
-            } else {
-                self.next_sequence - 1
-            };
-            if done.waits_for_disk(durability) {
-                after_disk.push((done, of_waiter));
-            } else {
-                done.send(Ok(of_waiter));
-                answered += u64::from(has_record);
+        if now_disk {
+            state.pending_waiters.push((done, sequence));
+            state.pending_records += 1;
+            let wake = state.sync_idle;
+            drop(state);
+            if wake {
+                self.wake.notify_one();
             }
+            return;
         }
-        if answered > 0 {
-            self.shared.broken.store(false, Ordering::SeqCst);
-            self.shared.written.fetch_add(answered, Ordering::Relaxed);
+        // Durability "write": the record goes to the kernel now; the sync thread flushes it
+        // in the background.
+        let written = self.write_pending(&mut state);
+        let wake = state.sync_idle;
+        drop(state);
+        if wake {
+            self.wake.notify_one();
         }
-        self.syncer.push(Written {
-            file: Arc::clone(&self.file),
-            path: Arc::clone(&self.path),
-            len: self.file_len,
-            last_sequence: self.next_sequence - 1,
-            last_hash: self.prev_hash.clone(),
-            records: count as u64 - answered,
-            waiters: after_disk,
-            checkpoint: appended.checkpoint,
-        });
+        match written {
+            Ok(()) => {
+                self.shared.broken.store(false, Ordering::SeqCst);
+                self.shared.written.fetch_add(1, Ordering::Relaxed);
+                done.send(Ok(sequence));
+            }
+            Err(reason) => done.send(Err(reason)),
+        }
     }
 
-    fn checkpoint_due(&self) -> bool {
-        self.since_checkpoint > 0
-            && (self.since_checkpoint >= self.settings.checkpoint_every
-                || self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval)
+    /// Answers `done` once everything appended before is on stable storage.
+    pub(super) fn flush(&self, done: Done) {
+        let mut state = self.lock();
+        if let Some(reason) = state.poisoned.clone() {
+            drop(state);
+            done.send(Err(reason));
+            return;
+        }
+        let last = state.next_sequence - 1;
+        state.pending_waiters.push((done, last));
+        let wake = state.sync_idle;
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
     }
 
-    /// Seals and appends `records` (plus a checkpoint first, when one is due) with one
-    /// `write`; returns the sequence number of the first of `records`. On error nothing of
-    /// the batch counts: the file is cut back to its last whole record.
-    fn append(&mut self, records: &mut Vec<AuditRecord>) -> Result<Appended, String> {
-        if let Some(reason) = self.poisoned.clone().or_else(|| self.syncer.poisoned()) {
-            return Err(reason);
+    /// Seals the record (after a checkpoint, when one is due) into `pending`, rotating
+    /// first when the file is full or the day changed; returns its sequence number.
+    fn seal(&self, state: &mut State, record: &AuditRecord, open: &[u8]) -> Result<u64, String> {
+        if let Some(reason) = &state.poisoned {
+            return Err(reason.clone());
         }
-        if records.is_empty() && !self.checkpoint_due() {
-            // A flush with nothing to add: no rotation, no write.
-            return Ok(Appended {
-                first: self.next_sequence,
-                checkpoint: false,
-            });
+        let day = record.time_ms.div_euclid(DAY_MS);
+        let new_day = self.settings.rotate_daily && state.file_day.is_some_and(|d| d != day);
+        let len = state.file_len + state.pending.len() as u64;
+        if len > 0 && (len >= self.settings.rotate_bytes || new_day) {
+            self.rotate(state)?;
         }
-        let now = self.clock.now_ms();
-        let first_day = records
-            .first()
-            .map_or(now, |r| r.time_ms)
-            .div_euclid(DAY_MS);
-        let new_day = self.settings.rotate_daily && self.file_day.is_some_and(|d| d != first_day);
-        if self.file_len > 0 && (self.file_len >= self.settings.rotate_bytes || new_day) {
-            self.rotate().map_err(|err| err.to_string())?;
+        if self.checkpoint_due(state) {
+            self.seal_checkpoint(state, self.clock.now_ms())?;
         }
-        let checkpoint = self.checkpoint_due();
-        if checkpoint {
-            let details = json!({
-                "sequence": self.next_sequence - 1,
-                "headHash": self.prev_hash,
-                "recordsSincePrevious": self.since_checkpoint,
-            });
-            records.insert(
-                0,
-                AuditRecord::service_event(CHECKPOINT_EVENT, now, details),
-            );
+        let sequence = self.seal_line(state, record, open);
+        if record.event_type == API_CALL {
+            state.since_checkpoint += 1;
         }
-        let first_of_batch = self.next_sequence + u64::from(checkpoint);
-        self.buffer.clear();
-        let mut sequence = self.next_sequence;
-        let mut prev_hash = self.prev_hash.clone();
-        let mut api_calls = 0;
-        let mut logged = Vec::new();
-        for record in records.iter_mut() {
-            record.sequence = sequence;
-            record.prev_hash = std::mem::take(&mut prev_hash);
-            self.body.clear();
-            serde_json::to_writer(&mut self.body, &*record)
-                .map_err(|err| format!("cannot encode an audit record: {err}"))?;
-            let start = self.buffer.len();
-            prev_hash = seal_into(&self.body, &self.key, &mut self.buffer);
-            if self.settings.to_log {
-                logged.push((sequence, self.buffer.len() - start));
-            }
-            sequence += 1;
-            if record.event_type == API_CALL {
-                api_calls += 1;
-            }
-        }
-        if let Err(err) = (&*self.file).write_all(&self.buffer) {
-            // Cut the partial batch off so the file ends with a whole record again.
-            if let Err(cut) = self.file.set_len(self.file_len) {
-                self.shared.untidy.store(true, Ordering::SeqCst);
-                self.poisoned = Some(format!(
-                    "audit file {} could not be cut back after a failed write ({cut}); restart kmsd to recover",
-                    self.path.display()
-                ));
-            }
-            return Err(format!(
-                "cannot write audit file {}: {err}",
-                self.path.display()
-            ));
-        }
-        self.file_len += self.buffer.len() as u64;
-        self.file_day.get_or_insert(first_day);
-        self.next_sequence = sequence;
-        self.prev_hash = prev_hash;
-        if checkpoint {
-            tracing::info!(
-                target: "kmsd::audit::checkpoint",
-                sequence = records[0].sequence,
-                head_hash = %records[0].prev_hash,
-                "audit checkpoint"
-            );
-            self.since_checkpoint = 0;
-            self.last_checkpoint = Instant::now();
-        }
-        self.since_checkpoint += api_calls;
+        state.file_day.get_or_insert(day);
+        Ok(sequence)
+    }
+
+    fn seal_line(&self, state: &mut State, record: &AuditRecord, open: &[u8]) -> u64 {
+        let sequence = state.next_sequence;
+        let mut body = std::mem::take(&mut state.body);
+        close_body(open, sequence, &state.prev_hash, &mut body);
+        let start = state.pending.len();
+        state.prev_hash = seal_into(&body, &self.key, &mut state.pending);
+        state.body = body;
+        state.next_sequence += 1;
         if self.settings.to_log {
-            let mut offset = 0;
-            for (record, (seq, len)) in records.iter().zip(logged) {
-                let line = String::from_utf8_lossy(&self.buffer[offset..offset + len - 1]);
-                offset += len;
-                log_record(record, seq, &line);
-            }
+            let line = String::from_utf8_lossy(&state.pending[start..state.pending.len() - 1]);
+            log_record(record, sequence, &line);
         }
-        Ok(Appended {
-            first: first_of_batch,
-            checkpoint,
-        })
+        sequence
     }
 
-    /// Starts the next file; the chain simply continues into it. The sync thread still
-    /// flushes the old file for the batches written to it.
-    fn rotate(&mut self) -> Result<(), AuditError> {
-        let (file, path) = open_file(&self.settings.dir, self.next_sequence)?;
-        tracing::info!(from = %self.path.display(), to = %path.display(), "audit file rotated");
-        self.file = Arc::new(file);
-        self.path = Arc::from(path);
-        self.file_len = 0;
-        self.file_day = None;
+    fn checkpoint_due(&self, state: &State) -> bool {
+        state.since_checkpoint > 0
+            && (state.since_checkpoint >= self.settings.checkpoint_every
+                || state.last_checkpoint.elapsed() >= self.settings.checkpoint_interval)
+    }
+
+    fn seal_checkpoint(&self, state: &mut State, now: i64) -> Result<(), String> {
+        let covered = state.next_sequence - 1;
+        let details = json!({
+            "sequence": covered,
+            "headHash": state.prev_hash,
+            "recordsSincePrevious": state.since_checkpoint,
+        });
+        let record = AuditRecord::service_event(CHECKPOINT_EVENT, now, details);
+        let mut open = Vec::new();
+        record.encode_open(&mut open)?;
+        let head_hash = state.prev_hash.clone();
+        let sequence = self.seal_line(state, &record, &open);
+        tracing::info!(
+            target: "kmsd::audit::checkpoint",
+            sequence,
+            head_hash = %head_hash,
+            "audit checkpoint"
+        );
+        state.since_checkpoint = 0;
+        state.last_checkpoint = Instant::now();
+        state.pending_checkpoint = true;
         Ok(())
     }
-}
 
-/// What one append wrote.
-struct Appended {
-    /// Sequence number of the first record given (after a checkpoint, if one was added).
-    first: u64,
-    checkpoint: bool,
-}
-
-/// The sync thread: fdatasyncs what the writer wrote, at most once per `interval`, one
-/// flush covering every batch written since the previous one; then moves the head and
-/// answers the waiters. Ends once stopped and everything queued is answered.
-fn sync_loop(syncer: &Syncer, shared: &Shared, interval: Duration, dir: &Path) {
-    let mut last_sync: Option<Instant> = None;
-    loop {
-        {
-            let mut queue = syncer
-                .queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            while queue.batches.is_empty() && !queue.stop {
-                queue = syncer
-                    .wake
-                    .wait(queue)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-            }
-            if queue.batches.is_empty() {
-                return;
-            }
+    /// Writes `pending` with one `write` and queues it, with its waiters, for the next
+    /// fdatasync. On error the file is cut back to its last whole record and the waiters
+    /// are refused; the chain's end goes back to what is in the file.
+    fn write_pending(&self, state: &mut State) -> Result<(), String> {
+        if state.pending.is_empty() && state.pending_waiters.is_empty() {
+            return Ok(());
         }
-        // Group commit over time: with an interval, batches written meanwhile share the
-        // next flush.
-        if let Some(at) = last_sync {
-            let since = at.elapsed();
-            if since < interval {
-                std::thread::sleep(interval - since);
+        let written = (&*state.file).write_all(&state.pending);
+        if let Err(err) = written {
+            let reason = format!("cannot write audit file {}: {err}", state.path.display());
+            if let Err(cut) = state.file.set_len(state.file_len) {
+                state.poisoned = Some(format!(
+                    "audit file {} could not be cut back after a failed write ({cut}); restart kmsd to recover",
+                    state.path.display()
+                ));
+                self.shared.untidy.store(true, Ordering::SeqCst);
             }
+            let waiters = std::mem::take(&mut state.pending_waiters);
+            let count = waiters.len().max(1);
+            state.pending.clear();
+            state.pending_records = 0;
+            state.pending_checkpoint = false;
+            // The sealed lines are gone: the chain continues from the last written record.
+            self.rewind(state);
+            self.shared.failed(&self.settings.dir, count, &reason);
+            for (done, _) in waiters {
+                done.send(Err(reason.clone()));
+            }
+            return Err(reason);
         }
-        let batches = std::mem::take(
-            &mut syncer
-                .queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .batches,
-        );
-        let result = match syncer.poisoned() {
-            Some(reason) => Err(reason),
-            None => sync_files(&batches),
+        state.file_len += state.pending.len() as u64;
+        state.pending.clear();
+        state.written_sequence = state.next_sequence - 1;
+        state.written_hash.clone_from(&state.prev_hash);
+        let written = Written {
+            file: Arc::clone(&state.file),
+            path: Arc::clone(&state.path),
+            len: state.file_len,
+            last_sequence: state.next_sequence - 1,
+            last_hash: state.prev_hash.clone(),
+            waiters: std::mem::take(&mut state.pending_waiters),
+            records: std::mem::take(&mut state.pending_records),
+            checkpoint: std::mem::take(&mut state.pending_checkpoint),
         };
-        last_sync = Some(Instant::now());
-        match result {
-            Ok(()) => durable(shared, batches),
-            Err(reason) => {
-                syncer.poison(&reason);
-                shared.untidy.store(true, Ordering::SeqCst);
-                let count = batches.iter().map(|b| b.waiters.len()).sum();
-                shared.failed(dir, count, &reason);
-                for batch in batches {
-                    for (done, _) in batch.waiters {
+        state.unsynced.push(written);
+        Ok(())
+    }
+
+    /// After a failed write: the chain's end is again the last record in the file.
+    fn rewind(&self, state: &mut State) {
+        state.next_sequence = state.written_sequence + 1;
+        state.prev_hash = state.written_hash.clone();
+    }
+
+    /// Starts the next file (after writing what is pending to the current one); the chain
+    /// simply continues into it. The sync thread still flushes the old file.
+    fn rotate(&self, state: &mut State) -> Result<(), String> {
+        self.write_pending(state)?;
+        let (file, path) =
+            open_file(&self.settings.dir, state.next_sequence).map_err(|err| err.to_string())?;
+        tracing::info!(from = %state.path.display(), to = %path.display(), "audit file rotated");
+        state.file = Arc::new(file);
+        state.path = Arc::from(path);
+        state.file_len = 0;
+        state.file_day = None;
+        Ok(())
+    }
+
+    /// The sync thread: writes what was appended (one `write` per batch) and fdatasyncs it,
+    /// at most once per `fsync_interval_ms`, one flush covering every batch written since
+    /// the previous one; then moves the head and answers the waiters. While a flush is in
+    /// flight, requests keep sealing their records into the next batch. Writes a checkpoint
+    /// when one is due and nothing else happens. Ends once stopped with nothing queued.
+    fn sync_loop(&self) {
+        let interval = Duration::from_millis(self.settings.fsync_interval_ms);
+        let mut last_sync: Option<Instant> = None;
+        loop {
+            let mut state = self.lock();
+            loop {
+                let work = !state.pending.is_empty()
+                    || !state.pending_waiters.is_empty()
+                    || !state.unsynced.is_empty();
+                if work {
+                    break;
+                }
+                if state.stop {
+                    return;
+                }
+                state.sync_idle = true;
+                let (guard, timeout) = self
+                    .wake
+                    .wait_timeout(state, self.settings.checkpoint_interval)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state = guard;
+                state.sync_idle = false;
+                if timeout.timed_out() && state.poisoned.is_none() && self.checkpoint_due(&state) {
+                    if let Err(reason) = self.seal_checkpoint(&mut state, self.clock.now_ms()) {
+                        tracing::error!(error = %reason, "the audit checkpoint could not be sealed");
+                    }
+                }
+            }
+            // Group commit over time: with an interval, what is appended meanwhile shares
+            // the next flush.
+            if let Some(at) = last_sync {
+                let since = at.elapsed();
+                if since < interval {
+                    drop(state);
+                    std::thread::sleep(interval - since);
+                    state = self.lock();
+                }
+            }
+            if state.poisoned.is_none() {
+                // A failure refuses the pending waiters; written batches still get flushed.
+                let _ = self.write_pending(&mut state);
+            }
+            let batches = std::mem::take(&mut state.unsynced);
+            let poisoned = state.poisoned.clone();
+            // Waiters left pending only when poisoned (nothing is written any more).
+            let refused = if poisoned.is_some() {
+                std::mem::take(&mut state.pending_waiters)
+            } else {
+                Vec::new()
+            };
+            drop(state);
+            let result = match poisoned {
+                Some(reason) => Err(reason),
+                None => sync_files(&batches),
+            };
+            last_sync = Some(Instant::now());
+            match result {
+                Ok(()) => durable(&self.shared, batches),
+                Err(reason) => {
+                    {
+                        let mut state = self.lock();
+                        state.poisoned.get_or_insert_with(|| reason.clone());
+                    }
+                    self.shared.untidy.store(true, Ordering::SeqCst);
+                    let count: usize =
+                        batches.iter().map(|b| b.waiters.len()).sum::<usize>() + refused.len();
+                    self.shared.failed(&self.settings.dir, count, &reason);
+                    let all = batches.into_iter().flat_map(|b| b.waiters).chain(refused);
+                    for (done, _) in all {
                         done.send(Err(reason.clone()));
                     }
                 }
@@ -815,7 +805,7 @@ fn sync_files(batches: &[Written]) -> Result<(), String> {
             continue;
         }
         previous = Some(&batch.file);
-        // The last batch on this file covers the others on it.
+        // One flush of a file covers every batch on it.
         batch.file.sync_data().map_err(|err| {
             format!(
                 "cannot fsync audit file {}: {err}; restart kmsd to recover",
