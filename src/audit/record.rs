@@ -438,12 +438,20 @@ mod tests {
     #[test]
     fn service_events_have_no_identity() {
         let record = AuditRecord::service_event(START_EVENT, 0, json!({"startKind": "genesis"}));
-        let text = serde_json::to_string(&record).unwrap();
+        let mut open = Vec::new();
+        record.encode_open(&mut open).unwrap();
+        let mut body = Vec::new();
+        close_body(&open, 7, "ab", &mut body);
+        let text = String::from_utf8(body).unwrap();
         assert!(!text.contains("userIdentity"), "{text}");
         assert!(text.contains("\"eventType\":\"AwsServiceEvent\""), "{text}");
         assert!(
-            text.ends_with("\"sequence\":0,\"prevHash\":\"\"}"),
+            text.ends_with("},\"sequence\":7,\"prevHash\":\"ab\"}"),
             "{text}"
         );
+        // The body is one JSON object whose last fields are the two the writer adds.
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["sequence"], 7);
+        assert_eq!(parsed["prevHash"], "ab");
     }
 }
