@@ -322,6 +322,7 @@ pub fn copy_trail(audit_dir: &Path, dest: &Path, sequence: u64) -> Result<TrailC
         std::fs::File::open(&file)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(io(&file))?;
+        bytes.truncate(crate::audit::verify::content_len(&bytes));
         let mut end = 0;
         let mut found = None;
         for line in bytes.split_inclusive(|b| *b == b'\n') {

@@ -419,6 +419,9 @@ fn options(config: &str) -> KmsdOptions {
 }
 
 const SMALL_FILES: &str = "[audit]\nrotate_bytes = 4096\ncheckpoint_every = 5\n";
+/// For tests that edit the file kmsd is writing: without preallocated zeros at its end.
+const SMALL_FILES_NO_PREALLOCATION: &str =
+    "[audit]\nrotate_bytes = 4096\ncheckpoint_every = 5\npreallocate_bytes = 0\n";
 
 async fn some_requests(client: &Client, key: &str, n: usize) {
     for i in 0..n {
@@ -447,7 +450,7 @@ fn edit_lines(file: &Path, edit: impl FnOnce(&mut Vec<String>)) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
-    let mut fx = Fixture::start_with(options(SMALL_FILES));
+    let mut fx = Fixture::start_with(options(SMALL_FILES_NO_PREALLOCATION));
     let client = fx.client();
     let key = create_key(&client).await;
     some_requests(&client, &key, 60).await;
@@ -488,9 +491,9 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
     std::fs::write(&newest, &saved[..keep]).unwrap();
     let report = verify_online(&fx.kmsd.socket);
     assert_eq!(report["problem"]["kind"], "truncated", "{report}");
-    // Put the record back, keeping the record of that verification (kmsd appended it after
-    // the cut).
-    let appended = std::fs::read(&newest).unwrap()[keep..].to_vec();
+    // Put the record back, keeping the record of that verification (kmsd wrote it where
+    // its records end, past the hole the cut left).
+    let appended = std::fs::read(&newest).unwrap()[saved.len()..].to_vec();
     std::fs::write(&newest, [saved.as_slice(), appended.as_slice()].concat()).unwrap();
     assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
     fx.kmsd.stop();
@@ -626,7 +629,7 @@ async fn verify_catches_edits_deletions_swaps_truncation_and_removed_files() {
             .contains("audit head in the key database"),
         "{report}"
     );
-    let refused = Kmsd::try_start(&fx.tpm, &fx.dir, options(SMALL_FILES))
+    let refused = Kmsd::try_start(&fx.tpm, &fx.dir, options(SMALL_FILES_NO_PREALLOCATION))
         .err()
         .expect("kmsd must refuse a forged trail");
     assert!(refused.contains("fails its MAC"), "{refused}");
@@ -642,16 +645,19 @@ async fn chain_continues_across_rotation_restarts_crashes_and_days() {
     fx.kmsd.stop();
     fx.kmsd = Kmsd::start_with(&fx.tpm, &fx.dir, options(SMALL_FILES));
     some_requests(&fx.client(), &key, 5).await;
-    // A crash in the middle of a write leaves a torn line.
+    // A crash in the middle of a write leaves a torn line: at the end of the records, in
+    // the preallocated zeros when there are any.
     fx.kmsd.kill();
     let dir = audit_dir(&fx);
     let newest = files(&dir).pop().unwrap();
-    let valid = std::fs::metadata(&newest).unwrap().len();
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
+    let data = std::fs::read(&newest).unwrap();
+    let valid = kmsd::audit::verify::content_len(&data) as u64;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
         .open(&newest)
         .unwrap();
-    std::io::Write::write_all(&mut file, b"{\"eventVersion\":\"1.08\",\"eventTi").unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"{\"eventVersion\":\"1.08\",\"eventTi", valid)
+        .unwrap();
     drop(file);
     let report = verify_offline(&dir);
     assert_eq!(report["problem"]["kind"], "truncated", "{report}");
@@ -744,7 +750,10 @@ async fn a_full_disk_fails_closed_and_what_was_written_still_verifies() {
     assert!(status.success(), "mount tmpfs");
     let _tmpfs = Tmpfs(mount.clone());
     let audit = mount.join("audit");
-    let config = format!("[audit]\ndir = \"{}\"\nto_log = true\n", audit.display());
+    let config = format!(
+        "[audit]\ndir = \"{}\"\nto_log = true\npreallocate_bytes = 16384\n",
+        audit.display()
+    );
     let mut kmsd = Kmsd::start_with(&tpm, &dir, options(&config));
     let client = kmsd.client();
     let key = create_key(&client).await;
@@ -959,4 +968,74 @@ async fn every_answered_request_survives_sigkill_in_both_durability_modes() {
         assert_eq!(report["ok"], true, "{durability}: {report}");
         kmsd.stop();
     }
+}
+
+/// (size, bytes of records) of a trail file.
+fn sizes(path: &Path) -> (usize, usize) {
+    let data = std::fs::read(path).unwrap();
+    (data.len(), kmsd::audit::verify::content_len(&data))
+}
+
+/// Preallocated zeros: the file being written carries zeros after its records; a finished
+/// (rotated) file and the last file after a clean stop do not; after a SIGKILL the zeros
+/// stay and every reader (kmsd's start, verify, query) ends the records at the first one.
+#[tokio::test(flavor = "multi_thread")]
+async fn preallocated_zeros_never_hide_the_end_of_the_trail() {
+    let config = "[audit]\nrotate_bytes = 4096\npreallocate_bytes = 65536\n";
+    let mut fx = Fixture::start_with(options(config));
+    let dir = audit_dir(&fx);
+    let key = create_key(&fx.client()).await;
+    some_requests(&fx.client(), &key, 12).await;
+    let all = files(&dir);
+    assert!(all.len() >= 3, "{all:?}");
+    for finished in &all[..all.len() - 1] {
+        let (size, records) = sizes(finished);
+        assert_eq!(
+            size,
+            records,
+            "{} keeps zeros after rotation",
+            finished.display()
+        );
+    }
+    let newest = all.last().unwrap().clone();
+    let (size, records) = sizes(&newest);
+    assert!(records > 0 && size > records, "no zeros after the records: {size} {records}");
+
+    // SIGKILL: the zeros stay; the next start continues the chain after the records.
+    fx.kmsd.kill();
+    let answered_before = api_records(&dir).len();
+    assert_eq!(answered_before, 13, "CreateKey + 12 Encrypt");
+    fx.kmsd = Kmsd::start_with(&fx.tpm, &fx.dir, options(config));
+    some_requests(&fx.client(), &key, 2).await;
+    let (size, records) = sizes(&newest);
+    assert!(size > records, "the killed file lost its zeros");
+    assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
+    let report = verify_offline(&dir);
+    assert_eq!(report["ok"], true, "{report}");
+    let out = kmsctl(&[
+        "--output",
+        "json",
+        "audit",
+        "query",
+        "--audit-dir",
+        dir.to_str().unwrap(),
+        "--event-name",
+        "Encrypt",
+    ]);
+    let encrypts: Vec<Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("query output: {out:?}"));
+    assert_eq!(encrypts.len(), 14, "{out:?}");
+
+    // A clean stop trims the last file; the start after it insists on its exact length.
+    fx.kmsd.stop();
+    let last = files(&dir).pop().unwrap();
+    let (size, records) = sizes(&last);
+    assert_eq!(
+        size,
+        records,
+        "a clean stop left zeros in {}",
+        last.display()
+    );
+    fx.kmsd = Kmsd::start_with(&fx.tpm, &fx.dir, options(config));
+    assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
 }

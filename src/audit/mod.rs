@@ -54,6 +54,8 @@ pub struct AuditSettings {
     /// When a request's reply may go out: after the fdatasync covering its record, or after
     /// its write (changes always wait for the fdatasync).
     pub durability: Durability,
+    /// Zeros written ahead of the records (0 = off).
+    pub preallocate_bytes: u64,
     /// Start a new file once the current one reaches this size.
     pub rotate_bytes: u64,
     /// Also start a new file at each UTC midnight.
@@ -81,6 +83,7 @@ impl AuditSettings {
             dir: config.dir_for(state_dir),
             fsync_interval_ms: config.fsync_interval_ms,
             durability: config.durability,
+            preallocate_bytes: config.preallocate_bytes,
             rotate_bytes: config.rotate_bytes,
             rotate_daily: config.rotate_daily,
             checkpoint_every: config.checkpoint_every,
@@ -505,7 +508,9 @@ impl AuditTrail {
     /// checkpoints the WAL), after which the head is no longer updated. Blocking (two
     /// fsyncs). If the flush fails, the stop is recorded as not clean.
     pub fn close(&self) -> Result<(), String> {
-        let flushed = self.flush(CLOSE_FLUSH_DEADLINE);
+        let flushed = self
+            .flush(CLOSE_FLUSH_DEADLINE)
+            .and_then(|()| self.writer.finish());
         let clean = flushed.is_ok() && !self.shared.untidy.load(Ordering::SeqCst);
         let written = self.shared.persist_head_and_close(&self.key, clean);
         self.shared.stop_head_thread();

@@ -9,6 +9,13 @@ use super::MacKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Where the records of a trail file end: at its first NUL byte, or at its end. What
+/// follows a NUL is space kmsd preallocated with zeros (`[audit] preallocate_bytes`), not
+/// part of the trail; a record never holds a NUL byte (JSON escapes it).
+pub fn content_len(data: &[u8]) -> usize {
+    data.iter().position(|b| *b == 0).unwrap_or(data.len())
+}
+
 /// The last durable record as the writer knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -311,7 +318,7 @@ fn check(
             expected_sequence,
             message,
         };
-        let data = std::fs::read(path).map_err(|err| {
+        let mut data = std::fs::read(path).map_err(|err| {
             problem(
                 ProblemKind::Unreadable,
                 None,
@@ -319,6 +326,7 @@ fn check(
                 format!("cannot read: {err}"),
             )
         })?;
+        data.truncate(content_len(&data));
         report.files_checked += 1;
         let is_last = index + 1 == files.len();
         // Where lines after the in-memory head start in this file (online only): kmsd may be

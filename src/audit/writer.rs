@@ -19,14 +19,15 @@ use super::chain::{seal_into, MacKey, SealedLine, GENESIS_HASH};
 use super::head::Expected;
 use super::record::close_body;
 use super::record::{AuditRecord, API_CALL, CHECKPOINT_EVENT, START_EVENT};
-use super::verify::{file_name, list_files, named_sequence, verify_files, Head, VerifyOptions};
+use super::verify::{
+    content_len, file_name, list_files, named_sequence, verify_files, Head, VerifyOptions,
+};
 use super::{AuditError, AuditSettings, Shared};
 use crate::clock::Clock;
 use crate::config::Durability;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -97,8 +98,10 @@ pub(super) struct Writer {
 struct State {
     file: Arc<File>,
     path: Arc<Path>,
-    /// Bytes written to the file (not counting `pending`).
+    /// Bytes of records written to the file (not counting `pending`).
     file_len: u64,
+    /// Where the file's preallocated zeros end (its size); 0 with preallocation off.
+    allocated: u64,
     /// UTC day (days since the epoch) of the file's first record.
     file_day: Option<i64>,
     next_sequence: u64,
@@ -178,7 +181,8 @@ fn resume(dir: &Path, key: &MacKey) -> Result<Resume, AuditError> {
     let files = list_files(dir).map_err(|err| io_err(dir, err))?;
     let mut torn: Option<(String, u64, u64)> = None;
     for path in files.iter().rev() {
-        let data = std::fs::read(path).map_err(|err| io_err(path, err))?;
+        let mut data = std::fs::read(path).map_err(|err| io_err(path, err))?;
+        data.truncate(content_len(&data));
         if data.is_empty() {
             continue;
         }
@@ -340,7 +344,9 @@ fn check_start(
     }
     if stored.stopped {
         let path = dir.join(&stored.file);
-        let len = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+        let len = std::fs::read(&path)
+            .map(|data| content_len(&data) as u64)
+            .unwrap_or(0);
         if len != stored.len {
             let (what, remedy) = if len > stored.len {
                 (
@@ -375,12 +381,12 @@ fn start_details(torn: Option<&(String, u64, u64)>, kind: &str) -> serde_json::V
     }
 }
 
-/// Opens (creating, 0600) the file whose first record will be `first_sequence`. An empty
-/// file of that name (left by a crash right after it was created) is reused.
+/// Opens (creating, 0600) the file whose first record will be `first_sequence`. A file of
+/// that name without records (left by a crash right after it was created) is reused.
 fn open_file(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), AuditError> {
     let path = dir.join(file_name(first_sequence));
-    if let Ok(meta) = std::fs::metadata(&path) {
-        if meta.len() > 0 {
+    if let Ok(data) = std::fs::read(&path) {
+        if content_len(&data) > 0 {
             return Err(AuditError::Tail {
                 file: path,
                 reason: format!(
@@ -389,9 +395,13 @@ fn open_file(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), AuditEr
             });
         }
     }
+    // Not O_APPEND: records are written at the end of the records, before the
+    // preallocated zeros.
+    // A reused file holds no record (at most zeros): it starts empty again.
     let file = OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .truncate(true)
         .mode(0o600)
         .open(&path)
         .map_err(|err| io_err(&path, err))?;
@@ -451,6 +461,7 @@ impl Writer {
                 file: Arc::new(file),
                 path: Arc::from(path),
                 file_len: 0,
+                allocated: 0,
                 file_day: None,
                 next_sequence: resume.next_sequence,
                 written_sequence: resume.next_sequence - 1,
@@ -653,7 +664,14 @@ impl Writer {
         if state.pending.is_empty() && state.pending_waiters.is_empty() {
             return Ok(());
         }
-        let written = (&*state.file).write_all(&state.pending);
+        let end = state.file_len + state.pending.len() as u64;
+        if end > state.allocated && self.settings.preallocate_bytes > 0 {
+            // Failing to preallocate only costs speed.
+            if let Err(err) = self.preallocate(state, end) {
+                tracing::warn!(file = %state.path.display(), error = %err, "cannot preallocate the audit file; writing without");
+            }
+        }
+        let written = state.file.write_all_at(&state.pending, state.file_len);
         if let Err(err) = written {
             let reason = format!("cannot write audit file {}: {err}", state.path.display());
             if let Err(cut) = state.file.set_len(state.file_len) {
@@ -694,6 +712,49 @@ impl Writer {
         Ok(())
     }
 
+    /// Extends the file with zeros to cover `end` plus `preallocate_bytes`: overwriting
+    /// zeros inside the file leaves its size alone, so an `fdatasync` then writes only the
+    /// data (no inode, no block allocation). Readers find the end of the records at the
+    /// first NUL byte ([`content_len`]).
+    fn preallocate(&self, state: &mut State, end: u64) -> std::io::Result<()> {
+        static ZEROS: [u8; 65536] = [0; 65536];
+        let from = state.allocated.max(state.file_len);
+        let to = end + self.settings.preallocate_bytes;
+        let mut offset = from;
+        while offset < to {
+            let len = ((to - offset) as usize).min(ZEROS.len());
+            state.file.write_all_at(&ZEROS[..len], offset)?;
+            offset += len as u64;
+        }
+        state.allocated = to;
+        Ok(())
+    }
+
+    /// Cuts the preallocated zeros off the current file (at rotation and at a clean stop),
+    /// so that a finished file ends with its last record.
+    fn trim(state: &mut State) -> std::io::Result<()> {
+        if state.allocated > state.file_len {
+            state.file.set_len(state.file_len)?;
+        }
+        state.allocated = 0;
+        Ok(())
+    }
+
+    /// Flushes everything and trims the current file: the trail ends exactly at its last
+    /// record (a clean stop). Blocking (one fdatasync).
+    pub(super) fn finish(&self) -> Result<(), String> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.poisoned {
+            return Err(reason.clone());
+        }
+        if !state.pending.is_empty() || !state.unsynced.is_empty() {
+            return Err("the audit trail still has records to flush".into());
+        }
+        Self::trim(&mut state)
+            .and_then(|()| state.file.sync_data())
+            .map_err(|err| format!("cannot trim audit file {}: {err}", state.path.display()))
+    }
+
     /// After a failed write: the chain's end is again the last record in the file.
     fn rewind(&self, state: &mut State) {
         state.next_sequence = state.written_sequence + 1;
@@ -704,12 +765,17 @@ impl Writer {
     /// simply continues into it. The sync thread still flushes the old file.
     fn rotate(&self, state: &mut State) -> Result<(), String> {
         self.write_pending(state)?;
+        if let Err(err) = Self::trim(state) {
+            // The old file keeps its zeros; readers stop at the first one.
+            tracing::warn!(file = %state.path.display(), error = %err, "cannot trim the finished audit file");
+        }
         let (file, path) =
             open_file(&self.settings.dir, state.next_sequence).map_err(|err| err.to_string())?;
         tracing::info!(from = %state.path.display(), to = %path.display(), "audit file rotated");
         state.file = Arc::new(file);
         state.path = Arc::from(path);
         state.file_len = 0;
+        state.allocated = 0;
         state.file_day = None;
         Ok(())
     }

@@ -54,6 +54,10 @@ pub struct AuditConfig {
     /// "fsync" (the default: a reply waits for the fdatasync covering its record) or
     /// "write" (a reply waits for the record's write; changes still wait for the fdatasync).
     pub durability: Durability,
+    /// Zeros written ahead of the records in the current file, so that an `fdatasync`
+    /// does not have to write the file's size too (0 = off; trimmed at rotation and at a
+    /// clean stop; readers end the records at the first NUL byte).
+    pub preallocate_bytes: u64,
     /// Start a new file when the current one reaches this size.
     pub rotate_bytes: u64,
     /// Start a new file when the UTC day changes.
@@ -75,6 +79,7 @@ impl Default for AuditConfig {
             dir: None,
             fsync_interval_ms: 0,
             durability: Durability::Fsync,
+            preallocate_bytes: 1024 * 1024,
             rotate_bytes: 16 * 1024 * 1024,
             rotate_daily: true,
             checkpoint_every: 1000,
@@ -88,8 +93,14 @@ impl Default for AuditConfig {
 impl AuditConfig {
     /// Checks bounds TOML types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, u64, u64, u64); 4] = [
+        let checks: [(&'static str, u64, u64, u64); 5] = [
             ("audit.fsync_interval_ms", self.fsync_interval_ms, 0, 1000),
+            (
+                "audit.preallocate_bytes",
+                self.preallocate_bytes,
+                0,
+                64 * 1024 * 1024,
+            ),
             ("audit.rotate_bytes", self.rotate_bytes, 4096, u64::MAX),
             ("audit.checkpoint_every", self.checkpoint_every, 1, u64::MAX),
             (

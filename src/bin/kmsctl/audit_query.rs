@@ -144,10 +144,11 @@ pub fn run(files: &[PathBuf], filter: &Filter) -> Result<(Vec<Value>, u64), Quer
     let mut records = Vec::new();
     let mut skipped = 0;
     for path in files {
-        let data = std::fs::read(path).map_err(|source| QueryError::Io {
+        let mut data = std::fs::read(path).map_err(|source| QueryError::Io {
             path: path.clone(),
             source,
         })?;
+        data.truncate(kmsd::audit::verify::content_len(&data));
         for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice::<Value>(line) {
                 Ok(record) if record.is_object() => {
