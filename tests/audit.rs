@@ -999,7 +999,10 @@ async fn preallocated_zeros_never_hide_the_end_of_the_trail() {
     }
     let newest = all.last().unwrap().clone();
     let (size, records) = sizes(&newest);
-    assert!(records > 0 && size > records, "no zeros after the records: {size} {records}");
+    assert!(
+        records > 0 && size > records,
+        "no zeros after the records: {size} {records}"
+    );
 
     // SIGKILL: the zeros stay; the next start continues the chain after the records.
     fx.kmsd.kill();
@@ -1012,6 +1015,22 @@ async fn preallocated_zeros_never_hide_the_end_of_the_trail() {
     assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
     let report = verify_offline(&dir);
     assert_eq!(report["ok"], true, "{report}");
+    // Bytes after the zeros are not records; verify says they are there.
+    let handle = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&handle, b"{\"forged\":1}\n", size as u64 - 20)
+        .unwrap();
+    drop(handle);
+    let report = verify_offline(&dir);
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        report["warnings"]
+            .to_string()
+            .contains("not part of the trail"),
+        "{report}"
+    );
     let out = kmsctl(&[
         "--output",
         "json",

@@ -126,7 +126,8 @@ fn refused(fx: &Fixture, options: KmsdOptions) -> String {
 /// A line that continues the chain (valid JSON, right sequence and prevHash) but whose MAC
 /// was made without the key.
 fn forged_after(file: &Path) -> String {
-    let text = std::fs::read_to_string(file).unwrap();
+    let data = std::fs::read(file).unwrap();
+    let text = String::from_utf8(data[..kmsd::audit::verify::content_len(&data)].to_vec()).unwrap();
     let last = text.lines().last().unwrap();
     // The body is the line without its 74-byte `,"mac":"…"}` suffix, closed again.
     let body = format!("{}}}", &last[..last.len() - 74]);
@@ -151,9 +152,12 @@ fn forged_after(file: &Path) -> String {
     )
 }
 
+/// Adds bytes where the file's records end (over the zeros kmsd preallocated, if any):
+/// where a torn write or a forger's line would be read.
 fn append(file: &Path, text: &[u8]) {
-    let mut handle = std::fs::OpenOptions::new().append(true).open(file).unwrap();
-    std::io::Write::write_all(&mut handle, text).unwrap();
+    let end = kmsd::audit::verify::content_len(&std::fs::read(file).unwrap()) as u64;
+    let handle = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&handle, text, end).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

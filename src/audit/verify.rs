@@ -326,7 +326,15 @@ fn check(
                 format!("cannot read: {err}"),
             )
         })?;
-        data.truncate(content_len(&data));
+        let end = content_len(&data);
+        if let Some(stray) = data[end..].iter().position(|b| *b != 0) {
+            report.warnings.push(format!(
+                "{file}: {} bytes after the end of its records (byte {end}), the first at byte {}, are not part of the trail: a power loss during a write, or added by hand",
+                data[end..].iter().filter(|b| **b != 0).count(),
+                end + stray
+            ));
+        }
+        data.truncate(end);
         report.files_checked += 1;
         let is_last = index + 1 == files.len();
         // Where lines after the in-memory head start in this file (online only): kmsd may be
