@@ -124,7 +124,7 @@ if "throughput" in sections:
         assert r["kmsd_context_switches_per_request"] is not None, f"{row}: no context switches"
 if "disk" in sections:
     disk = results["disk"]
-    assert len(disk) == 2, f"disk rows missing: {disk}"
+    assert len(disk) == 3, f"disk rows missing: {disk}"
     plain, preallocated = disk
     assert plain["calls"] > 0 and not plain["note"], f"the disk append + fdatasync failed: {plain}"
     assert plain["p50_us"] > 0, f"no disk latency: {plain}"

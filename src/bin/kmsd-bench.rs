@@ -2145,48 +2145,72 @@ const DISK_PLAIN: &str = "append 600 B + fdatasync, plain file";
 /// The disk row of a preallocated file.
 const DISK_PREALLOCATED: &str =
     "append 600 B + fdatasync, file preallocated to 64 MiB (FALLOC_FL_KEEP_SIZE)";
+/// The disk row of a file whose zeros are overwritten (what kmsd's trail does).
+const DISK_ZEROS: &str =
+    "write 600 B over zeros written ahead + fdatasync (kmsd's audit trail, preallocate_bytes)";
+
+/// How the file of a disk row is prepared.
+#[derive(Clone, Copy, PartialEq)]
+enum DiskFile {
+    Plain,
+    KeepSize,
+    Zeros,
+}
 
 /// The disk's own append + fdatasync latency in `dir` (the filesystem of kmsd's state and
-/// audit dirs): a new O_APPEND file, `calls` appends of a 600-byte line, each followed by
-/// fdatasync; once for a plain file and once for a file preallocated with
-/// `fallocate(FALLOC_FL_KEEP_SIZE)` to 64 MiB first.
+/// audit dirs): a new file, `calls` appends of a 600-byte line, each followed by
+/// fdatasync; for a plain file, for a file preallocated with
+/// `fallocate(FALLOC_FL_KEEP_SIZE)` to 64 MiB first, and for a file holding 64 MiB of
+/// zeros that the lines overwrite (its size never changes).
 fn disk(dir: &Path, calls: usize) -> Vec<CallCost> {
     vec![
-        disk_appends(dir, DISK_PLAIN, calls, false),
-        disk_appends(dir, DISK_PREALLOCATED, calls, true),
+        disk_appends(dir, DISK_PLAIN, calls, DiskFile::Plain),
+        disk_appends(dir, DISK_PREALLOCATED, calls, DiskFile::KeepSize),
+        disk_appends(dir, DISK_ZEROS, calls, DiskFile::Zeros),
     ]
 }
 
-fn disk_appends(dir: &Path, name: &str, calls: usize, preallocate: bool) -> CallCost {
-    use std::io::Write as _;
-    let path = dir.join(if preallocate {
-        "disk-preallocated.log"
-    } else {
-        "disk-plain.log"
+fn disk_appends(dir: &Path, name: &str, calls: usize, kind: DiskFile) -> CallCost {
+    use std::os::unix::fs::FileExt as _;
+    let path = dir.join(match kind {
+        DiskFile::Plain => "disk-plain.log",
+        DiskFile::KeepSize => "disk-preallocated.log",
+        DiskFile::Zeros => "disk-zeros.log",
     });
     let _ = std::fs::remove_file(&path);
     let mut histogram = latency_histogram();
     let mut appends = || -> Result<(), String> {
         let at = |e: std::io::Error| format!("{}: {e}", path.display());
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
+        let file = std::fs::OpenOptions::new()
+            .write(true)
             .create_new(true)
             .open(&path)
             .map_err(at)?;
-        if preallocate {
-            use nix::fcntl::{fallocate, FallocateFlags};
-            fallocate(&file, FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, 64 << 20)
-                .map_err(|e| format!("fallocate {}: {e}", path.display()))?;
+        match kind {
+            DiskFile::Plain => {}
+            DiskFile::KeepSize => {
+                use nix::fcntl::{fallocate, FallocateFlags};
+                fallocate(&file, FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, 64 << 20)
+                    .map_err(|e| format!("fallocate {}: {e}", path.display()))?;
+            }
+            DiskFile::Zeros => {
+                let zeros = vec![0u8; 1 << 20];
+                for mib in 0..64u64 {
+                    file.write_all_at(&zeros, mib << 20).map_err(at)?;
+                }
+            }
         }
-        // The new inode (and its extents) on disk before the clock starts.
+        // The new inode (and its extents, and the zeros) on disk before the clock starts.
         file.sync_all().map_err(at)?;
         let mut line = vec![b'x'; 599];
         line.push(b'\n');
+        let mut offset = 0u64;
         for _ in 0..calls {
             let began = Instant::now();
-            file.write_all(&line).map_err(at)?;
+            file.write_all_at(&line, offset).map_err(at)?;
             file.sync_data().map_err(at)?;
             let _ = histogram.record(began.elapsed().as_nanos().max(1) as u64);
+            offset += line.len() as u64;
         }
         Ok(())
     };
