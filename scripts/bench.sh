@@ -125,8 +125,9 @@ if "throughput" in sections:
 if "disk" in sections:
     disk = results["disk"]
     assert len(disk) == 3, f"disk rows missing: {disk}"
-    plain, preallocated = disk
+    plain, preallocated, zeros = disk
     assert plain["calls"] > 0 and not plain["note"], f"the disk append + fdatasync failed: {plain}"
+    assert zeros["calls"] > 0 and not zeros["note"], f"the write over zeros + fdatasync failed: {zeros}"
     assert plain["p50_us"] > 0, f"no disk latency: {plain}"
     # A filesystem without fallocate says so in the note; anything else is a failure.
     assert (preallocated["calls"] > 0 and not preallocated["note"]) or preallocated["note"].startswith("fallocate"), \
