@@ -179,6 +179,10 @@ pub const RESTART_ONLY: &[Setting] = &[
     setting!("audit.dir", audit.dir),
     setting!("audit.fsync_interval_ms", audit.fsync_interval_ms),
     setting!("audit.durability", audit.durability),
+    setting!(
+        "audit.write_flush_interval_ms",
+        audit.write_flush_interval_ms
+    ),
     setting!("audit.preallocate_bytes", audit.preallocate_bytes),
     setting!("audit.rotate_bytes", audit.rotate_bytes),
     setting!("audit.rotate_daily", audit.rotate_daily),

@@ -49,7 +49,8 @@ pub const ACCEPT_CUT_ENV: &str = "KMSD_AUDIT_ACCEPT_CUT";
 pub struct AuditSettings {
     /// Directory of the trail files.
     pub dir: PathBuf,
-    /// Longest time a record may wait for its fsync; 0 fsyncs each record before the reply.
+    /// Shortest time between two fdatasyncs (`fsync_interval_ms`, or with durability
+    /// "write" `write_flush_interval_ms`); 0 = back to back.
     pub fsync_interval_ms: u64,
     /// When a request's reply may go out: after the fdatasync covering its record, or after
     /// its write (changes always wait for the fdatasync).
@@ -81,7 +82,10 @@ impl AuditSettings {
     pub fn new(config: &AuditConfig, state_dir: &Path, region: &str, account_id: &str) -> Self {
         AuditSettings {
             dir: config.dir_for(state_dir),
-            fsync_interval_ms: config.fsync_interval_ms,
+            fsync_interval_ms: match config.durability {
+                Durability::Fsync => config.fsync_interval_ms,
+                Durability::Write => config.write_flush_interval_ms,
+            },
             durability: config.durability,
             preallocate_bytes: config.preallocate_bytes,
             rotate_bytes: config.rotate_bytes,

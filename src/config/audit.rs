@@ -54,6 +54,10 @@ pub struct AuditConfig {
     /// "fsync" (the default: a reply waits for the fdatasync covering its record) or
     /// "write" (a reply waits for the record's write; changes still wait for the fdatasync).
     pub durability: Durability,
+    /// With durability "write": the background fdatasync runs at most every this many
+    /// milliseconds (0 = back to back). Bounds what a power loss can take (and what the
+    /// flushes cost); `fsync_interval_ms` applies to durability "fsync" only.
+    pub write_flush_interval_ms: u64,
     /// Zeros written ahead of the records in the current file, so that an `fdatasync`
     /// does not have to write the file's size too (0 = off; trimmed at rotation and at a
     /// clean stop; readers end the records at the first NUL byte).
@@ -79,6 +83,7 @@ impl Default for AuditConfig {
             dir: None,
             fsync_interval_ms: 0,
             durability: Durability::Fsync,
+            write_flush_interval_ms: 10,
             preallocate_bytes: 1024 * 1024,
             rotate_bytes: 16 * 1024 * 1024,
             rotate_daily: true,
@@ -93,8 +98,14 @@ impl Default for AuditConfig {
 impl AuditConfig {
     /// Checks bounds TOML types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, u64, u64, u64); 5] = [
+        let checks: [(&'static str, u64, u64, u64); 6] = [
             ("audit.fsync_interval_ms", self.fsync_interval_ms, 0, 1000),
+            (
+                "audit.write_flush_interval_ms",
+                self.write_flush_interval_ms,
+                0,
+                1000,
+            ),
             (
                 "audit.preallocate_bytes",
                 self.preallocate_bytes,
