@@ -229,9 +229,15 @@ impl Shared {
             .head_request
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The head thread needs waking only when there is news for it: the first update
+        // since its last write (it then sleeps until the lazy interval is over by itself),
+        // or a durable one. Waking it for every batch cost a context switch each.
+        let news = !request.dirty || (durable && !request.durable);
         request.dirty = true;
         request.durable |= durable;
-        self.head_wake.notify_one();
+        if news {
+            self.head_wake.notify_one();
+        }
     }
 
     /// Ends the head thread after its pending write.
@@ -429,9 +435,10 @@ impl AuditTrail {
     pub fn record(&self, event: &RequestEvent<'_>) -> PendingRecord {
         let record = AuditRecord::from_event(event, &self.arns);
         let (done, receiver) = oneshot::channel();
-        self.writer.append(record, writer::Done::Async(done));
+        let leader = self.writer.append(record, writer::Done::Async(done));
         PendingRecord {
             receiver: Some(receiver),
+            leader,
             on_failure: self.settings.on_failure,
             shared: Arc::clone(&self.shared),
         }
@@ -443,7 +450,8 @@ impl AuditTrail {
     fn write_blocking(&self, record: AuditRecord) -> Result<u64, String> {
         self.admit().map_err(|err| err.to_string())?;
         let (done, receiver) = mpsc::channel();
-        self.writer.append(record, writer::Done::Blocking(done));
+        // A blocking waiter never leads: the sync thread flushes its record.
+        let _ = self.writer.append(record, writer::Done::Blocking(done));
         match receiver.recv_timeout(INTENT_DEADLINE) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
@@ -658,6 +666,8 @@ pub fn verify_offline(dir: &Path, files: &[PathBuf]) -> Result<VerifyReport, Aud
 #[derive(Debug)]
 pub struct PendingRecord {
     receiver: Option<oneshot::Receiver<Result<u64, String>>>,
+    /// Set when this request flushes its record itself (the trail was idle).
+    leader: Option<writer::Leader>,
     on_failure: OnFailure,
     shared: Arc<Shared>,
 }
@@ -665,8 +675,11 @@ pub struct PendingRecord {
 impl PendingRecord {
     /// Waits until the record is durable. Err means the request must be refused; with
     /// `on_failure = "continue"` failures are only logged and counted (by the writer).
-    pub async fn durable(self) -> Result<(), AuditError> {
+    pub async fn durable(mut self) -> Result<(), AuditError> {
         const STOPPED: &str = "the audit writer stopped";
+        if let Some(leader) = self.leader.take() {
+            leader.flush();
+        }
         let result = match self.receiver {
             Some(receiver) => receiver.await.unwrap_or_else(|_| Err(STOPPED.to_string())),
             None => Err(STOPPED.to_string()),

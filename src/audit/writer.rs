@@ -128,6 +128,11 @@ struct State {
     body: Vec<u8>,
     /// The sync thread is waiting for work (only then does an append wake it).
     sync_idle: bool,
+    /// A request is flushing on its own thread ([`Leader`]); the sync thread waits for it.
+    leading: bool,
+    /// Waiters of the last flush: more than one means requests are arriving together, and
+    /// the sync thread batches them better than a leader would.
+    last_flush_waiters: usize,
     stop: bool,
 }
 
@@ -477,6 +482,8 @@ impl Writer {
                 unsynced: Vec::new(),
                 body: Vec::new(),
                 sync_idle: false,
+                leading: false,
+                last_flush_waiters: 0,
                 stop: false,
             }),
             wake: Condvar::new(),
@@ -489,7 +496,7 @@ impl Writer {
                 .map_err(|err| io_err(&dir, err))?
         };
         let (done, receiver) = mpsc::channel();
-        writer.append(
+        let _ = writer.append(
             AuditRecord::service_event(START_EVENT, now, details),
             Done::Blocking(done),
         );
@@ -526,12 +533,12 @@ impl Writer {
     /// Adds `record` to the chain and tells `done` its sequence number once it is safe:
     /// written (durability "write", requests) or on stable storage. Encoding happens before
     /// the lock; under it only the seal (hash and MAC) and, for "write", the `write`.
-    pub(super) fn append(&self, record: AuditRecord, done: Done) {
+    pub(super) fn append(self: &Arc<Self>, record: AuditRecord, done: Done) -> Option<Leader> {
         let mut open = Vec::with_capacity(768);
         if let Err(reason) = record.encode_open(&mut open) {
             self.shared.failed(&self.settings.dir, 1, &reason);
             done.send(Err(reason));
-            return;
+            return None;
         }
         let mut state = self.lock();
         let now_disk = done.waits_for_disk(self.settings.durability);
@@ -541,18 +548,34 @@ impl Writer {
                 drop(state);
                 self.shared.failed(&self.settings.dir, 1, &reason);
                 done.send(Err(reason));
-                return;
+                return None;
             }
         };
         if now_disk {
+            // Alone (and so was the last flush's waiter) and nobody flushing: this request
+            // flushes on its own thread (no hand-off to the sync thread and back).
+            // Otherwise the sync thread does.
+            let lead = matches!(done, Done::Async(_))
+                && state.sync_idle
+                && !state.leading
+                && state.last_flush_waiters <= 1
+                && state.unsynced.is_empty()
+                && state.pending_waiters.is_empty()
+                && Leader::possible();
             state.pending_waiters.push((done, sequence));
             state.pending_records += 1;
+            if lead {
+                state.leading = true;
+                return Some(Leader {
+                    writer: Some(Arc::clone(self)),
+                });
+            }
             let wake = state.sync_idle;
             drop(state);
             if wake {
                 self.wake.notify_one();
             }
-            return;
+            return None;
         }
         // Durability "write": the record goes to the kernel now; the sync thread flushes it
         // in the background.
@@ -570,6 +593,7 @@ impl Writer {
             }
             Err(reason) => done.send(Err(reason)),
         }
+        None
     }
 
     /// Answers `done` once everything appended before is on stable storage.
@@ -794,10 +818,10 @@ impl Writer {
                 let work = !state.pending.is_empty()
                     || !state.pending_waiters.is_empty()
                     || !state.unsynced.is_empty();
-                if work {
+                if work && !state.leading {
                     break;
                 }
-                if state.stop {
+                if state.stop && !work && !state.leading {
                     return;
                 }
                 state.sync_idle = true;
@@ -823,41 +847,105 @@ impl Writer {
                     state = self.lock();
                 }
             }
-            if state.poisoned.is_none() {
-                // A failure refuses the pending waiters; written batches still get flushed.
-                let _ = self.write_pending(&mut state);
-            }
-            let batches = std::mem::take(&mut state.unsynced);
-            let poisoned = state.poisoned.clone();
-            // Waiters left pending only when poisoned (nothing is written any more).
-            let refused = if poisoned.is_some() {
-                std::mem::take(&mut state.pending_waiters)
-            } else {
-                Vec::new()
-            };
-            drop(state);
-            let result = match poisoned {
-                Some(reason) => Err(reason),
-                None => sync_files(&batches),
-            };
+            self.flush_locked(state);
             last_sync = Some(Instant::now());
-            match result {
-                Ok(()) => durable(&self.shared, batches),
-                Err(reason) => {
-                    {
-                        let mut state = self.lock();
-                        state.poisoned.get_or_insert_with(|| reason.clone());
-                    }
-                    self.shared.untidy.store(true, Ordering::SeqCst);
-                    let count: usize =
-                        batches.iter().map(|b| b.waiters.len()).sum::<usize>() + refused.len();
-                    self.shared.failed(&self.settings.dir, count, &reason);
-                    let all = batches.into_iter().flat_map(|b| b.waiters).chain(refused);
-                    for (done, _) in all {
-                        done.send(Err(reason.clone()));
-                    }
+        }
+    }
+
+    /// Writes what is pending, fdatasyncs everything written, moves the head and answers
+    /// the waiters (the sync thread, or a [`Leader`] on its request's thread).
+    fn flush_locked(&self, mut state: std::sync::MutexGuard<'_, State>) {
+        if state.poisoned.is_none() {
+            // A failure refuses the pending waiters; written batches still get flushed.
+            let _ = self.write_pending(&mut state);
+        }
+        let batches = std::mem::take(&mut state.unsynced);
+        state.last_flush_waiters = batches.iter().map(|b| b.waiters.len()).sum();
+        let poisoned = state.poisoned.clone();
+        // Waiters left pending only when poisoned (nothing is written any more).
+        let refused = if poisoned.is_some() {
+            std::mem::take(&mut state.pending_waiters)
+        } else {
+            Vec::new()
+        };
+        drop(state);
+        let result = match poisoned {
+            Some(reason) => Err(reason),
+            None => sync_files(&batches),
+        };
+        match result {
+            Ok(()) => durable(&self.shared, batches),
+            Err(reason) => {
+                {
+                    let mut state = self.lock();
+                    state.poisoned.get_or_insert_with(|| reason.clone());
+                }
+                self.shared.untidy.store(true, Ordering::SeqCst);
+                let count: usize =
+                    batches.iter().map(|b| b.waiters.len()).sum::<usize>() + refused.len();
+                self.shared.failed(&self.settings.dir, count, &reason);
+                let all = batches.into_iter().flat_map(|b| b.waiters).chain(refused);
+                for (done, _) in all {
+                    done.send(Err(reason.clone()));
                 }
             }
+        }
+    }
+}
+
+/// A request that found the trail idle: it writes and fdatasyncs its own record (and any
+/// that join meanwhile go to the sync thread) on its own thread, inside
+/// `tokio::task::block_in_place`, then answers itself. Dropped unused, it hands the flush to
+/// the sync thread.
+pub(super) struct Leader {
+    writer: Option<Arc<Writer>>,
+}
+
+impl std::fmt::Debug for Leader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Leader")
+    }
+}
+
+impl Leader {
+    /// Only on a multi-thread tokio runtime may a request block its worker (the runtime
+    /// moves the worker's other tasks to another thread meanwhile).
+    fn possible() -> bool {
+        tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        })
+    }
+
+    /// Flushes; the request's own waiter is answered by it.
+    pub(super) fn flush(mut self) {
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        tokio::task::block_in_place(|| {
+            let state = writer.lock();
+            writer.flush_locked(state);
+            writer.hand_back();
+        });
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.hand_back();
+        }
+    }
+}
+
+impl Writer {
+    /// Ends a leader's turn: the sync thread takes over whatever is queued.
+    fn hand_back(&self) {
+        let mut state = self.lock();
+        state.leading = false;
+        let wake = state.sync_idle;
+        drop(state);
+        if wake {
+            self.wake.notify_one();
         }
     }
 }
