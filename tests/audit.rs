@@ -1073,3 +1073,25 @@ async fn preallocated_zeros_never_hide_the_end_of_the_trail() {
     fx.kmsd = Kmsd::start_with(&fx.tpm, &fx.dir, options(config));
     assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
 }
+
+/// With durability "write", the background flush is paced by `write_flush_interval_ms`, but
+/// a change (whose intent record must be on disk before it commits) is not made to wait for
+/// the pace: five CreateKeys in a row with a 1 s pace take far less than the 4 s they would
+/// if each waited for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_do_not_wait_for_the_write_modes_flush_pace() {
+    let config = "[audit]\ndurability = \"write\"\nwrite_flush_interval_ms = 1000\n";
+    let fx = Fixture::start_with(options(config));
+    let client = fx.client();
+    // Start the pace: a flush just happened.
+    create_key(&client).await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        create_key(&client).await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "5 CreateKeys took {took:?}: they waited for the flush pace"
+    );
+}

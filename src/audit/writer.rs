@@ -128,6 +128,9 @@ struct State {
     body: Vec<u8>,
     /// The sync thread is waiting for work (only then does an append wake it).
     sync_idle: bool,
+    /// The sync thread is waiting out the flush interval; a waiter for the disk wakes it
+    /// (with durability "write" such a waiter ends the wait).
+    pacing: bool,
     /// A request is flushing on its own thread ([`Leader`]); the sync thread waits for it.
     leading: bool,
     /// Waiters of the last flush: more than one means requests are arriving together, and
@@ -482,6 +485,7 @@ impl Writer {
                 unsynced: Vec::new(),
                 body: Vec::new(),
                 sync_idle: false,
+                pacing: false,
                 leading: false,
                 last_flush_waiters: 0,
                 stop: false,
@@ -570,7 +574,8 @@ impl Writer {
                     writer: Some(Arc::clone(self)),
                 });
             }
-            let wake = state.sync_idle;
+            let wake =
+                state.sync_idle || (state.pacing && self.settings.durability == Durability::Write);
             drop(state);
             if wake {
                 self.wake.notify_one();
@@ -606,7 +611,8 @@ impl Writer {
         }
         let last = state.next_sequence - 1;
         state.pending_waiters.push((done, last));
-        let wake = state.sync_idle;
+        let wake =
+            state.sync_idle || (state.pacing && self.settings.durability == Durability::Write);
         drop(state);
         if wake {
             self.wake.notify_one();
@@ -838,13 +844,23 @@ impl Writer {
                 }
             }
             // Group commit over time: with an interval, what is appended meanwhile shares
-            // the next flush.
+            // the next flush. With durability "write" the pace is only for the background
+            // flush: a change (or a flush) waiting for the disk is not made to wait for it.
             if let Some(at) = last_sync {
-                let since = at.elapsed();
-                if since < interval {
-                    drop(state);
-                    std::thread::sleep(interval - since);
-                    state = self.lock();
+                loop {
+                    let waited_for = self.settings.durability == Durability::Write
+                        && !state.pending_waiters.is_empty();
+                    let since = at.elapsed();
+                    if waited_for || since >= interval {
+                        break;
+                    }
+                    state.pacing = true;
+                    state = self
+                        .wake
+                        .wait_timeout(state, interval - since)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
+                    state.pacing = false;
                 }
             }
             self.flush_locked(state);
