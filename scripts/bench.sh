@@ -10,7 +10,8 @@
 #   scripts/bench.sh -- --concurrency 1,64   # anything after -- goes to kmsd-bench
 #
 # Environment: BENCH_OUT (default bench-results), BENCH_PROFILE (release; smoke: debug,
-# unless set), BENCH_KEEP_WORK=1 keeps the scratch directory (logs, state dirs).
+# unless set), BENCH_KEEP_WORK=1 keeps the scratch directory (logs, state dirs),
+# BENCH_KMSD=path measures another kmsd binary (e.g. an older build, for a before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,7 +92,7 @@ if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then com
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 args=(--tcti "swtpm:host=127.0.0.1,port=$port" --work-dir "$work/bench" --out-dir "$out_dir"
-      --commit "$commit" --kmsd "$bin_dir/kmsd" --kmsctl "$bin_dir/kmsctl")
+      --commit "$commit" --kmsd "${BENCH_KMSD:-$bin_dir/kmsd}" --kmsctl "$bin_dir/kmsctl")
 $smoke && args+=(--smoke)
 # The full run measures every audit mode, unless the options after -- choose.
 if ! $smoke && [[ " ${extra[*]} " != *" --audit-modes"* && " ${extra[*]} " != *" --audit-off-too "* ]]; then
