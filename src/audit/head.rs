@@ -2,8 +2,8 @@
 //! `audit-head` of the key database (`kmsd.db`), MAC-ed with the audit key so that someone
 //! who can write the database cannot forge it either.
 //!
-//! The writer thread keeps its own connection to the database and updates the row after
-//! every batch without waiting for its fsync (`synchronous=NORMAL`: the row survives a crash
+//! The trail keeps its own connection to the database; its head thread updates the row after
+//! flushed batches (at most every 100 ms) without waiting for its fsync (`synchronous=NORMAL`: the row survives a crash
 //! of kmsd at once and a crash of the machine once the WAL is next synced), durably
 //! (`synchronous=FULL`) before the start record, at every checkpoint and at shutdown (then
 //! with `stopped: true`). At start the trail must reach the head and the highest committed

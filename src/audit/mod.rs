@@ -1,11 +1,12 @@
 //! The audit trail: one CloudTrail-shaped record for every request (allowed, denied or
-//! failed), written and fsynced before the response goes out, hash-chained and MAC-ed with a
+//! failed), written and fsynced before the response goes out (or, with `durability =
+//! "write"`, written before it and fsynced in the background), hash-chained and MAC-ed with a
 //! key derived from the TPM-sealed root key, rotated by size and by day, with periodic
 //! checkpoints. If the trail cannot be written, requests are refused (fail closed) unless the
 //! config says `on_failure = "continue"`.
 //!
-//! Layout: [`record`] builds records, [`chain`] seals and parses lines, [`writer`] is the
-//! group-commit writer thread, [`verify`] checks files, `kmsctl audit query` (in kmsctl) filters them. Formats: docs/audit-format.md; operator guide: the README, "Audit trail".
+//! Layout: [`record`] builds records, [`chain`] seals and parses lines, [`writer`] seals
+//! them into the chain and group-commits (with its sync thread), [`verify`] checks files, `kmsctl audit query` (in kmsctl) filters them. Formats: docs/audit-format.md; operator guide: the README, "Audit trail".
 
 pub mod chain;
 pub mod head;
@@ -131,7 +132,7 @@ pub enum AuditError {
     Head(String),
 }
 
-/// State shared between the request side and the writer thread.
+/// State shared between the request side, the writer's sync thread and the head thread.
 #[derive(Debug)]
 struct Shared {
     head: Mutex<Head>,
@@ -335,8 +336,8 @@ impl std::fmt::Debug for AuditTrail {
 }
 
 impl AuditTrail {
-    /// Resumes (or starts) the chain in `settings.dir`, writes the start record and starts
-    /// the writer thread.
+    /// Resumes (or starts) the chain in `settings.dir`, starts the sync and head threads and
+    /// writes the start record.
     ///
     /// Before the chain resumes, the trail must reach the durable head kept in the key
     /// database and its highest committed intent record; a cut trail is refused (see
