@@ -209,12 +209,24 @@ impl Shared {
     }
 
     /// Marks the trail broken (fail closed) and logs why `count` records were not written.
+    /// While the trail stays broken for the same reason (every record after a failed
+    /// fsync, one per request), only the count grows: the log says it once.
     fn failed(&self, dir: &Path, count: usize, reason: &str) {
-        self.broken.store(true, Ordering::SeqCst);
+        let was_broken = self.broken.swap(true, Ordering::SeqCst);
         self.failures
             .fetch_add(count.max(1) as u64, Ordering::Relaxed);
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(reason.to_string());
+        let repeated = match self.last_error.lock() {
+            Ok(mut last) => {
+                let repeated = was_broken && last.as_deref() == Some(reason);
+                if !repeated {
+                    *last = Some(reason.to_string());
+                }
+                repeated
+            }
+            Err(_) => false,
+        };
+        if repeated {
+            return;
         }
         tracing::error!(
             dir = %dir.display(),
