@@ -291,8 +291,13 @@ async fn a_failed_audit_write_leaves_no_committed_change() {
         return;
     };
     let audit_dir = mount.join("audit");
+    // Without preallocated zeros: with them, records keep landing in space the trail
+    // already holds after the disk is full (tests/audit.rs fills past them).
     let options = KmsdOptions {
-        config: format!("[audit]\ndir = \"{}\"\n", audit_dir.display()),
+        config: format!(
+            "[audit]\ndir = \"{}\"\npreallocate_bytes = 0\n",
+            audit_dir.display()
+        ),
         ..KmsdOptions::default()
     };
     let mut fx = Fixture::start_with(options.clone());
