@@ -3,7 +3,7 @@
 //! deterministic audit trail sealed with a fixed MAC key for the audit target.
 
 use kmsd::audit::chain::{seal, MacKey, GENESIS_HASH};
-use kmsd::audit::record::{AuditRecord, CHECKPOINT_EVENT, START_EVENT};
+use kmsd::audit::record::{close_body, AuditRecord, CHECKPOINT_EVENT, START_EVENT};
 use kmsd::crypto::{CiphertextHeader, EncryptionContext, KeyMaterial, KEY_ID_LEN};
 use sha2::{Digest, Sha256};
 
@@ -92,9 +92,10 @@ pub fn known_trail() -> Vec<u8> {
         let mut record = AuditRecord::service_event(name, base_ms + i as i64 * 1000, details);
         record.event_id = format!("00000000-0000-4000-8000-{:012}", i + 1);
         record.read_only = name != "KmsdChangeIntent";
-        record.sequence = i as u64 + 1;
-        record.prev_hash = std::mem::take(&mut prev);
-        let body = serde_json::to_vec(&record).expect("a record serializes");
+        let mut open = Vec::new();
+        record.encode_open(&mut open).expect("a record serializes");
+        let mut body = Vec::new();
+        close_body(&open, i as u64 + 1, &prev, &mut body);
         let (line, hash) = seal(&body, &key);
         out.extend_from_slice(&line);
         prev = hash;
