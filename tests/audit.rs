@@ -1030,22 +1030,23 @@ async fn preallocated_zeros_never_hide_the_end_of_the_trail() {
     assert_eq!(verify_online(&fx.kmsd.socket)["ok"], true);
     let report = verify_offline(&dir);
     assert_eq!(report["ok"], true, "{report}");
-    // Bytes after the zeros are not records; verify says they are there.
+    // Bytes after the zeros: zeros in the middle could hide records, so verify fails.
     let handle = std::fs::OpenOptions::new()
         .write(true)
         .open(&newest)
         .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&handle, b"{\"forged\":1}\n", size as u64 - 20)
         .unwrap();
-    drop(handle);
     let report = verify_offline(&dir);
-    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["problem"]["kind"], "truncated", "{report}");
     assert!(
-        report["warnings"]
+        report["problem"]["message"]
             .to_string()
-            .contains("not part of the trail"),
+            .contains("non-zero bytes follow"),
         "{report}"
     );
+    std::os::unix::fs::FileExt::write_all_at(&handle, &[0u8; 13], size as u64 - 20).unwrap();
+    drop(handle);
     let out = kmsctl(&[
         "--output",
         "json",

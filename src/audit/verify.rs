@@ -328,10 +328,18 @@ fn check(
         })?;
         let end = content_len(&data);
         if let Some(stray) = data[end..].iter().position(|b| *b != 0) {
-            report.warnings.push(format!(
-                "{file}: {} bytes after the end of its records (byte {end}), the first at byte {}, are not part of the trail: a power loss during a write, or added by hand",
-                data[end..].iter().filter(|b| **b != 0).count(),
-                end + stray
+            // Zeros in the middle would hide every record after them: records overwritten
+            // with zeros, bytes added after them, or a power loss that kept a later page of
+            // a write and lost an earlier one. Never just a padded end.
+            return Err(problem(
+                ProblemKind::Truncated,
+                None,
+                None,
+                format!(
+                    "the records end at byte {end} (a NUL byte) but {} non-zero bytes follow, the first at byte {}: records were overwritten with zeros, bytes were added after them, or a power loss lost part of a write",
+                    data[end..].iter().filter(|b| **b != 0).count(),
+                    end + stray
+                ),
             ));
         }
         data.truncate(end);
